@@ -1,0 +1,3 @@
+module github.com/multitenant/mtm/events
+
+go 1.26.8

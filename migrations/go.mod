@@ -1,0 +1,3 @@
+module github.com/multitenant/mtm/migrations
+
+go 1.26.8

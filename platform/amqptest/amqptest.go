@@ -1,0 +1,128 @@
+// Package amqptest gives integration tests a reachable RabbitMQ and cleans up the
+// tenant queues a test declared.
+//
+// The broker is TEST_RABBITMQ_URL, else the local default; when neither answers and a
+// Docker engine does, a throwaway rabbitmq container (dockertest). Otherwise the test
+// fails naming what is missing.
+package amqptest
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ory/dockertest/v3"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/multitenant/mtm/platform/rabbit"
+)
+
+// DefaultURL is used when TEST_RABBITMQ_URL is unset.
+const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+var (
+	once      sync.Once
+	brokerURL string
+	brokerErr error
+)
+
+// URL returns the URL of a reachable broker.
+func URL(t testing.TB) string {
+	t.Helper()
+	once.Do(func() { brokerURL, brokerErr = find() })
+	if brokerErr != nil {
+		t.Fatalf("amqptest: %v", brokerErr)
+	}
+	return brokerURL
+}
+
+func find() (string, error) {
+	if u := os.Getenv("TEST_RABBITMQ_URL"); u != "" {
+		if err := ping(u); err != nil {
+			return "", fmt.Errorf("TEST_RABBITMQ_URL=%s is not reachable: %w", redact(u), err)
+		}
+		return u, nil
+	}
+	localErr := ping(DefaultURL)
+	if localErr == nil {
+		return DefaultURL, nil
+	}
+	pool, err := dockertest.NewPool("")
+	if err == nil {
+		err = pool.Client.Ping()
+	}
+	if err != nil {
+		return "", fmt.Errorf("RabbitMQ is missing: nothing answers at %s (%v) and no Docker engine is available (%v); start RabbitMQ (make deps) or set TEST_RABBITMQ_URL", redact(DefaultURL), localErr, err)
+	}
+	pool.MaxWait = 90 * time.Second
+	res, err := pool.Run("rabbitmq", "3.13-alpine", nil)
+	if err != nil {
+		return "", fmt.Errorf("start rabbitmq container: %w", err)
+	}
+	_ = res.Expire(900)
+	u := fmt.Sprintf("amqp://guest:guest@%s/", res.GetHostPort("5672/tcp"))
+	if err := pool.Retry(func() error { return ping(u) }); err != nil {
+		return "", fmt.Errorf("rabbitmq container never answered: %w", err)
+	}
+	return u, nil
+}
+
+func ping(u string) error {
+	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return p.Redacted()
+}
+
+// Dial opens a connection closed at test end.
+func Dial(t testing.TB) *amqp.Connection {
+	t.Helper()
+	conn, err := amqp.Dial(URL(t))
+	if err != nil {
+		t.Fatalf("amqptest: dial: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// CleanupTenant deletes the tenant's queues when the test ends (tests use fresh UUIDs,
+// so queue names never collide between tests).
+func CleanupTenant(t testing.TB, tenantID string) {
+	t.Helper()
+	u := URL(t)
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(u)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		_ = rabbit.DeleteTenant(ch, tenantID)
+	})
+}
+
+// Inspect returns the queue's message and consumer counts, or an error if it does not exist.
+func Inspect(t testing.TB, conn *amqp.Connection, queue string) (amqp.Queue, error) {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("amqptest: channel: %v", err)
+	}
+	defer ch.Close()
+	return rabbit.Inspect(ch, queue)
+}

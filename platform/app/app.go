@@ -1,0 +1,133 @@
+// Package app is the composition root every service shares: it loads configuration,
+// builds the logger, database pool, broker connection, readiness, metrics and HTTP
+// server, and runs them under one lifecycle. Each service's main adds its own parts.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multitenant/mtm/platform/config"
+	"github.com/multitenant/mtm/platform/health"
+	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/platform/lifecycle"
+	"github.com/multitenant/mtm/platform/logging"
+	"github.com/multitenant/mtm/platform/metrics"
+	"github.com/multitenant/mtm/platform/postgres"
+	"github.com/multitenant/mtm/platform/rabbit"
+)
+
+// App holds a service's shared infrastructure.
+type App struct {
+	Name     string
+	Config   *config.Base
+	Log      *slog.Logger
+	WLog     watermill.LoggerAdapter
+	Pool     *pgxpool.Pool
+	DB       *sql.DB
+	Rabbit   *rabbit.Conn
+	Ready    *health.Readiness
+	Registry *prometheus.Registry
+	HTTP     *httpserver.Server
+}
+
+// Options tune New.
+type Options struct {
+	// DefaultAddr is the HTTP address when HTTP_ADDR is unset.
+	DefaultAddr string
+	// MaxDBConns caps the pool (0: pgx default).
+	MaxDBConns int32
+	// BodyLimit caps request bodies (0: 1 MiB).
+	BodyLimit int
+}
+
+// LoadConfig fills cfg (embedding base) and exits the process with one line naming
+// the bad variable if it is invalid.
+func LoadConfig(name string, cfg any, base *config.Base, defaultAddr string) {
+	if err := config.Load(cfg, base, defaultAddr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: invalid configuration: %v\n", name, err)
+		os.Exit(2)
+	}
+}
+
+// New builds the infrastructure. Nothing connects yet: Run dials with backoff, so a
+// service whose database or broker is down starts, logs, and reports not-ready.
+func New(ctx context.Context, name string, base *config.Base, opts Options) (*App, error) {
+	log := logging.New(name, base.LogLevel, base.LogFormat)
+	pool, err := postgres.NewPool(ctx, base.DatabaseURL, opts.MaxDBConns)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{
+		Name:     name,
+		Config:   base,
+		Log:      log,
+		WLog:     watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug}),
+		Pool:     pool,
+		DB:       postgres.OpenDB(pool),
+		Rabbit:   rabbit.NewConn(base.RabbitMQURL, name, log),
+		Ready:    health.New(),
+		Registry: metrics.NewRegistry(),
+	}
+	a.Ready.Add("postgres", postgres.Ping(pool))
+	a.Ready.Add("rabbitmq", a.Rabbit.Ping)
+	a.HTTP = httpserver.New(httpserver.Options{
+		Service:   name,
+		Addr:      base.HTTPAddr,
+		Log:       log,
+		Readiness: a.Ready,
+		Registry:  a.Registry,
+		BodyLimit: opts.BodyLimit,
+	})
+	if base.JWTSecret == "" {
+		log.Warn("authentication is off: JWT_SECRET is not set; every endpoint is open")
+	}
+	return a, nil
+}
+
+// Migrate waits for the database, then applies all migrations.
+func (a *App) Migrate(ctx context.Context) error {
+	// Creating the database is a convenience for development; where the role may not
+	// create databases the error is logged and migration proceeds on the existing one.
+	if err := postgres.EnsureDatabase(ctx, a.Config.DatabaseURL); err != nil {
+		a.Log.Warn("could not ensure database exists", "err", err)
+	}
+	if err := postgres.WaitReady(ctx, a.Pool, a.Log); err != nil {
+		return err
+	}
+	if err := postgres.Migrate(ctx, a.Pool); err != nil {
+		return err
+	}
+	a.Log.Info("migrations applied")
+	return nil
+}
+
+// Run runs the broker connection, the given components and the HTTP server until
+// SIGINT/SIGTERM, then stops them in reverse order: HTTP first (after /readyz turns
+// 503), then the components, then the broker connection and the pool.
+func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
+	rabbitCtx, stopRabbit := context.WithCancel(context.WithoutCancel(ctx))
+	all := []lifecycle.Component{{
+		Name: "rabbitmq",
+		Run:  func(context.Context) error { return a.Rabbit.Run(rabbitCtx) },
+		Stop: func(context.Context) error { stopRabbit(); return nil },
+	}}
+	all = append(all, comps...)
+	all = append(all, lifecycle.Component{Name: "http", Run: a.HTTP.Run, Stop: a.HTTP.Stop})
+	err := lifecycle.Runner{Log: a.Log, Timeout: a.Config.ShutdownTimeout, BeforeStop: a.Ready.SetDraining}.Run(ctx, all...)
+	stopRabbit()
+	_ = a.DB.Close()
+	a.Pool.Close()
+	if err != nil {
+		return err
+	}
+	a.Log.Info("stopped cleanly")
+	return nil
+}

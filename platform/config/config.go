@@ -1,0 +1,220 @@
+// Package config loads a service's configuration from the environment, optionally
+// seeded from a YAML file named by CONFIG_FILE. The environment always wins.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v10"
+	"gopkg.in/yaml.v3"
+)
+
+// Base is the configuration every service shares (DESIGN.md 4.1).
+type Base struct {
+	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable"`
+	RabbitMQURL     string        `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
+	HTTPAddr        string        `env:"HTTP_ADDR"`
+	Workers         int           `env:"WORKERS" envDefault:"3"`
+	MaxWorkers      int           `env:"MAX_WORKERS" envDefault:"64"`
+	JWTSecret       string        `env:"JWT_SECRET"`
+	JWTIssuer       string        `env:"JWT_ISSUER"`
+	JWTAudience     string        `env:"JWT_AUDIENCE"`
+	CursorSecret    string        `env:"CURSOR_SECRET"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
+	MaxMessageBytes int           `env:"MAX_MESSAGE_BYTES" envDefault:"262144"`
+}
+
+// Validator is implemented by service configs that check more than Base.
+type Validator interface {
+	Validate() error
+}
+
+// yamlFile mirrors the seed's configs/config.example.yaml keys.
+type yamlFile struct {
+	RabbitMQ struct {
+		URL string `yaml:"url"`
+	} `yaml:"rabbitmq"`
+	Database struct {
+		URL string `yaml:"url"`
+	} `yaml:"database"`
+	Workers *int `yaml:"workers"`
+	Server  struct {
+		Port *int `yaml:"port"`
+	} `yaml:"server"`
+	Security struct {
+		JWTSecret string `yaml:"jwt_secret"`
+	} `yaml:"security"`
+}
+
+// Load fills cfg (a struct embedding Base, or Base itself) from CONFIG_FILE and the
+// environment, applies defaultAddr when HTTP_ADDR is unset, and validates it.
+// Errors name the variable and the problem on one line.
+func Load(cfg any, base *Base, defaultAddr string) error {
+	environ, err := environment()
+	if err != nil {
+		return err
+	}
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
+		return oneLine(err, cfg)
+	}
+	if base.HTTPAddr == "" {
+		base.HTTPAddr = defaultAddr
+	}
+	if err := base.Validate(); err != nil {
+		return err
+	}
+	if v, ok := cfg.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// environment returns the YAML file's values overlaid by the process environment.
+func environment() (map[string]string, error) {
+	out := map[string]string{}
+	if path := os.Getenv("CONFIG_FILE"); path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("CONFIG_FILE: %w", err)
+		}
+		var f yamlFile
+		if err := yaml.Unmarshal(raw, &f); err != nil {
+			return nil, fmt.Errorf("CONFIG_FILE %s: invalid YAML: %s", path, firstLine(err.Error()))
+		}
+		set := func(k, v string) {
+			if v != "" {
+				out[k] = v
+			}
+		}
+		set("RABBITMQ_URL", f.RabbitMQ.URL)
+		set("DATABASE_URL", f.Database.URL)
+		set("JWT_SECRET", f.Security.JWTSecret)
+		if f.Workers != nil {
+			out["WORKERS"] = strconv.Itoa(*f.Workers)
+		}
+		if f.Server.Port != nil {
+			out["HTTP_ADDR"] = ":" + strconv.Itoa(*f.Server.Port)
+		}
+	}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// Validate checks the shared settings.
+func (b *Base) Validate() error {
+	if err := checkURL("DATABASE_URL", b.DatabaseURL, "postgres", "postgresql"); err != nil {
+		return err
+	}
+	if err := checkURL("RABBITMQ_URL", b.RabbitMQURL, "amqp", "amqps"); err != nil {
+		return err
+	}
+	if _, port, ok := strings.Cut(b.HTTPAddr, ":"); !ok || !validPort(port) {
+		return fmt.Errorf("HTTP_ADDR: %q is not host:port with a port in 1..65535", b.HTTPAddr)
+	}
+	if b.MaxWorkers < 1 {
+		return fmt.Errorf("MAX_WORKERS: must be at least 1, got %d", b.MaxWorkers)
+	}
+	if b.Workers < 1 || b.Workers > b.MaxWorkers {
+		return fmt.Errorf("WORKERS: must be between 1 and MAX_WORKERS (%d), got %d", b.MaxWorkers, b.Workers)
+	}
+	if b.ShutdownTimeout <= 0 {
+		return fmt.Errorf("SHUTDOWN_TIMEOUT: must be positive, got %s", b.ShutdownTimeout)
+	}
+	if b.MaxMessageBytes < 1 {
+		return fmt.Errorf("MAX_MESSAGE_BYTES: must be positive, got %d", b.MaxMessageBytes)
+	}
+	switch strings.ToLower(b.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("LOG_LEVEL: unknown level %q (want debug, info, warn or error)", b.LogLevel)
+	}
+	switch strings.ToLower(b.LogFormat) {
+	case "text", "json":
+	default:
+		return fmt.Errorf("LOG_FORMAT: unknown format %q (want text or json)", b.LogFormat)
+	}
+	return nil
+}
+
+func checkURL(name, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: not a URL: %s", name, firstLine(err.Error()))
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			if u.Host == "" {
+				return fmt.Errorf("%s: URL has no host", name)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: scheme must be %s, got %q", name, strings.Join(schemes, " or "), u.Scheme)
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// oneLine turns env's aggregate error into "VAR: problem" lines joined by "; ".
+func oneLine(err error, cfg any) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		parts := make([]string, 0, len(agg.Errors))
+		for _, e := range agg.Errors {
+			var pe env.ParseError
+			if errors.As(e, &pe) {
+				parts = append(parts, fmt.Sprintf("%s: cannot parse as %s", envName(reflect.TypeOf(cfg), pe.Name), pe.Type))
+				continue
+			}
+			parts = append(parts, firstLine(e.Error()))
+		}
+		return errors.New(strings.Join(parts, "; "))
+	}
+	return errors.New(firstLine(err.Error()))
+}
+
+// envName finds the variable of a (possibly embedded) field for error messages.
+func envName(t reflect.Type, field string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return field
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Name == field {
+			if tag, _, _ := strings.Cut(f.Tag.Get("env"), ","); tag != "" {
+				return tag
+			}
+		}
+		if f.Anonymous {
+			if name := envName(f.Type, field); name != field {
+				return name
+			}
+		}
+	}
+	return field
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}

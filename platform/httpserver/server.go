@@ -1,0 +1,233 @@
+// Package httpserver builds the Fiber app every service runs: problem+json errors,
+// request ids, panic recovery, per-route latency metrics, /healthz, /readyz and /metrics.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/multitenant/mtm/platform/health"
+)
+
+// Options configure a Server.
+type Options struct {
+	Service   string
+	Addr      string
+	Log       *slog.Logger
+	Readiness *health.Readiness
+	Registry  *prometheus.Registry
+	// BodyLimit in bytes; larger bodies get 413. Default 1 MiB.
+	BodyLimit int
+}
+
+// Server is a Fiber app with the platform middleware and probes installed.
+type Server struct {
+	App  *fiber.App
+	opts Options
+	ln   net.Listener
+}
+
+// New builds the app. Routes added to s.App afterwards get every middleware.
+func New(opts Options) *Server {
+	if opts.BodyLimit == 0 {
+		opts.BodyLimit = 1 << 20
+	}
+	s := &Server{opts: opts}
+	app := fiber.New(fiber.Config{
+		AppName:               opts.Service,
+		DisableStartupMessage: true,
+		BodyLimit:             opts.BodyLimit,
+		ErrorHandler:          s.handleError,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           60 * time.Second,
+	})
+	app.Use(requestid.New(requestid.Config{Generator: func() string { return uuid.NewString() }}))
+	app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, e any) {
+		opts.Log.Error("panic in handler", "panic", e, "request_id", RequestID(c), "path", c.Path())
+	}}))
+	app.Use(s.observe(opts.Registry))
+
+	app.Get("/healthz", func(c *fiber.Ctx) error {
+		return c.JSON(fiber.Map{"status": "ok"})
+	})
+	app.Get("/readyz", s.readyz)
+	if opts.Registry != nil {
+		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})))
+	}
+	s.App = app
+	return s
+}
+
+// RequestID returns the request id the middleware assigned.
+func RequestID(c *fiber.Ctx) string {
+	if v, ok := c.Locals("requestid").(string); ok {
+		return v
+	}
+	return ""
+}
+
+func (s *Server) observe(reg *prometheus.Registry) fiber.Handler {
+	if reg == nil {
+		return func(c *fiber.Ctx) error { return c.Next() }
+	}
+	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "http_request_duration_seconds",
+		Help:    "HTTP request latency by route, method and status.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"route", "method", "status"})
+	reg.MustRegister(hist)
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		err := c.Next()
+		status := c.Response().StatusCode()
+		if err != nil {
+			// The error handler runs after this middleware; derive the status it will write.
+			status = statusOf(err)
+		}
+		route := "unmatched"
+		if r := c.Route(); r != nil && r.Path != "/" {
+			route = r.Path
+		}
+		hist.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+		return err
+	}
+}
+
+func statusOf(err error) int {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p.Status
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		return fe.Code
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	if s.opts.Readiness == nil {
+		return c.JSON(fiber.Map{"status": "ready"})
+	}
+	ok, results := s.opts.Readiness.Evaluate(c.UserContext())
+	checks := fiber.Map{}
+	for _, r := range results {
+		if r.Err != nil {
+			// Details go to the log, not to the (possibly public) probe body.
+			s.opts.Log.Warn("readiness check failed", "check", r.Name, "err", r.Err)
+			checks[r.Name] = "unavailable"
+		} else {
+			checks[r.Name] = "ok"
+		}
+	}
+	if s.opts.Readiness.Draining() {
+		checks["shutdown"] = "draining"
+	}
+	if !ok {
+		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready", "checks": checks})
+	}
+	return c.JSON(fiber.Map{"status": "ready", "checks": checks})
+}
+
+// handleError turns every error into problem+json; internal details are logged, never sent.
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	var p *Problem
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &p):
+		cp := *p
+		p = &cp
+	case errors.As(err, &fe):
+		p = fiberProblem(fe)
+	default:
+		s.opts.Log.Error("request failed", "err", err, "request_id", RequestID(c), "method", c.Method(), "path", c.Path())
+		p = NewProblem(http.StatusInternalServerError, "internal_error", "internal error; quote request id "+RequestID(c))
+	}
+	if p.Instance == "" {
+		p.Instance = c.OriginalURL()
+	}
+	for k, v := range p.Headers {
+		c.Set(k, v)
+	}
+	c.Status(p.Status)
+	if err := c.JSON(p); err != nil {
+		return fmt.Errorf("write problem: %w", err)
+	}
+	c.Set(fiber.HeaderContentType, ProblemContentType)
+	return nil
+}
+
+func fiberProblem(fe *fiber.Error) *Problem {
+	switch fe.Code {
+	case http.StatusNotFound:
+		return NewProblem(fe.Code, "not_found", "no such resource")
+	case http.StatusMethodNotAllowed:
+		return NewProblem(fe.Code, "method_not_allowed", "method not allowed on this resource")
+	case http.StatusRequestEntityTooLarge:
+		return NewProblem(fe.Code, "body_too_large", "request body exceeds the size limit")
+	case http.StatusUnsupportedMediaType:
+		return NewProblem(fe.Code, "unsupported_media_type", "request body must be application/json")
+	case http.StatusBadRequest:
+		return NewProblem(fe.Code, "bad_request", "malformed request")
+	}
+	if fe.Code >= 500 {
+		return NewProblem(fe.Code, "internal_error", http.StatusText(fe.Code))
+	}
+	return NewProblem(fe.Code, "error", fe.Message)
+}
+
+// Addr returns the bound address once Run has started listening (tests bind ":0").
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Listen binds the address; split from Run so callers can learn the port first.
+func (s *Server) Listen() error {
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.opts.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Run serves until Stop. It listens first if Listen was not called.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.opts.Log.Info("http server listening", "addr", s.ln.Addr().String())
+	if err := s.App.Listener(s.ln); err != nil {
+		return fmt.Errorf("serve http: %w", err)
+	}
+	return nil
+}
+
+// Stop finishes in-flight requests within ctx and closes the listener.
+func (s *Server) Stop(ctx context.Context) error {
+	if err := s.App.ShutdownWithContext(ctx); err != nil {
+		return fmt.Errorf("shutdown http: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package rabbit
+
+import (
+	"errors"
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Names of the AMQP topology (DESIGN.md 4.5). One place, so a rename is deliberate.
+const (
+	DeadLetterExchange = "dlx_exchange"
+	// DeliveryLimit is how often a quorum queue redelivers a message before dead-lettering it.
+	DeliveryLimit = 5
+	// HeaderDeadLetterReason carries why a message was dead-lettered by a worker.
+	HeaderDeadLetterReason = "x-dead-letter-reason"
+)
+
+// QueueName is the tenant's work queue.
+func QueueName(tenantID string) string { return "tenant_" + tenantID + "_queue" }
+
+// DLQName is the tenant's dead-letter queue; its routing key on dlx_exchange is the same name.
+func DLQName(tenantID string) string { return "tenant_" + tenantID + "_dlq" }
+
+// QueueArgs are the work queue's arguments: quorum, an explicit delivery limit, and
+// dead-lettering through dlx_exchange to the tenant's DLQ.
+func QueueArgs(tenantID string) amqp.Table {
+	return amqp.Table{
+		"x-queue-type":              "quorum",
+		"x-delivery-limit":          int32(DeliveryLimit),
+		"x-dead-letter-exchange":    DeadLetterExchange,
+		"x-dead-letter-routing-key": DLQName(tenantID),
+	}
+}
+
+// DeclareTenant declares dlx_exchange, the tenant's DLQ (bound to it) and work queue.
+// Idempotent: declaring again with the same arguments is a no-op.
+func DeclareTenant(ch *amqp.Channel, tenantID string) error {
+	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare %s: %w", DeadLetterExchange, err)
+	}
+	dlq := DLQName(tenantID)
+	if _, err := ch.QueueDeclare(dlq, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		return fmt.Errorf("declare %s: %w", dlq, err)
+	}
+	if err := ch.QueueBind(dlq, dlq, DeadLetterExchange, false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", dlq, err)
+	}
+	q := QueueName(tenantID)
+	if _, err := ch.QueueDeclare(q, true, false, false, false, QueueArgs(tenantID)); err != nil {
+		return fmt.Errorf("declare %s: %w", q, err)
+	}
+	return nil
+}
+
+// DeleteTenant deletes the tenant's work queue and DLQ. Missing queues are not an error.
+func DeleteTenant(ch *amqp.Channel, tenantID string) error {
+	for _, q := range []string{QueueName(tenantID), DLQName(tenantID)} {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			var amqpErr *amqp.Error
+			if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+				return nil
+			}
+			return fmt.Errorf("delete %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// Inspect passively declares a queue and returns its message and consumer counts.
+// A missing queue closes the channel with 404; the caller should use a throwaway channel.
+func Inspect(ch *amqp.Channel, queue string) (amqp.Queue, error) {
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return amqp.Queue{}, fmt.Errorf("inspect %s: %w", queue, err)
+	}
+	return q, nil
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL and RabbitMQ answer on their local ports: starts the locally
+# installed servers if they are stopped, else `docker compose up -d postgres rabbitmq`
+# where a Docker engine answers, else says what to install. Idempotent.
+set -euo pipefail
+
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+MQ_HOST=${MQ_HOST:-127.0.0.1}
+MQ_PORT=${MQ_PORT:-5672}
+
+up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_up() { # name host port seconds
+	for _ in $(seq 1 "$4"); do
+		up "$2" "$3" && return 0
+		sleep 1
+	done
+	echo "deps: $1 did not come up on $2:$3 within $4s" >&2
+	return 1
+}
+
+docker_ok() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+if ! up "$PG_HOST" "$PG_PORT"; then
+	if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+		echo "deps: starting local PostgreSQL"
+		for v in $(ls /etc/postgresql); do pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
+	elif docker_ok; then
+		echo "deps: starting PostgreSQL with docker compose"
+		docker compose up -d postgres
+	else
+		echo "deps: PostgreSQL is not running on $PG_HOST:$PG_PORT and neither a local install nor a Docker engine was found; install PostgreSQL (apt-get install postgresql) or Docker" >&2
+		exit 1
+	fi
+	wait_up PostgreSQL "$PG_HOST" "$PG_PORT" 60
+fi
+
+if ! up "$MQ_HOST" "$MQ_PORT"; then
+	if command -v rabbitmq-server >/dev/null; then
+		echo "deps: starting local RabbitMQ"
+		rabbitmq-server -detached || true
+	elif docker_ok; then
+		echo "deps: starting RabbitMQ with docker compose"
+		docker compose up -d rabbitmq
+	else
+		echo "deps: RabbitMQ is not running on $MQ_HOST:$MQ_PORT and neither a local install nor a Docker engine was found; install RabbitMQ (apt-get install rabbitmq-server) or Docker" >&2
+		exit 1
+	fi
+	wait_up RabbitMQ "$MQ_HOST" "$MQ_PORT" 120
+fi
+echo "deps: PostgreSQL $PG_HOST:$PG_PORT and RabbitMQ $MQ_HOST:$MQ_PORT are up"
