@@ -1,0 +1,107 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type svcConfig struct {
+	Base
+	Extra int `env:"EXTRA_KNOB" envDefault:"1"`
+}
+
+// clearEnv unsets every variable Load reads so the host environment cannot leak in.
+func clearEnv(t *testing.T) {
+	for _, k := range []string{"DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "WORKERS", "MAX_WORKERS", "JWT_SECRET",
+		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES"} {
+		t.Setenv(k, "")
+		require.NoError(t, os.Unsetenv(k))
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	clearEnv(t)
+	var c svcConfig
+	require.NoError(t, Load(&c, &c.Base, ":8081"))
+	require.Equal(t, "postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable", c.DatabaseURL)
+	require.Equal(t, "amqp://guest:guest@localhost:5672/", c.RabbitMQURL)
+	require.Equal(t, ":8081", c.HTTPAddr)
+	require.Equal(t, 3, c.Workers)
+	require.Equal(t, 64, c.MaxWorkers)
+	require.Equal(t, 30*time.Second, c.ShutdownTimeout)
+	require.Equal(t, "info", c.LogLevel)
+	require.Equal(t, 1, c.Extra)
+}
+
+func TestLoadYAMLThenEnvironmentWins(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+rabbitmq:
+  url: amqp://u:p@mq:5672/
+database:
+  url: postgres://db:5432/x
+workers: 7
+server:
+  port: 9090
+security:
+  jwt_secret: from-file
+`), 0o600))
+	t.Setenv("CONFIG_FILE", path)
+	t.Setenv("WORKERS", "5")
+
+	var c svcConfig
+	require.NoError(t, Load(&c, &c.Base, ":8080"))
+	require.Equal(t, "amqp://u:p@mq:5672/", c.RabbitMQURL)
+	require.Equal(t, "postgres://db:5432/x", c.DatabaseURL)
+	require.Equal(t, ":9090", c.HTTPAddr)
+	require.Equal(t, "from-file", c.JWTSecret)
+	require.Equal(t, 5, c.Workers, "environment must win over the file")
+}
+
+func TestLoadRejectsBadValues(t *testing.T) {
+	cases := []struct {
+		env     map[string]string
+		wantVar string
+	}{
+		{map[string]string{"WORKERS": "0"}, "WORKERS"},
+		{map[string]string{"WORKERS": "abc"}, "WORKERS"},
+		{map[string]string{"WORKERS": "65"}, "WORKERS"},
+		{map[string]string{"MAX_WORKERS": "-1"}, "MAX_WORKERS"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{map[string]string{"DATABASE_URL": "::not a url"}, "DATABASE_URL"},
+		{map[string]string{"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"},
+		{map[string]string{"RABBITMQ_URL": "http://x/"}, "RABBITMQ_URL"},
+		{map[string]string{"HTTP_ADDR": "8080"}, "HTTP_ADDR"},
+		{map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT"},
+		{map[string]string{"EXTRA_KNOB": "x"}, "EXTRA_KNOB"},
+		{map[string]string{"CONFIG_FILE": "/does/not/exist.yaml"}, "CONFIG_FILE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.wantVar+"="+strings.Join(values(tc.env), ","), func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var c svcConfig
+			err := Load(&c, &c.Base, ":8080")
+			require.Error(t, err)
+			require.NotContains(t, err.Error(), "\n", "one line")
+			require.True(t, strings.HasPrefix(err.Error(), tc.wantVar), "error %q must name %s", err, tc.wantVar)
+		})
+	}
+}
+
+func values(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}

@@ -1,0 +1,81 @@
+//go:build integration
+
+package rabbit_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/platform/amqptest"
+	"github.com/multitenant/mtm/platform/rabbit"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestConnReconnectsAndDeclaresTopology(t *testing.T) {
+	t.Parallel()
+	conn := rabbit.NewConn(amqptest.URL(t), "rabbit-test", quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- conn.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	require.NoError(t, conn.WaitConnected(ctx))
+	require.NoError(t, conn.Ping(ctx))
+
+	tenant := uuid.NewString()
+	amqptest.CleanupTenant(t, tenant)
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, rabbit.DeclareTenant(ch, tenant))
+	require.NoError(t, rabbit.DeclareTenant(ch, tenant), "declaring twice is a no-op")
+
+	// A message rejected without requeue lands in the tenant's DLQ through dlx_exchange.
+	require.NoError(t, ch.PublishWithContext(ctx, "", rabbit.QueueName(tenant), false, false, amqp.Publishing{Body: []byte(`{}`)}))
+	var d amqp.Delivery
+	require.Eventually(t, func() bool {
+		var ok bool
+		d, ok, err = ch.Get(rabbit.QueueName(tenant), false)
+		return err == nil && ok
+	}, 5*time.Second, 20*time.Millisecond)
+	require.NoError(t, d.Reject(false))
+	require.Eventually(t, func() bool {
+		q, err := rabbit.Inspect(ch, rabbit.DLQName(tenant))
+		return err == nil && q.Messages == 1
+	}, 5*time.Second, 20*time.Millisecond)
+
+	// Force-close the connection: Run must reconnect.
+	c, err := conn.Connection()
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool {
+		c2, err := conn.Connection()
+		return err == nil && c2 != c
+	}, 10*time.Second, 20*time.Millisecond)
+
+	ch2, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, rabbit.DeleteTenant(ch2, tenant))
+	ch3, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = rabbit.Inspect(ch3, rabbit.QueueName(tenant))
+	require.Error(t, err, "queue is gone after DeleteTenant")
+}
+
+func TestConnReportsDownBroker(t *testing.T) {
+	t.Parallel()
+	conn := rabbit.NewConn("amqp://guest:guest@127.0.0.1:1/", "down", quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- conn.Run(ctx) }()
+	require.ErrorIs(t, conn.Ping(ctx), rabbit.ErrNotConnected)
+	cancel()
+	require.NoError(t, <-done, "Run stops cleanly on cancel even when never connected")
+}
