@@ -1,0 +1,85 @@
+//go:build integration
+
+package e2e
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Every service comes up healthy and ready, and exits 0 promptly on SIGTERM.
+func TestServicesStartAndStopCleanly(t *testing.T) {
+	env := Env(t)
+	code, out := Run(t, "command", env, "-migrate")
+	require.Equal(t, 0, code, out)
+
+	for _, name := range []string{"command", "consumer", "query"} {
+		t.Run(name, func(t *testing.T) {
+			p := Start(t, name, env)
+			p.WaitStatus(t, "/healthz", 200, 30*time.Second)
+			p.WaitStatus(t, "/readyz", 200, 30*time.Second)
+			require.Equal(t, 200, p.Status("/metrics"))
+			code, took := p.Terminate(t, 10*time.Second)
+			require.Equal(t, 0, code, p.Output())
+			require.Less(t, took, 10*time.Second)
+			require.Contains(t, p.Output(), "stopped cleanly")
+		})
+	}
+}
+
+// /readyz follows the database: 503 within a few seconds of losing it, 200 once it is back.
+func TestReadinessFollowsDatabase(t *testing.T) {
+	env := Env(t)
+	code, out := Run(t, "command", env, "-migrate")
+	require.Equal(t, 0, code, out)
+
+	u, err := url.Parse(env["DATABASE_URL"])
+	require.NoError(t, err)
+	px := newProxy(t, u.Host)
+	env["DATABASE_URL"] = replaceHost(env["DATABASE_URL"], u.Host, px.addr)
+
+	p := Start(t, "query", env)
+	p.WaitStatus(t, "/readyz", 200, 30*time.Second)
+
+	px.Down()
+	p.WaitStatus(t, "/readyz", 503, 5*time.Second)
+	require.Equal(t, 200, p.Status("/healthz"), "losing the database does not make the process unhealthy")
+
+	px.Up()
+	p.WaitStatus(t, "/readyz", 200, 10*time.Second)
+}
+
+// A service started while its broker is unreachable stays up, logs retries and is not ready.
+func TestBrokerDownAtStartIsNotReady(t *testing.T) {
+	env := Env(t)
+	env["RABBITMQ_URL"] = "amqp://guest:guest@" + freeAddr(t) + "/"
+	p := Start(t, "query", env)
+	p.WaitStatus(t, "/healthz", 200, 30*time.Second)
+	require.Equal(t, 503, p.Status("/readyz"))
+	require.Eventually(t, func() bool { return strings.Contains(p.Output(), "rabbitmq not reachable, retrying") }, 10*time.Second, 50*time.Millisecond)
+	code, _ := p.Terminate(t, 10*time.Second)
+	require.Equal(t, 0, code)
+}
+
+// A bad configuration value stops the binary with one line naming the variable.
+func TestBadConfigurationExitsWithOneLine(t *testing.T) {
+	cases := map[string]string{
+		"WORKERS":      "0",
+		"LOG_LEVEL":    "loud",
+		"DATABASE_URL": "not a url",
+		"RABBITMQ_URL": "http://x/",
+	}
+	for variable, value := range cases {
+		for _, name := range []string{"command", "consumer", "query"} {
+			code, out := Run(t, name, map[string]string{variable: value})
+			require.Equal(t, 2, code, "%s with %s=%s: %s", name, variable, value, out)
+			out = strings.TrimSpace(out)
+			require.NotContains(t, out, "\n", "one line")
+			require.Contains(t, out, variable)
+		}
+	}
+}
