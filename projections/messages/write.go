@@ -17,8 +17,8 @@ type Row struct {
 	CreatedAt time.Time
 }
 
-// Querier is a pool, connection or transaction.
-type Querier interface {
+// Inserter is a pool, connection or transaction.
+type Inserter interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
@@ -26,7 +26,7 @@ type Querier interface {
 // round trip) and reports for each row whether it was new. A row whose (tenant_id, id)
 // already exists, or repeats an earlier row of the same call, is reported false:
 // redelivered messages are stored once.
-func Insert(ctx context.Context, q Querier, rows []Row) ([]bool, error) {
+func Insert(ctx context.Context, q Inserter, rows []Row) ([]bool, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
