@@ -1,0 +1,84 @@
+package messages
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/multitenant/mtm/projections/cursor"
+)
+
+// Querier is what reads need: *pgxpool.Pool, *pgx.Conn and pgx.Tx all satisfy it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Message is one stored message as readers see it.
+type Message struct {
+	ID        uuid.UUID       `json:"id"`
+	TenantID  uuid.UUID       `json:"tenant_id"`
+	Payload   json.RawMessage `json:"payload"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// Position is the keyset position just after m.
+func (m Message) Position() cursor.Position {
+	return cursor.Position{CreatedAt: m.CreatedAt, ID: m.ID}
+}
+
+// Page queries, oldest first. (created_at, id) is unique and totally ordered, so a walk
+// resumed strictly after the last row seen returns every row that existed when the
+// walk began exactly once, however many rows share a timestamp. The row comparison is
+// an index range condition on (tenant_id, created_at, id): a page reads limit+1 index
+// entries at any depth, and no OFFSET or sort is involved.
+const (
+	FirstPageSQL = `SELECT id, tenant_id, payload, created_at FROM messages
+WHERE tenant_id = $1
+ORDER BY created_at, id
+LIMIT $2`
+	NextPageSQL = `SELECT id, tenant_id, payload, created_at FROM messages
+WHERE tenant_id = $1 AND (created_at, id) > ($2, $3)
+ORDER BY created_at, id
+LIMIT $4`
+)
+
+// Page returns up to limit messages of tenantID after position after (nil: from the
+// first), oldest first, and whether more follow. One extra row is read to answer the
+// latter, so the last page is known without another query.
+func Page(ctx context.Context, q Querier, tenantID uuid.UUID, after *cursor.Position, limit int) ([]Message, bool, error) {
+	if limit < 1 {
+		return nil, false, fmt.Errorf("page limit must be positive, got %d", limit)
+	}
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if after == nil {
+		rows, err = q.Query(ctx, FirstPageSQL, tenantID, limit+1)
+	} else {
+		rows, err = q.Query(ctx, NextPageSQL, tenantID, after.CreatedAt, after.ID, limit+1)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("query messages of %s: %w", tenantID, err)
+	}
+	out := make([]Message, 0, limit+1)
+	for rows.Next() {
+		var m Message
+		if err := rows.Scan(&m.ID, &m.TenantID, &m.Payload, &m.CreatedAt); err != nil {
+			rows.Close()
+			return nil, false, fmt.Errorf("scan message of %s: %w", tenantID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read messages of %s: %w", tenantID, err)
+	}
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
+}

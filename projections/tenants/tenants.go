@@ -1,0 +1,221 @@
+// Package tenants is the query-side tenant read model: the `tenants` table built from
+// the tenant events, joined with the worker counts the consumer reports.
+package tenants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/projections/cursor"
+)
+
+// ProjectionName is this projection's row in projection_checkpoints.
+const ProjectionName = "tenants"
+
+// Statuses of a tenant in the read model.
+const (
+	StatusActive = "active"
+	// StatusDeleted rows stay in the table so a replay rebuilds exactly the same state;
+	// readers never see them.
+	StatusDeleted = "deleted"
+)
+
+// ErrNotFound means no such tenant, or a deleted one.
+var ErrNotFound = errors.New("tenant not found")
+
+// Querier is what reads need: *pgxpool.Pool, *pgx.Conn and pgx.Tx all satisfy it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Execer is what Apply needs: pgx.Tx satisfies it.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Tenant is one tenant as readers see it.
+type Tenant struct {
+	ID             uuid.UUID
+	Name           string
+	Status         string
+	WorkersDesired int
+	// WorkersCurrent is what the consumer reports it runs (0 before its first report).
+	WorkersCurrent int
+	Version        int
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Position is the keyset position just after t in the tenant list.
+func (t Tenant) Position() cursor.Position {
+	return cursor.Position{CreatedAt: t.CreatedAt, ID: t.ID}
+}
+
+// Apply applies one event, stored at position, inside tx and records position in the
+// checkpoint. It is idempotent by stream version: an event whose version is not
+// newer than the row's changes nothing, so redelivery and replay are safe. Events of
+// unknown types (rec.Event nil) only advance the checkpoint. It reports whether the
+// read model changed.
+func Apply(ctx context.Context, tx Execer, position int64, rec events.Recorded) (bool, error) {
+	id, err := uuid.Parse(rec.TenantID)
+	if err != nil {
+		return false, fmt.Errorf("event at position %d: tenant id %q: %w", position, rec.TenantID, err)
+	}
+	at := rec.Metadata.OccurredAt.UTC()
+	var tag pgconn.CommandTag
+	switch e := rec.Event.(type) {
+	case events.TenantCreated:
+		tag, err = tx.Exec(ctx, `
+			INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $6)
+			ON CONFLICT (id) DO NOTHING`,
+			id, e.Name, StatusActive, e.Workers, rec.Version, at)
+	case events.TenantConcurrencyChanged:
+		tag, err = tx.Exec(ctx, `
+			UPDATE tenants SET workers_desired = $2, version = $3, updated_at = $4
+			WHERE id = $1 AND version < $3`,
+			id, e.Workers, rec.Version, at)
+	case events.TenantDeleted:
+		tag, err = tx.Exec(ctx, `
+			UPDATE tenants SET status = $2, version = $3, updated_at = $4
+			WHERE id = $1 AND version < $3`,
+			id, StatusDeleted, rec.Version, at)
+	case nil:
+	default:
+		return false, fmt.Errorf("event at position %d: unhandled type %T", position, e)
+	}
+	if err != nil {
+		return false, fmt.Errorf("apply %s v%d of %s: %w", rec.Type, rec.Version, id, err)
+	}
+	if err := SaveCheckpoint(ctx, tx, position); err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// SaveCheckpoint records that the projection has applied position. Positions can
+// commit out of order (a bigserial is taken before commit), so it never moves back.
+func SaveCheckpoint(ctx context.Context, tx Execer, position int64) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (name) DO UPDATE
+		SET position = GREATEST(projection_checkpoints.position, EXCLUDED.position), updated_at = now()`,
+		ProjectionName, position)
+	if err != nil {
+		return fmt.Errorf("save %s checkpoint %d: %w", ProjectionName, position, err)
+	}
+	return nil
+}
+
+// Checkpoint returns the last applied event store position (0 before the first event).
+func Checkpoint(ctx context.Context, q Querier) (int64, error) {
+	var pos int64
+	err := q.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = $1`, ProjectionName).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s checkpoint: %w", ProjectionName, err)
+	}
+	return pos, nil
+}
+
+// Reset empties the read model and its checkpoint (inside the replay transaction).
+// tenant_workers is not touched: the consumer owns it and reports it live.
+func Reset(ctx context.Context, tx Execer) error {
+	if _, err := tx.Exec(ctx, `TRUNCATE tenants`); err != nil {
+		return fmt.Errorf("truncate tenants: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM projection_checkpoints WHERE name = $1`, ProjectionName); err != nil {
+		return fmt.Errorf("reset %s checkpoint: %w", ProjectionName, err)
+	}
+	return nil
+}
+
+const selectTenant = `SELECT t.id, t.name, t.status, t.workers_desired, COALESCE(w.current, 0),
+	t.version, t.created_at, t.updated_at
+FROM tenants t LEFT JOIN tenant_workers w ON w.tenant_id = t.id`
+
+// Get returns a live tenant; deleted and unknown tenants are ErrNotFound.
+func Get(ctx context.Context, q Querier, id uuid.UUID) (Tenant, error) {
+	rows, err := q.Query(ctx, selectTenant+` WHERE t.id = $1 AND t.status <> $2`, id, StatusDeleted)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("get tenant %s: %w", id, err)
+	}
+	list, err := scanTenants(rows)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("get tenant %s: %w", id, err)
+	}
+	if len(list) == 0 {
+		return Tenant{}, ErrNotFound
+	}
+	return list[0], nil
+}
+
+// Exists reports whether id is a live tenant, without the worker join.
+func Exists(ctx context.Context, q Querier, id uuid.UUID) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND status <> $2)`, id, StatusDeleted).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up tenant %s: %w", id, err)
+	}
+	return ok, nil
+}
+
+// List returns up to limit live tenants after position after (nil: from the first),
+// oldest first by (created_at, id), and whether more follow. Keyset on the
+// (created_at, id) index: a page costs the same at any depth.
+func List(ctx context.Context, q Querier, after *cursor.Position, limit int) ([]Tenant, bool, error) {
+	if limit < 1 {
+		return nil, false, fmt.Errorf("page limit must be positive, got %d", limit)
+	}
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if after == nil {
+		rows, err = q.Query(ctx, selectTenant+`
+			WHERE t.status <> $1 ORDER BY t.created_at, t.id LIMIT $2`, StatusDeleted, limit+1)
+	} else {
+		rows, err = q.Query(ctx, selectTenant+`
+			WHERE t.status <> $1 AND (t.created_at, t.id) > ($2, $3)
+			ORDER BY t.created_at, t.id LIMIT $4`, StatusDeleted, after.CreatedAt, after.ID, limit+1)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("list tenants: %w", err)
+	}
+	list, err := scanTenants(rows)
+	if err != nil {
+		return nil, false, fmt.Errorf("list tenants: %w", err)
+	}
+	if len(list) > limit {
+		return list[:limit], true, nil
+	}
+	return list, false, nil
+}
+
+func scanTenants(rows pgx.Rows) ([]Tenant, error) {
+	defer rows.Close()
+	var out []Tenant
+	for rows.Next() {
+		var t Tenant
+		if err := rows.Scan(&t.ID, &t.Name, &t.Status, &t.WorkersDesired, &t.WorkersCurrent,
+			&t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("scan tenant: %w", err)
+		}
+		t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
