@@ -1,0 +1,169 @@
+//go:build integration
+
+package tenants_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/platform/pgtest"
+	"github.com/multitenant/mtm/projections/cursor"
+	"github.com/multitenant/mtm/projections/tenants"
+)
+
+func record(t *testing.T, id uuid.UUID, version int, at time.Time, e events.Event) events.Recorded {
+	t.Helper()
+	env, err := events.NewEnvelope(id.String(), version, events.Metadata{EventID: uuid.NewString(), OccurredAt: at}, e)
+	require.NoError(t, err)
+	return events.Recorded{Envelope: env, Event: e}
+}
+
+func apply(t *testing.T, pool *pgxpool.Pool, pos int64, rec events.Recorded) bool {
+	t.Helper()
+	var changed bool
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		var err error
+		changed, err = tenants.Apply(context.Background(), tx, pos, rec)
+		return err
+	})
+	require.NoError(t, err)
+	return changed
+}
+
+func TestApplyIdempotentByVersion(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	id := uuid.New()
+	t0 := time.Date(2025, 2, 3, 4, 5, 6, 789000, time.UTC)
+
+	created := record(t, id, 1, t0, events.TenantCreated{Name: "acme", Workers: 3})
+	require.True(t, apply(t, db.Pool, 1, created))
+	require.False(t, apply(t, db.Pool, 1, created), "same event twice changes nothing")
+
+	resized := record(t, id, 2, t0.Add(time.Minute), events.TenantConcurrencyChanged{Workers: 7, PreviousWorkers: 3})
+	require.True(t, apply(t, db.Pool, 2, resized))
+	require.False(t, apply(t, db.Pool, 2, resized))
+	// An older event arriving late changes nothing either.
+	stale := record(t, id, 2, t0.Add(time.Hour), events.TenantConcurrencyChanged{Workers: 1})
+	require.False(t, apply(t, db.Pool, 3, stale))
+
+	got, err := tenants.Get(ctx, db.Pool, id)
+	require.NoError(t, err)
+	require.Equal(t, tenants.Tenant{
+		ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 7, WorkersCurrent: 0,
+		Version: 2, CreatedAt: t0, UpdatedAt: t0.Add(time.Minute),
+	}, got)
+
+	cp, err := tenants.Checkpoint(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), cp)
+	// The checkpoint never moves back (positions commit out of order).
+	require.False(t, apply(t, db.Pool, 2, resized))
+	cp, err = tenants.Checkpoint(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), cp)
+
+	deleted := record(t, id, 3, t0.Add(2*time.Minute), events.TenantDeleted{Name: "acme"})
+	require.True(t, apply(t, db.Pool, 4, deleted))
+	require.False(t, apply(t, db.Pool, 4, deleted))
+	_, err = tenants.Get(ctx, db.Pool, id)
+	require.ErrorIs(t, err, tenants.ErrNotFound, "deleted tenants are hidden")
+	ok, err := tenants.Exists(ctx, db.Pool, id)
+	require.NoError(t, err)
+	require.False(t, ok)
+	var status string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT status FROM tenants WHERE id = $1`, id).Scan(&status))
+	require.Equal(t, tenants.StatusDeleted, status, "kept for replay equality")
+
+	// Unknown event types advance the checkpoint only.
+	unknown := events.Recorded{Envelope: events.Envelope{Type: "tenant.renamed.v9", TenantID: id.String(), Version: 4}}
+	require.False(t, apply(t, db.Pool, 9, unknown))
+	cp, err = tenants.Checkpoint(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, int64(9), cp)
+
+	_, err = tenants.Get(ctx, db.Pool, uuid.New())
+	require.ErrorIs(t, err, tenants.ErrNotFound)
+}
+
+func TestWorkersCurrentAndList(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	// 7 tenants; three share one created_at so the keyset tie-break on id matters.
+	var ids []uuid.UUID
+	for i := range 7 {
+		id := uuid.New()
+		ids = append(ids, id)
+		at := t0.Add(time.Duration(min(i, 3)) * time.Second)
+		apply(t, db.Pool, int64(i+1), record(t, id, 1, at, events.TenantCreated{Name: "t" + id.String(), Workers: i + 1}))
+	}
+	apply(t, db.Pool, 100, record(t, ids[1], 2, t0.Add(time.Hour), events.TenantDeleted{}))
+
+	_, err := db.Pool.Exec(ctx, `INSERT INTO tenant_workers (tenant_id, current) VALUES ($1, 5)`, ids[0])
+	require.NoError(t, err)
+	got, err := tenants.Get(ctx, db.Pool, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, 1, got.WorkersDesired)
+	require.Equal(t, 5, got.WorkersCurrent)
+	_, err = db.Pool.Exec(ctx, `UPDATE tenant_workers SET current = 2 WHERE tenant_id = $1`, ids[0])
+	require.NoError(t, err)
+	got, err = tenants.Get(ctx, db.Pool, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, 2, got.WorkersCurrent, "current follows the consumer's report")
+
+	var walked []uuid.UUID
+	var after *cursor.Position
+	for {
+		page, more, err := tenants.List(ctx, db.Pool, after, 2)
+		require.NoError(t, err)
+		for _, tn := range page {
+			walked = append(walked, tn.ID)
+			require.NotEqual(t, tenants.StatusDeleted, tn.Status)
+		}
+		if !more {
+			break
+		}
+		p := page[len(page)-1].Position()
+		after = &p
+	}
+	require.Len(t, walked, 6, "all live tenants, the deleted one hidden")
+	require.NotContains(t, walked, ids[1])
+	require.ElementsMatch(t, append([]uuid.UUID{ids[0]}, ids[2:]...), walked)
+	for i := 1; i < len(walked); i++ {
+		require.NotEqual(t, walked[i-1], walked[i])
+	}
+
+	_, _, err = tenants.List(ctx, db.Pool, nil, 0)
+	require.Error(t, err)
+}
+
+func TestReset(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	id := uuid.New()
+	apply(t, db.Pool, 1, record(t, id, 1, time.Now(), events.TenantCreated{Name: "a", Workers: 1}))
+	_, err := db.Pool.Exec(ctx, `INSERT INTO tenant_workers (tenant_id, current) VALUES ($1, 1)`, id)
+	require.NoError(t, err)
+
+	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return tenants.Reset(ctx, tx) }))
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM tenants`).Scan(&n))
+	require.Zero(t, n)
+	cp, err := tenants.Checkpoint(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Zero(t, cp)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM tenant_workers`).Scan(&n))
+	require.Equal(t, 1, n, "tenant_workers belongs to the consumer and survives a reset")
+}
