@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -103,7 +104,8 @@ func (s *Server) observe(reg *prometheus.Registry) fiber.Handler {
 		if r := c.Route(); r != nil && r.Path != "/" {
 			route = r.Path
 		}
-		hist.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+		// c.Method() aliases a pooled buffer; the registry keeps label strings, so copy it.
+		hist.WithLabelValues(route, strings.Clone(c.Method()), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 		return err
 	}
 }
