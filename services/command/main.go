@@ -1,4 +1,13 @@
 // Command command is the command service of Multi-Tenant Messaging. main only wires.
+//
+//	@title						Multi-Tenant Messaging: command service
+//	@version					1.0
+//	@description				Write side: tenant lifecycle commands recorded as events, and message publishing with publisher confirms. Every error is application/problem+json (RFC 9457).
+//	@BasePath					/
+//	@securityDefinitions.apikey	BearerAuth
+//	@in							header
+//	@name						Authorization
+//	@description				"Bearer <JWT>" when JWT_SECRET is set.
 package main
 
 import (
@@ -10,11 +19,32 @@ import (
 
 	"github.com/multitenant/mtm/platform/app"
 	"github.com/multitenant/mtm/platform/config"
+	"github.com/multitenant/mtm/platform/eventstore"
+	"github.com/multitenant/mtm/platform/lifecycle"
+	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/services/command/internal/broker"
+	"github.com/multitenant/mtm/services/command/internal/httpapi"
+	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
 // Config is the command service's configuration.
 type Config struct {
 	config.Base
+	// PublishChannels is the number of confirm-mode channels for POST /tenants/{id}/messages.
+	PublishChannels int `env:"PUBLISH_CHANNELS" envDefault:"8"`
+	// PublishConfirmTimeout bounds the wait for a broker confirm before answering 503.
+	PublishConfirmTimeout time.Duration `env:"PUBLISH_CONFIRM_TIMEOUT" envDefault:"5s"`
+}
+
+// Validate checks the command service's own settings.
+func (c *Config) Validate() error {
+	if c.PublishChannels < 1 || c.PublishChannels > 256 {
+		return fmt.Errorf("PUBLISH_CHANNELS: must be between 1 and 256, got %d", c.PublishChannels)
+	}
+	if c.PublishConfirmTimeout <= 0 {
+		return fmt.Errorf("PUBLISH_CONFIRM_TIMEOUT: must be positive, got %s", c.PublishConfirmTimeout)
+	}
+	return nil
 }
 
 func main() {
@@ -24,7 +54,8 @@ func main() {
 	var cfg Config
 	app.LoadConfig("command", &cfg, &cfg.Base, ":8080")
 	ctx := context.Background()
-	a, err := app.New(ctx, "command", &cfg.Base, app.Options{})
+	// Message bodies are the largest requests; tenant commands are far below the limit.
+	a, err := app.New(ctx, "command", &cfg.Base, app.Options{BodyLimit: cfg.MaxMessageBytes})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "command: %v\n", err)
 		os.Exit(1)
@@ -38,7 +69,32 @@ func main() {
 		}
 		return
 	}
-	if err := a.Run(ctx); err != nil {
+
+	// Publishing gets its own connection, so topology calls and broker flow control
+	// on the shared one never stall the ingest path.
+	pubConn := rabbit.NewConn(cfg.RabbitMQURL, "command-publisher", a.Log)
+	a.Ready.Add("rabbitmq-publisher", pubConn.Ping)
+	pub := broker.NewPublisher(pubConn, a.Log, broker.PublisherOptions{
+		Channels:       cfg.PublishChannels,
+		ConfirmTimeout: cfg.PublishConfirmTimeout,
+		Registerer:     a.Registry,
+	})
+	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, broker.NewTopology(a.Rabbit),
+		tenant.Limits{DefaultWorkers: cfg.Workers, MaxWorkers: cfg.MaxWorkers}, a.Log)
+
+	httpapi.RegisterDocs(a.HTTP.App)
+	httpapi.Register(a.HTTP.App, httpapi.New(tenants, pub, a.Log))
+
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
+	// Stopped after HTTP (components stop in reverse order), so in-flight publishes
+	// still get their confirms.
+	publisher := lifecycle.Component{
+		Name: "publisher",
+		Run:  func(context.Context) error { return pubConn.Run(pubCtx) },
+		Stop: func(context.Context) error { pub.Close(); stopPub(); return nil },
+	}
+	if err := a.Run(ctx, publisher); err != nil {
 		a.Log.Error("exited with error", "err", err)
 		os.Exit(1)
 	}

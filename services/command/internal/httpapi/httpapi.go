@@ -1,0 +1,359 @@
+// Package httpapi is the command service's REST edge: it decodes and checks requests,
+// calls the tenant command handlers and the publisher, and maps domain errors to
+// problem+json in one place.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	swagger "github.com/gofiber/swagger"
+	"github.com/google/uuid"
+
+	_ "github.com/multitenant/mtm/services/command/docs" // registers the generated OpenAPI spec
+
+	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/services/command/internal/broker"
+	"github.com/multitenant/mtm/services/command/internal/tenant"
+)
+
+// Header names of the API.
+const (
+	HeaderCorrelationID  = "X-Correlation-ID"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// maxHeaderValue bounds client-chosen ids stored in events and message ids.
+	maxHeaderValue = 200
+)
+
+// Publisher publishes a tenant message and returns after the broker confirmed it.
+type Publisher interface {
+	Publish(ctx context.Context, m broker.Message) error
+}
+
+// API holds the handlers' dependencies.
+type API struct {
+	tenants *tenant.Service
+	pub     Publisher
+	log     *slog.Logger
+}
+
+// New builds the API.
+func New(tenants *tenant.Service, pub Publisher, log *slog.Logger) *API {
+	return &API{tenants: tenants, pub: pub, log: log}
+}
+
+// Register adds the command routes to r. main passes a router so that middleware
+// (authentication) can be put in front of them.
+func Register(r fiber.Router, api *API) {
+	r.Post("/tenants", api.createTenant)
+	r.Put("/tenants/:id/config/concurrency", api.changeConcurrency)
+	r.Delete("/tenants/:id", api.deleteTenant)
+	r.Post("/tenants/:id/messages", api.publishMessage)
+}
+
+// RegisterDocs serves the generated OpenAPI spec and Swagger UI at /swagger/index.html.
+func RegisterDocs(r fiber.Router) {
+	r.Get("/swagger/*", swagger.HandlerDefault)
+}
+
+// CreateTenantRequest is the body of POST /tenants.
+type CreateTenantRequest struct {
+	// Trimmed; 1..200 characters; no control characters; unique ignoring case.
+	Name string `json:"name" example:"acme"`
+	// Optional; defaults to WORKERS. An integer in 1..MAX_WORKERS.
+	Workers int `json:"workers,omitempty" example:"3"`
+}
+
+type createTenantBody struct {
+	Name    json.RawMessage `json:"name"`
+	Workers json.RawMessage `json:"workers"`
+}
+
+// TenantResponse is a tenant after a successful create.
+type TenantResponse struct {
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	Name    string `json:"name" example:"acme"`
+	Workers int    `json:"workers" example:"3"`
+	Status  string `json:"status" example:"active"`
+	Version int    `json:"version" example:"1"`
+}
+
+// ConcurrencyRequest is the body of PUT /tenants/{id}/config/concurrency.
+type ConcurrencyRequest struct {
+	// An integer in 1..MAX_WORKERS.
+	Workers int `json:"workers" example:"5"`
+}
+
+type concurrencyBody struct {
+	Workers json.RawMessage `json:"workers"`
+}
+
+// ConcurrencyResponse is the tenant's worker count and version after a resize.
+type ConcurrencyResponse struct {
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	Workers int    `json:"workers" example:"5"`
+	Version int    `json:"version" example:"2"`
+}
+
+// DeleteResponse acknowledges a delete; the consumer removes queues and data.
+type DeleteResponse struct {
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	Status  string `json:"status" example:"deleting"`
+	Version int    `json:"version" example:"3"`
+}
+
+// MessageAccepted is the id a confirmed message is stored under.
+type MessageAccepted struct {
+	ID       string `json:"id" example:"0190f2a4-8000-7000-8000-0000000000aa"`
+	TenantID string `json:"tenant_id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+}
+
+// createTenant godoc
+//
+//	@Summary		Create a tenant
+//	@Description	Declares the tenant's queue and dead-letter queue, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost.
+//	@Tags			tenants
+//	@Accept			json
+//	@Produce		json
+//	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event (default: the request id)"
+//	@Param			body				body		CreateTenantRequest	true	"Tenant"
+//	@Success		201					{object}	TenantResponse		"Created; Location: /tenants/{id}; ETag: the version"
+//	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
+//	@Failure		409					{object}	httpserver.Problem	"Duplicate name"
+//	@Failure		413					{object}	httpserver.Problem	"Body too large"
+//	@Failure		415					{object}	httpserver.Problem	"Not JSON"
+//	@Failure		422					{object}	httpserver.Problem	"Invalid or unknown field"
+//	@Failure		503					{object}	httpserver.Problem	"Broker unavailable; nothing recorded"
+//	@Router			/tenants [post]
+func (a *API) createTenant(c *fiber.Ctx) error {
+	var body createTenantBody
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	var fields []httpserver.FieldError
+	name, detail := parseString(body.Name)
+	if detail != "" {
+		fields = append(fields, httpserver.FieldError{Field: "name", Detail: detail})
+	} else if _, err := tenant.NormalizeName(name); err != nil {
+		fields = append(fields, httpserver.FieldError{Field: "name", Detail: err.Error()})
+	}
+	var workers *int
+	if body.Workers != nil {
+		n, ok := parseInt(body.Workers)
+		if !ok {
+			fields = append(fields, a.workersError())
+		}
+		workers = &n
+	}
+	if len(fields) > 0 {
+		return httpserver.Unprocessable("invalid tenant", fields...)
+	}
+	st, err := a.tenants.Create(c.UserContext(), a.meta(c), name, workers)
+	if err != nil {
+		return a.problem(c, err)
+	}
+	c.Location("/tenants/" + st.ID)
+	c.Set(fiber.HeaderETag, etag(st.Version))
+	return c.Status(fiber.StatusCreated).JSON(TenantResponse{ID: st.ID, Name: st.Name, Workers: st.Workers, Status: string(st.Status), Version: st.Version})
+}
+
+// changeConcurrency godoc
+//
+//	@Summary		Set a tenant's worker count
+//	@Description	Records tenant.concurrency_changed.v1; the consumer resizes the tenant's worker pool. Setting the current count again records nothing and answers 200 with the current version.
+//	@Tags			tenants
+//	@Accept			json
+//	@Produce		json
+//	@Param			id					path		string				true	"Tenant id (UUID)"
+//	@Param			If-Match			header		string				false	"Expected version: \"3\", 3 or W/\"3\""
+//	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
+//	@Param			body				body		ConcurrencyRequest	true	"Worker count"
+//	@Success		200					{object}	ConcurrencyResponse	"ETag: the new version"
+//	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
+//	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant"
+//	@Failure		409					{object}	httpserver.Problem	"Changed concurrently (no If-Match sent)"
+//	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
+//	@Failure		415					{object}	httpserver.Problem	"Not JSON"
+//	@Failure		422					{object}	httpserver.Problem	"workers is not an integer in 1..MAX_WORKERS"
+//	@Router			/tenants/{id}/config/concurrency [put]
+func (a *API) changeConcurrency(c *fiber.Ctx) error {
+	id, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	var body concurrencyBody
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	if body.Workers == nil {
+		return httpserver.Unprocessable("invalid concurrency", httpserver.FieldError{Field: "workers", Detail: "is required"})
+	}
+	n, ok := parseInt(body.Workers)
+	if !ok {
+		return httpserver.Unprocessable("invalid concurrency", a.workersError())
+	}
+	expected := parseIfMatch(c.Get(fiber.HeaderIfMatch))
+	st, err := a.tenants.ChangeConcurrency(c.UserContext(), a.meta(c), id, n, expected)
+	if err != nil {
+		return a.problem(c, err)
+	}
+	c.Set(fiber.HeaderETag, etag(st.Version))
+	return c.JSON(ConcurrencyResponse{ID: st.ID, Workers: st.Workers, Version: st.Version})
+}
+
+// deleteTenant godoc
+//
+//	@Summary		Delete a tenant
+//	@Description	Records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues and stored messages.
+//	@Tags			tenants
+//	@Produce		json
+//	@Param			id					path		string				true	"Tenant id (UUID)"
+//	@Param			If-Match			header		string				false	"Expected version"
+//	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
+//	@Success		202					{object}	DeleteResponse
+//	@Failure		404					{object}	httpserver.Problem	"Unknown or already deleted tenant"
+//	@Failure		409					{object}	httpserver.Problem	"Changed concurrently"
+//	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
+//	@Router			/tenants/{id} [delete]
+func (a *API) deleteTenant(c *fiber.Ctx) error {
+	id, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	expected := parseIfMatch(c.Get(fiber.HeaderIfMatch))
+	st, err := a.tenants.Delete(c.UserContext(), a.meta(c), id, expected)
+	if err != nil {
+		return a.problem(c, err)
+	}
+	c.Set(fiber.HeaderETag, etag(st.Version))
+	return c.Status(fiber.StatusAccepted).JSON(DeleteResponse{ID: st.ID, Status: "deleting", Version: st.Version})
+}
+
+// publishMessage godoc
+//
+//	@Summary		Publish a message to a tenant
+//	@Description	Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7.
+//	@Tags			messages
+//	@Accept			json
+//	@Produce		json
+//	@Param			id				path		string				true	"Tenant id (UUID)"
+//	@Param			Idempotency-Key	header		string				false	"Client key (1..200 printable ASCII characters)"
+//	@Param			body			body		object				true	"Any JSON object"
+//	@Success		202				{object}	MessageAccepted
+//	@Failure		400				{object}	httpserver.Problem	"Malformed JSON or bad Idempotency-Key"
+//	@Failure		404				{object}	httpserver.Problem	"Unknown or deleted tenant"
+//	@Failure		413				{object}	httpserver.Problem	"Body over MAX_MESSAGE_BYTES"
+//	@Failure		415				{object}	httpserver.Problem	"Not JSON"
+//	@Failure		422				{object}	httpserver.Problem	"Body is JSON but not an object"
+//	@Failure		503				{object}	httpserver.Problem	"Broker unavailable or did not confirm in time"
+//	@Router			/tenants/{id}/messages [post]
+func (a *API) publishMessage(c *fiber.Ctx) error {
+	id, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	key := c.Get(HeaderIdempotencyKey)
+	if key != "" && !printableASCII(key) {
+		return httpserver.BadRequest("invalid_idempotency_key", "Idempotency-Key must be 1..200 printable ASCII characters")
+	}
+	body := c.Body()
+	if !json.Valid(body) {
+		return httpserver.BadRequest("malformed_json", "request body is not valid JSON")
+	}
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return httpserver.Unprocessable("request body must be a JSON object")
+	}
+	ctx := c.UserContext()
+	st, err := a.tenants.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !st.Exists() {
+		return a.problem(c, tenant.ErrNotFound)
+	}
+	msgID := uuid.Must(uuid.NewV7())
+	if key != "" {
+		msgID = uuid.NewSHA1(uuid.MustParse(id), []byte(key))
+	}
+	err = a.pub.Publish(ctx, broker.Message{ID: msgID.String(), TenantID: id, Body: body, CorrelationID: a.correlationID(c)})
+	if errors.Is(err, broker.ErrNoQueue) {
+		// The queue is gone: usually the tenant was deleted meanwhile.
+		if st, lerr := a.tenants.Load(ctx, id); lerr == nil && !st.Exists() {
+			return a.problem(c, tenant.ErrNotFound)
+		}
+		a.log.Error("tenant queue missing", "tenant_id", id, "request_id", httpserver.RequestID(c))
+		return httpserver.NewProblem(http.StatusServiceUnavailable, "queue_unavailable", "the tenant's queue is not available; retry later").WithHeader(fiber.HeaderRetryAfter, "1")
+	}
+	if err != nil {
+		return a.problem(c, err)
+	}
+	return c.Status(fiber.StatusAccepted).JSON(MessageAccepted{ID: msgID.String(), TenantID: id})
+}
+
+// tenantID parses the path id. A non-UUID cannot name a tenant: 404.
+func tenantID(c *fiber.Ctx) (string, error) {
+	id, err := uuid.Parse(c.Params("id"))
+	if err != nil {
+		return "", httpserver.NotFound("tenant_not_found", "no tenant with this id")
+	}
+	return id.String(), nil
+}
+
+func (a *API) workersError() httpserver.FieldError {
+	return httpserver.FieldError{Field: "workers", Detail: "must be an integer between 1 and " + strconv.Itoa(a.tenants.Limits().MaxWorkers)}
+}
+
+func (a *API) meta(c *fiber.Ctx) tenant.Meta {
+	return tenant.Meta{CorrelationID: a.correlationID(c)}
+}
+
+// correlationID is the caller's X-Correlation-ID when it is sane, else the request id.
+func (a *API) correlationID(c *fiber.Ctx) string {
+	if v := c.Get(HeaderCorrelationID); v != "" && printableASCII(v) {
+		return v
+	}
+	return httpserver.RequestID(c)
+}
+
+func printableASCII(s string) bool {
+	if len(s) == 0 || len(s) > maxHeaderValue {
+		return false
+	}
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0
+}
+
+// problem maps domain errors to HTTP problems; anything else is a 500 (logged by
+// the server's error handler, never shown).
+func (a *API) problem(c *fiber.Ctx, err error) error {
+	var verr *tenant.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		fields := make([]httpserver.FieldError, len(verr.Fields))
+		for i, f := range verr.Fields {
+			fields[i] = httpserver.FieldError{Field: f.Field, Detail: f.Detail}
+		}
+		return httpserver.Unprocessable("invalid command", fields...)
+	case errors.Is(err, tenant.ErrNotFound):
+		return httpserver.NotFound("tenant_not_found", "no tenant with this id")
+	case errors.Is(err, tenant.ErrVersionMismatch):
+		return httpserver.NewProblem(http.StatusPreconditionFailed, "version_mismatch", "If-Match does not match the tenant's current version")
+	case errors.Is(err, tenant.ErrConflict):
+		return httpserver.NewProblem(http.StatusConflict, "concurrent_modification", "the tenant was changed concurrently; reload and retry")
+	case errors.Is(err, tenant.ErrDuplicateName):
+		return httpserver.NewProblem(http.StatusConflict, "duplicate_name", "a tenant with this name already exists")
+	case errors.Is(err, tenant.ErrUnavailable), errors.Is(err, broker.ErrUnavailable):
+		a.log.Warn("broker unavailable", "err", err, "request_id", httpserver.RequestID(c), "path", c.Path())
+		return httpserver.NewProblem(http.StatusServiceUnavailable, "broker_unavailable", "the message broker is unavailable; nothing was recorded or published, retry later").WithHeader(fiber.HeaderRetryAfter, "1")
+	}
+	return err
+}

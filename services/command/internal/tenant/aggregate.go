@@ -1,0 +1,183 @@
+// Package tenant is the write-side tenant aggregate: its state is rebuilt from the
+// tenant's event stream, and each command is decided by a pure function of that state.
+package tenant
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/multitenant/mtm/events"
+)
+
+// Status of a tenant as seen by the write side.
+type Status string
+
+// Statuses. A deleted tenant accepts no more commands.
+const (
+	StatusActive  Status = "active"
+	StatusDeleted Status = "deleted"
+)
+
+// MaxNameLength is the longest tenant name accepted, in characters (runes).
+const MaxNameLength = 200
+
+// Domain errors; the HTTP layer maps each to one status in one place.
+var (
+	ErrNotFound        = errors.New("tenant not found")
+	ErrVersionMismatch = errors.New("tenant version does not match If-Match")
+	ErrConflict        = errors.New("tenant changed concurrently")
+	ErrDuplicateName   = errors.New("tenant name already in use")
+	ErrUnavailable     = errors.New("message broker unavailable")
+)
+
+// FieldError is one invalid command field.
+type FieldError struct {
+	Field  string
+	Detail string
+}
+
+// ValidationError lists every invalid field of a command.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Detail
+	}
+	return "invalid command: " + strings.Join(parts, "; ")
+}
+
+// Limits bound worker counts; they come from WORKERS and MAX_WORKERS.
+type Limits struct {
+	DefaultWorkers int
+	MaxWorkers     int
+}
+
+// State is a tenant rebuilt from its stream. Version 0 means the stream is empty.
+type State struct {
+	ID      string
+	Name    string
+	Workers int
+	Status  Status
+	Version int
+}
+
+// Exists reports whether the tenant was created and not deleted.
+func (s State) Exists() bool { return s.Version > 0 && s.Status == StatusActive }
+
+// Apply folds one event into the state. Unknown events (nil) only advance the
+// version, so a newer writer's event types never break an older reader.
+func (s State) Apply(version int, e events.Event) State {
+	switch ev := e.(type) {
+	case events.TenantCreated:
+		s.Name, s.Workers, s.Status = ev.Name, ev.Workers, StatusActive
+	case events.TenantConcurrencyChanged:
+		s.Workers = ev.Workers
+	case events.TenantDeleted:
+		s.Status = StatusDeleted
+	}
+	s.Version = version
+	return s
+}
+
+// Replay rebuilds a tenant from its events in version order.
+func Replay(id string, recs []events.Recorded) State {
+	s := State{ID: id}
+	for _, r := range recs {
+		s = s.Apply(r.Version, r.Event)
+	}
+	return s
+}
+
+// NormalizeName trims surrounding white space and checks the name: 1..200 characters,
+// valid UTF-8, no control or format characters (they are invisible in listings and
+// logs). Any other Unicode letter, digit, punctuation, symbol or inner space is allowed.
+func NormalizeName(raw string) (string, error) {
+	name := strings.TrimSpace(raw)
+	switch {
+	case !utf8.ValidString(name):
+		return "", errors.New("must be valid UTF-8")
+	case name == "":
+		return "", errors.New("must not be empty")
+	case utf8.RuneCountInString(name) > MaxNameLength:
+		return "", fmt.Errorf("must be at most %d characters", MaxNameLength)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return "", errors.New("must not contain control characters")
+		}
+	}
+	return name, nil
+}
+
+// NameKey is the uniqueness key of a name: names differing only in letter case are
+// the same tenant name, as an operator would expect.
+func NameKey(name string) string { return strings.ToLower(name) }
+
+// CheckWorkers validates a worker count against the limits.
+func (l Limits) CheckWorkers(n int) error {
+	if n < 1 || n > l.MaxWorkers {
+		return fmt.Errorf("must be an integer between 1 and %d", l.MaxWorkers)
+	}
+	return nil
+}
+
+// DecideCreate validates a create command. workers nil means the default.
+func DecideCreate(l Limits, name string, workers *int) (events.TenantCreated, error) {
+	var fields []FieldError
+	n, err := NormalizeName(name)
+	if err != nil {
+		fields = append(fields, FieldError{"name", err.Error()})
+	}
+	w := l.DefaultWorkers
+	if workers != nil {
+		w = *workers
+	}
+	if err := l.CheckWorkers(w); err != nil {
+		fields = append(fields, FieldError{"workers", err.Error()})
+	}
+	if len(fields) > 0 {
+		return events.TenantCreated{}, &ValidationError{Fields: fields}
+	}
+	return events.TenantCreated{Name: n, Workers: w}, nil
+}
+
+// checkCurrent rejects commands on missing tenants and stale expected versions.
+func checkCurrent(s State, expected *int) error {
+	if !s.Exists() {
+		return ErrNotFound
+	}
+	if expected != nil && *expected != s.Version {
+		return ErrVersionMismatch
+	}
+	return nil
+}
+
+// DecideConcurrency validates a resize. It returns nil (and no error) when the
+// tenant already runs that many workers: the command succeeds and records nothing,
+// so retries of the same PUT are idempotent.
+func DecideConcurrency(l Limits, s State, workers int, expected *int) (events.Event, error) {
+	if err := l.CheckWorkers(workers); err != nil {
+		return nil, &ValidationError{Fields: []FieldError{{"workers", err.Error()}}}
+	}
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	if workers == s.Workers {
+		return nil, nil
+	}
+	return events.TenantConcurrencyChanged{Workers: workers, PreviousWorkers: s.Workers}, nil
+}
+
+// DecideDelete validates a delete of an existing tenant.
+func DecideDelete(s State, expected *int) (events.Event, error) {
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	return events.TenantDeleted{Name: s.Name}, nil
+}

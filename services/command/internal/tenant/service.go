@@ -1,0 +1,177 @@
+package tenant
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/platform/eventstore"
+	"github.com/multitenant/mtm/platform/postgres"
+)
+
+// Queues declares and removes a tenant's broker queues.
+type Queues interface {
+	DeclareTenant(ctx context.Context, tenantID string) error
+	DeleteTenant(ctx context.Context, tenantID string) error
+}
+
+// Meta is request context recorded on every event.
+type Meta struct {
+	CorrelationID string
+}
+
+// Service handles tenant commands: load the stream, decide, append.
+type Service struct {
+	store  *eventstore.Store
+	db     *sql.DB
+	queues Queues
+	limits Limits
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// NewService wires the command handlers. db is the event store's database.
+func NewService(store *eventstore.Store, db *sql.DB, queues Queues, limits Limits, log *slog.Logger) *Service {
+	return &Service{store: store, db: db, queues: queues, limits: limits, log: log, now: time.Now}
+}
+
+// Limits returns the worker limits commands are validated against.
+func (s *Service) Limits() Limits { return s.limits }
+
+// Load rebuilds the tenant from its stream; an empty stream gives a zero State.
+func (s *Service) Load(ctx context.Context, id string) (State, error) {
+	stored, err := s.store.Load(ctx, id)
+	if err != nil {
+		return State{}, fmt.Errorf("load tenant %s: %w", id, err)
+	}
+	st := State{ID: id}
+	for _, e := range stored {
+		st = st.Apply(e.Version, e.Event)
+	}
+	return st, nil
+}
+
+// Create validates the command, declares the tenant's queues (so a message published
+// right after the answer is never lost), then records TenantCreated and claims the
+// name in one transaction. If the append fails the fresh, empty queues are removed
+// again on a best-effort basis; a leftover is harmless (nothing routes to it).
+func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *int) (State, error) {
+	ev, err := DecideCreate(s.limits, name, workers)
+	if err != nil {
+		return State{}, err
+	}
+	// Cheap early check so the common duplicate does not declare queues at all; the
+	// unique key in the append transaction is what actually guarantees uniqueness.
+	var taken bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_names WHERE name = $1)`, NameKey(ev.Name)).Scan(&taken); err != nil {
+		return State{}, fmt.Errorf("check tenant name: %w", err)
+	}
+	if taken {
+		return State{}, ErrDuplicateName
+	}
+	id := uuid.Must(uuid.NewV7()).String()
+	if err := s.queues.DeclareTenant(ctx, id); err != nil {
+		return State{}, fmt.Errorf("%w: declare queues of %s: %w", ErrUnavailable, id, err)
+	}
+	env, err := s.envelope(id, 1, meta, ev)
+	if err != nil {
+		return State{}, err
+	}
+	_, err = s.store.Append(ctx, []events.Envelope{env}, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_names (name, tenant_id) VALUES ($1, $2)`, NameKey(ev.Name), id)
+		if postgres.IsUniqueViolation(err, "tenant_names_pkey") {
+			return ErrDuplicateName
+		}
+		if err != nil {
+			return fmt.Errorf("claim tenant name: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		s.dropQueues(ctx, id)
+		return State{}, fmt.Errorf("create tenant %s: %w", id, err)
+	}
+	return State{}.Apply(1, ev).withID(id), nil
+}
+
+func (s State) withID(id string) State { s.ID = id; return s }
+
+func (s *Service) dropQueues(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.queues.DeleteTenant(ctx, id); err != nil {
+		s.log.Warn("could not remove queues of a tenant that was not created", "tenant_id", id, "err", err)
+	}
+}
+
+// ChangeConcurrency sets the desired worker count. expected, when set, is the
+// version the client last saw (If-Match).
+func (s *Service) ChangeConcurrency(ctx context.Context, meta Meta, id string, workers int, expected *int) (State, error) {
+	if err := s.limits.CheckWorkers(workers); err != nil {
+		return State{}, &ValidationError{Fields: []FieldError{{"workers", err.Error()}}}
+	}
+	st, err := s.Load(ctx, id)
+	if err != nil {
+		return State{}, err
+	}
+	ev, err := DecideConcurrency(s.limits, st, workers, expected)
+	if err != nil || ev == nil {
+		return st, err
+	}
+	return s.append(ctx, meta, st, ev, expected, nil)
+}
+
+// Delete records TenantDeleted and releases the name in the same transaction.
+func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *int) (State, error) {
+	st, err := s.Load(ctx, id)
+	if err != nil {
+		return State{}, err
+	}
+	ev, err := DecideDelete(st, expected)
+	if err != nil {
+		return st, err
+	}
+	return s.append(ctx, meta, st, ev, expected, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tenant_names WHERE tenant_id = $1`, id); err != nil {
+			return fmt.Errorf("release tenant name: %w", err)
+		}
+		return nil
+	})
+}
+
+func (s *Service) append(ctx context.Context, meta Meta, st State, ev events.Event, expected *int, extra func(context.Context, *sql.Tx) error) (State, error) {
+	env, err := s.envelope(st.ID, st.Version+1, meta, ev)
+	if err != nil {
+		return State{}, err
+	}
+	if _, err := s.store.Append(ctx, []events.Envelope{env}, extra); err != nil {
+		if errors.Is(err, eventstore.ErrConcurrency) {
+			// Another command won this version. With If-Match the client's version is
+			// now stale (412); without, it is a plain conflict (409) to retry.
+			if expected != nil {
+				return State{}, ErrVersionMismatch
+			}
+			return State{}, ErrConflict
+		}
+		return State{}, fmt.Errorf("append %s to %s: %w", ev.EventType(), st.ID, err)
+	}
+	return st.Apply(env.Version, ev), nil
+}
+
+func (s *Service) envelope(id string, version int, meta Meta, ev events.Event) (events.Envelope, error) {
+	env, err := events.NewEnvelope(id, version, events.Metadata{
+		EventID:       uuid.Must(uuid.NewV7()).String(),
+		OccurredAt:    s.now().UTC(),
+		CorrelationID: meta.CorrelationID,
+	}, ev)
+	if err != nil {
+		return events.Envelope{}, fmt.Errorf("build event: %w", err)
+	}
+	return env, nil
+}
