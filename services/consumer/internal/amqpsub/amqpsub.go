@@ -1,0 +1,242 @@
+// Package amqpsub is a watermill message.Subscriber for RabbitMQ queues that keeps a
+// prefetch window of deliveries in flight per consumer.
+//
+// watermill-amqp's subscription hands over one message and waits for its ack before
+// the next, so a consumer's throughput is one message per commit. Here every delivery
+// is emitted as soon as it arrives (up to Prefetch unacked) and acked independently,
+// so many deliveries of one consumer can share a group commit. Headers of any AMQP type
+// (x-delivery-count, x-death) are tolerated: they are rendered as strings.
+package amqpsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Metadata keys set on emitted messages.
+const (
+	// MetaMessageID is the AMQP message_id property ("" when the publisher set none).
+	MetaMessageID = "amqp_message_id"
+	// MetaDeliveryCount is the quorum queue's x-delivery-count (how often it was returned).
+	MetaDeliveryCount = "x-delivery-count"
+	// MetaRedelivered is "true" when the broker flagged the delivery as redelivered.
+	MetaRedelivered = "amqp_redelivered"
+	// MetaReceivedAt is when the delivery arrived, RFC 3339 with nanoseconds.
+	MetaReceivedAt = "received_at"
+)
+
+// ErrClosed is returned by Subscribe after Close.
+var ErrClosed = errors.New("subscriber closed")
+
+// ChannelSource opens AMQP channels; *rabbit.Conn implements it.
+type ChannelSource interface {
+	Channel() (*amqp.Channel, error)
+}
+
+// Config tunes a Subscriber.
+type Config struct {
+	// Sources are the connections channels are spread over (round robin), because a
+	// connection carries at most channel_max (default 2047) channels.
+	Sources []ChannelSource
+	// Prefetch is the basic.qos window per consumer (unacked deliveries in flight).
+	Prefetch int
+	// TagPrefix starts every consumer tag, so an operator can tell our consumers apart.
+	TagPrefix string
+	Log       *slog.Logger
+}
+
+// Subscriber implements message.Subscriber over Config.Sources. The topic passed to
+// Subscribe is the queue name. Each Subscribe call is one AMQP consumer on its own channel.
+type Subscriber struct {
+	cfg     Config
+	next    atomic.Uint64
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup // subscription goroutines
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// New returns a Subscriber; it dials nothing itself.
+func New(cfg Config) (*Subscriber, error) {
+	if len(cfg.Sources) == 0 {
+		return nil, errors.New("amqpsub: no connection sources")
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 128
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Subscriber{cfg: cfg, closing: make(chan struct{})}, nil
+}
+
+// Subscribe starts one consumer on queue. The returned channel emits every delivery at
+// once; Ack acks it, Nack rejects it with requeue (the quorum queue counts that and
+// dead-letters after its delivery limit).
+//
+// When ctx ends the consumer is cancelled (basic.cancel: the broker stops sending and
+// the consumer count drops at once), deliveries already received are still emitted, and
+// the channel is closed only after every emitted message was acked or nacked, so
+// stopping a consumer never returns in-flight work to the queue. The output closes then.
+// Close abandons unacknowledged messages instead: closing the AMQP channel returns them.
+// If the channel or connection dies, the output closes; the caller subscribes again.
+func (s *Subscriber) Subscribe(ctx context.Context, queue string) (<-chan *message.Message, error) {
+	select {
+	case <-s.closing:
+		return nil, ErrClosed
+	default:
+	}
+	n := s.next.Add(1)
+	src := s.cfg.Sources[int(n%uint64(len(s.cfg.Sources)))]
+	ch, err := src.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", queue, err)
+	}
+	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("subscribe %s: qos: %w", queue, err)
+	}
+	tag := s.cfg.TagPrefix + "-" + watermill.NewShortUUID()
+	deliveries, err := ch.ConsumeWithContext(context.WithoutCancel(ctx), queue, tag, false, false, false, false, nil)
+	if err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("subscribe %s: consume: %w", queue, err)
+	}
+	out := make(chan *message.Message)
+	sub := &subscription{s: s, ch: ch, tag: tag, queue: queue, out: out, chClosed: ch.NotifyClose(make(chan *amqp.Error, 1))}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sub.run(ctx, deliveries)
+	}()
+	return out, nil
+}
+
+// Close abandons every subscription: their channels close and unacked deliveries go
+// back to their queues. It waits for the subscription goroutines to end.
+func (s *Subscriber) Close() error {
+	s.once.Do(func() { close(s.closing) })
+	s.wg.Wait()
+	return nil
+}
+
+type subscription struct {
+	s        *Subscriber
+	ch       *amqp.Channel
+	tag      string
+	queue    string
+	out      chan *message.Message
+	chClosed chan *amqp.Error
+	inflight sync.WaitGroup
+}
+
+func (sub *subscription) run(ctx context.Context, deliveries <-chan amqp.Delivery) {
+	defer close(sub.out)
+	defer func() { _ = sub.ch.Close() }()
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				sub.waitInflight()
+				return
+			}
+			if !sub.emit(d) {
+				return
+			}
+		case <-ctx.Done():
+			if err := sub.ch.Cancel(sub.tag, false); err != nil {
+				sub.s.cfg.Log.Warn("cancel consumer", "queue", sub.queue, "err", err)
+			}
+			// Deliveries the client already buffered still belong to us: process them.
+			for d := range deliveries {
+				if !sub.emit(d) {
+					return
+				}
+			}
+			sub.waitInflight()
+			return
+		case <-sub.s.closing:
+			return
+		}
+	}
+}
+
+// emit hands d to the reader and starts its ack watcher; false means Close was called.
+func (sub *subscription) emit(d amqp.Delivery) bool {
+	msg := toMessage(d)
+	select {
+	case sub.out <- msg:
+	case <-sub.s.closing:
+		return false
+	}
+	sub.inflight.Add(1)
+	go func() {
+		defer sub.inflight.Done()
+		var err error
+		select {
+		case <-msg.Acked():
+			err = d.Ack(false)
+		case <-msg.Nacked():
+			err = d.Nack(false, true)
+		case <-sub.chClosed:
+			// The channel is gone; the broker already returned the delivery.
+			return
+		case <-sub.s.closing:
+			return
+		}
+		if err != nil && !errors.Is(err, amqp.ErrClosed) {
+			sub.s.cfg.Log.Warn("settle delivery", "queue", sub.queue, "err", err)
+		}
+	}()
+	return true
+}
+
+// waitInflight waits until every emitted message is settled, or Close abandons them.
+func (sub *subscription) waitInflight() {
+	done := make(chan struct{})
+	go func() { sub.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sub.s.closing:
+	}
+}
+
+// toMessage converts a delivery, rendering every header as a string.
+func toMessage(d amqp.Delivery) *message.Message {
+	uuid := d.MessageId
+	if uuid == "" {
+		uuid = watermill.NewUUID()
+	}
+	msg := message.NewMessage(uuid, d.Body)
+	for k, v := range d.Headers {
+		msg.Metadata.Set(k, headerString(v))
+	}
+	msg.Metadata.Set(MetaMessageID, d.MessageId)
+	msg.Metadata.Set(MetaRedelivered, strconv.FormatBool(d.Redelivered))
+	msg.Metadata.Set(MetaReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	return msg
+}
+
+func headerString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
+}

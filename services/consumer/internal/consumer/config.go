@@ -1,0 +1,47 @@
+// Package consumer is the consumer service: it folds tenant events into desired state,
+// reconciles per-tenant worker pools (AMQP consumers) to it, and stores every message
+// in the tenant's partition with group commit, acking only after commit.
+package consumer
+
+import (
+	"fmt"
+	"time"
+)
+
+// Settings are the consumer's own configuration variables (the rest is config.Base).
+type Settings struct {
+	// Prefetch is the unacked window per worker (basic.qos): deliveries a worker holds
+	// in flight so they can share group commits.
+	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"128"`
+	// Connections is how many AMQP connections worker channels are spread over.
+	Connections int `env:"CONSUMER_CONNECTIONS" envDefault:"4"`
+	// ReconcileInterval is how often pools are re-checked against desired state and
+	// queue depths sampled, even without events (so pools come back after an outage).
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"2s"`
+	// MaxBatch caps the rows of one group-commit transaction.
+	MaxBatch int `env:"STORE_MAX_BATCH" envDefault:"1000"`
+	// Flushers is the number of group-commit transactions in flight at once.
+	Flushers int `env:"STORE_FLUSHERS" envDefault:"2"`
+	// DrainTimeout bounds how long a deleted tenant's in-flight messages may take to
+	// finish before its pool is stopped anyway (its queue is deleted next).
+	DrainTimeout time.Duration `env:"DELETE_DRAIN_TIMEOUT" envDefault:"10s"`
+}
+
+// Validate names the bad variable.
+func (s Settings) Validate() error {
+	switch {
+	case s.Prefetch < 1 || s.Prefetch > 65535:
+		return fmt.Errorf("CONSUMER_PREFETCH: must be between 1 and 65535, got %d", s.Prefetch)
+	case s.Connections < 1 || s.Connections > 64:
+		return fmt.Errorf("CONSUMER_CONNECTIONS: must be between 1 and 64, got %d", s.Connections)
+	case s.ReconcileInterval <= 0:
+		return fmt.Errorf("RECONCILE_INTERVAL: must be positive, got %s", s.ReconcileInterval)
+	case s.MaxBatch < 1:
+		return fmt.Errorf("STORE_MAX_BATCH: must be at least 1, got %d", s.MaxBatch)
+	case s.Flushers < 1 || s.Flushers > 32:
+		return fmt.Errorf("STORE_FLUSHERS: must be between 1 and 32, got %d", s.Flushers)
+	case s.DrainTimeout <= 0:
+		return fmt.Errorf("DELETE_DRAIN_TIMEOUT: must be positive, got %s", s.DrainTimeout)
+	}
+	return nil
+}

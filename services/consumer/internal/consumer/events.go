@@ -1,0 +1,110 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/platform/eventstore"
+)
+
+// replayBatch is how many events one ReadAll call returns during the initial fold.
+const replayBatch = 1000
+
+// runEvents rebuilds desired state from the whole event store, then follows the events
+// outbox. Replay and subscription overlap; Apply ignores versions already seen.
+func (s *Service) runEvents(ctx context.Context) {
+	es := eventstore.New(s.d.DB, s.d.WLog)
+	backoff := 200 * time.Millisecond
+	for {
+		err := s.replay(ctx, es)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("replaying tenant events failed, retrying", "err", err, "retry_in", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	s.poke()
+
+	for ctx.Err() == nil {
+		if err := s.follow(ctx); err != nil {
+			s.log.Warn("tenant events subscription failed, restarting", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Service) replay(ctx context.Context, es *eventstore.Store) error {
+	var after int64
+	n := 0
+	for {
+		batch, err := es.ReadAll(ctx, after, replayBatch)
+		if err != nil {
+			return err
+		}
+		for _, ev := range batch {
+			s.apply(ev.Recorded)
+			after = ev.Position
+		}
+		n += len(batch)
+		if len(batch) < replayBatch {
+			s.log.Info("desired state rebuilt from the event store", "events", n, "tenants", len(s.state.Snapshot()))
+			return nil
+		}
+	}
+}
+
+func (s *Service) follow(ctx context.Context) error {
+	sub, err := eventstore.NewSubscriber(s.d.DB, ConsumerGroup, s.d.WLog)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, events.Topic)
+	if err != nil {
+		return err
+	}
+	s.eventsLive.Store(true)
+	defer s.eventsLive.Store(false)
+	for msg := range msgs {
+		rec, err := events.Decode(msg.Payload)
+		if err != nil && !errors.Is(err, events.ErrUnknownType) {
+			s.m.eventsSkipped.WithLabelValues("malformed").Inc()
+			s.log.Error("skipping malformed tenant event", "event_uuid", msg.UUID, "err", err)
+			msg.Ack()
+			continue
+		}
+		if s.apply(rec) {
+			s.poke()
+		}
+		msg.Ack()
+	}
+	if ctx.Err() == nil {
+		return errors.New("subscription closed")
+	}
+	return nil
+}
+
+// apply folds one event into desired state and reports whether it changed anything.
+func (s *Service) apply(rec events.Recorded) bool {
+	changed, err := s.state.Apply(rec)
+	if errors.Is(err, events.ErrUnknownType) {
+		s.m.eventsSkipped.WithLabelValues("unknown_type").Inc()
+		s.log.Debug("skipping unknown tenant event", "type", rec.Type, "tenant_id", rec.TenantID)
+		return false
+	}
+	if changed {
+		s.m.eventsApplied.Inc()
+		s.log.Debug("tenant event applied", "type", rec.Type, "tenant_id", rec.TenantID, "version", rec.Version)
+	}
+	return changed
+}

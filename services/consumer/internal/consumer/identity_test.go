@@ -1,0 +1,36 @@
+package consumer
+
+import (
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMessageID(t *testing.T) {
+	t.Parallel()
+	tenantA, tenantB := uuid.New(), uuid.New()
+	given := uuid.New()
+
+	got, err := MessageID(tenantA, given.String())
+	require.NoError(t, err)
+	require.Equal(t, given, got, "a UUID message_id is kept")
+
+	k1, err := MessageID(tenantA, "order-42")
+	require.NoError(t, err)
+	k2, err := MessageID(tenantA, "order-42")
+	require.NoError(t, err)
+	require.Equal(t, k1, k2, "the same key gives the same id")
+	require.Equal(t, uuid.Version(5), k1.Version())
+	require.Equal(t, uuid.NewSHA1(tenantA, []byte("order-42")), k1)
+	other, err := MessageID(tenantB, "order-42")
+	require.NoError(t, err)
+	require.NotEqual(t, k1, other, "namespaced by tenant")
+
+	f1, err := MessageID(tenantA, "")
+	require.NoError(t, err)
+	f2, err := MessageID(tenantA, "")
+	require.NoError(t, err)
+	require.NotEqual(t, f1, f2)
+	require.Equal(t, uuid.Version(7), f1.Version())
+}

@@ -1,0 +1,192 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/projections/messages"
+	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
+	"github.com/multitenant/mtm/services/consumer/internal/store"
+)
+
+// worker is one AMQP consumer on a tenant's queue with its own message handlers.
+type worker struct {
+	stopConsuming context.CancelFunc // basic.cancel; in-flight messages still finish
+	giveUp        context.CancelFunc // handlers stop waiting for commits
+	done          chan struct{}
+}
+
+// pool is one tenant's workers. Only the reconciler (and shutdown) touch it.
+type pool struct {
+	tenantID string
+	uuid     uuid.UUID
+	ready    bool // partition attached and queues declared
+	active   []*worker
+	retiring []*worker // stopped consuming, finishing in-flight messages
+	reported int       // worker count last written to tenant_workers (-1: never)
+}
+
+func (p *pool) stopConsuming() {
+	for _, w := range p.active {
+		w.stopConsuming()
+	}
+	p.retiring = append(p.retiring, p.active...)
+	p.active = nil
+}
+
+// reap forgets retired workers that have finished.
+func (p *pool) reap() {
+	keep := p.retiring[:0]
+	for _, w := range p.retiring {
+		select {
+		case <-w.done:
+		default:
+			keep = append(keep, w)
+		}
+	}
+	p.retiring = keep
+}
+
+// resize starts or stops workers until n consume. Shrinking only cancels the consumers
+// (the broker's consumer count drops at once); their in-flight messages finish in the
+// background, so a resize never waits for commits and never requeues work.
+func (s *Service) resize(p *pool, n int) {
+	for len(p.active) < n {
+		p.active = append(p.active, s.startWorker(p))
+	}
+	for len(p.active) > n {
+		w := p.active[len(p.active)-1]
+		p.active = p.active[:len(p.active)-1]
+		w.stopConsuming()
+		p.retiring = append(p.retiring, w)
+	}
+	p.reap()
+	s.m.workers.WithLabelValues(p.tenantID).Set(float64(len(p.active)))
+}
+
+func (s *Service) startWorker(p *pool) *worker {
+	consumeCtx, stopConsuming := context.WithCancel(context.Background())
+	handleCtx, giveUp := context.WithCancel(s.abortCtx)
+	w := &worker{stopConsuming: stopConsuming, giveUp: giveUp, done: make(chan struct{})}
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		defer close(w.done)
+		defer giveUp()
+		s.runWorker(consumeCtx, handleCtx, p.tenantID, p.uuid)
+	}()
+	return w
+}
+
+// runWorker keeps one consumer on the tenant's queue until consumeCtx ends,
+// subscribing again (with backoff) when the channel or connection is lost.
+func (s *Service) runWorker(consumeCtx, handleCtx context.Context, tenantID string, tenant uuid.UUID) {
+	queue := rabbit.QueueName(tenantID)
+	backoff := 100 * time.Millisecond
+	for consumeCtx.Err() == nil {
+		msgs, err := s.sub.Subscribe(consumeCtx, queue)
+		if errors.Is(err, amqpsub.ErrClosed) {
+			return
+		}
+		if err != nil {
+			s.log.Warn("worker cannot consume, retrying", "tenant_id", tenantID, "err", err, "retry_in", backoff)
+			if !sleepCtx(consumeCtx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		// The subscription closes its output only after every emitted message was
+		// settled, so when this loop ends the handlers are done or abandoned.
+		for msg := range msgs {
+			go s.handle(handleCtx, tenantID, tenant, msg)
+		}
+	}
+}
+
+// handle stores one delivery and settles it; every path acks or nacks exactly once.
+func (s *Service) handle(ctx context.Context, tenantID string, tenant uuid.UUID, msg *message.Message) {
+	start := time.Now()
+	outcome := s.process(ctx, tenantID, tenant, msg)
+	s.m.processed.WithLabelValues(tenantID, outcome).Inc()
+	s.m.latency.Observe(time.Since(start).Seconds())
+}
+
+func (s *Service) process(ctx context.Context, tenantID string, tenant uuid.UUID, msg *message.Message) string {
+	if len(msg.Payload) > s.d.MaxMessageBytes {
+		return s.deadLetter(ctx, tenantID, msg, "too_large: body of "+strconv.Itoa(len(msg.Payload))+" bytes exceeds MAX_MESSAGE_BYTES="+strconv.Itoa(s.d.MaxMessageBytes))
+	}
+	if !json.Valid(msg.Payload) {
+		return s.deadLetter(ctx, tenantID, msg, "invalid_json: body is not valid JSON")
+	}
+	id, err := MessageID(tenant, msg.Metadata.Get(amqpsub.MetaMessageID))
+	if err != nil {
+		msg.Nack()
+		return OutcomeRequeued
+	}
+	received, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(amqpsub.MetaReceivedAt))
+	if err != nil {
+		received = time.Now()
+	}
+	res := s.writer.Store(ctx, messages.Row{TenantID: tenant.String(), ID: id.String(), Payload: msg.Payload, CreatedAt: received})
+	switch {
+	case res.Err == nil && res.Inserted:
+		msg.Ack()
+		return OutcomeStored
+	case res.Err == nil:
+		msg.Ack()
+		return OutcomeDuplicate
+	case errors.Is(res.Err, store.ErrInvalidRow):
+		return s.deadLetter(ctx, tenantID, msg, "rejected_by_database: payload cannot be stored as jsonb")
+	case errors.Is(res.Err, store.ErrNoPartition):
+		// The tenant is deleted or not set up: requeue; the quorum queue dead-letters it
+		// after x-delivery-limit, so this never loops forever.
+		s.log.Warn("no partition for message, requeueing", "tenant_id", tenantID, "err", res.Err)
+		msg.Nack()
+		return OutcomeRequeued
+	default:
+		// Shutdown deadline or a pool forced down: not stored, so not acked. The
+		// broker redelivers it (and counts that delivery).
+		msg.Nack()
+		return OutcomeAbandoned
+	}
+}
+
+// deadLetter publishes msg to the tenant's DLQ (retrying while the broker is away) and
+// acks the original once the copy is confirmed.
+func (s *Service) deadLetter(ctx context.Context, tenantID string, msg *message.Message, reason string) string {
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.dl.publish(ctx, tenantID, msg, reason)
+		if err == nil {
+			msg.Ack()
+			s.log.Info("message dead-lettered", "tenant_id", tenantID, "message_id", msg.Metadata.Get(amqpsub.MetaMessageID), "reason", reason)
+			return OutcomeDeadLettered
+		}
+		s.log.Warn("dead-lettering failed, retrying", "tenant_id", tenantID, "err", err)
+		if !sleepCtx(ctx, backoff) {
+			msg.Nack()
+			return OutcomeAbandoned
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// ensurePartitionIfLive backs the writer's 23514 recovery: only a live tenant gets its
+// partition back, so a late message never resurrects a deleted tenant's table.
+func (s *Service) ensurePartitionIfLive(ctx context.Context, tenantID string) error {
+	t, ok := s.state.Get(tenantID)
+	if !ok || t.Deleted {
+		return fmt.Errorf("tenant %s is not live", tenantID)
+	}
+	return messages.EnsurePartition(ctx, s.d.Pool, tenantID)
+}

@@ -1,0 +1,207 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/projections/messages"
+	"github.com/multitenant/mtm/services/consumer/internal/desired"
+)
+
+// runReconciler makes running pools match desired state. It is level-triggered: it
+// runs on every change and every ReconcileInterval, so whatever failed (broker or
+// database away) is retried until it converges.
+func (s *Service) runReconciler(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.ReconcileInterval)
+	defer tick.Stop()
+	insp := &inspector{conn: s.d.Rabbit}
+	defer insp.close()
+	for {
+		sample := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-tick.C:
+			sample = true
+		}
+		s.reconcile(ctx)
+		if sample {
+			s.sample(insp)
+		}
+	}
+}
+
+func (s *Service) reconcile(ctx context.Context) {
+	for _, t := range s.state.Snapshot() {
+		if ctx.Err() != nil {
+			return
+		}
+		if t.Deleted {
+			if s.removed[t.ID] {
+				continue
+			}
+			if err := s.remove(ctx, t.ID); err != nil {
+				s.log.Warn("removing deleted tenant failed, will retry", "tenant_id", t.ID, "err", err)
+				continue
+			}
+			s.removed[t.ID] = true
+			continue
+		}
+		if err := s.converge(ctx, t); err != nil {
+			s.log.Warn("tenant not converged, will retry", "tenant_id", t.ID, "err", err)
+		}
+	}
+}
+
+// converge sets the tenant up (partition before queue consumers) and sizes its pool.
+func (s *Service) converge(ctx context.Context, t desired.Tenant) error {
+	p := s.pools[t.ID]
+	if p == nil {
+		id, err := uuid.Parse(t.ID)
+		if err != nil {
+			return fmt.Errorf("tenant id is not a UUID: %w", err)
+		}
+		p = &pool{tenantID: t.ID, uuid: id, reported: -1}
+		s.pools[t.ID] = p
+	}
+	if !p.ready {
+		if err := messages.EnsurePartition(ctx, s.d.Pool, t.ID); err != nil {
+			return err
+		}
+		if err := s.declare(t.ID); err != nil {
+			return err
+		}
+		p.ready = true
+		s.log.Info("tenant set up", "tenant_id", t.ID, "workers", t.Workers)
+	}
+	if len(p.active) != t.Workers {
+		s.log.Info("resizing tenant pool", "tenant_id", t.ID, "from", len(p.active), "to", t.Workers)
+	}
+	s.resize(p, t.Workers)
+	return s.report(ctx, p)
+}
+
+func (s *Service) declare(tenantID string) error {
+	ch, err := s.d.Rabbit.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return rabbit.DeclareTenant(ch, tenantID)
+}
+
+// report writes the running worker count for the query side when it changed.
+func (s *Service) report(ctx context.Context, p *pool) error {
+	n := len(p.active)
+	if p.reported == n {
+		return nil
+	}
+	_, err := s.d.Pool.Exec(ctx, `
+		INSERT INTO tenant_workers (tenant_id, current, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (tenant_id) DO UPDATE SET current = EXCLUDED.current, updated_at = now()`, p.uuid, n)
+	if err != nil {
+		return fmt.Errorf("report workers: %w", err)
+	}
+	p.reported = n
+	return nil
+}
+
+// remove stops a deleted tenant's pool (in-flight messages get DrainTimeout to commit),
+// then deletes its queues, partition and worker report. Every step is idempotent, so a
+// restarted consumer can repeat it.
+func (s *Service) remove(ctx context.Context, tenantID string) error {
+	if p := s.pools[tenantID]; p != nil {
+		p.stopConsuming()
+		deadline := time.NewTimer(s.cfg.DrainTimeout)
+		for _, w := range p.retiring {
+			select {
+			case <-w.done:
+			case <-deadline.C:
+				s.log.Warn("deleted tenant's messages did not finish in time; giving up on them", "tenant_id", tenantID)
+				for _, w := range p.retiring {
+					w.giveUp()
+				}
+				<-w.done
+			case <-ctx.Done():
+				deadline.Stop()
+				return ctx.Err()
+			}
+		}
+		deadline.Stop()
+		for _, w := range p.retiring {
+			<-w.done
+		}
+		p.retiring = nil
+		delete(s.pools, tenantID)
+	}
+	ch, err := s.d.Rabbit.Channel()
+	if err != nil {
+		return err
+	}
+	err = rabbit.DeleteTenant(ch, tenantID)
+	_ = ch.Close()
+	if err != nil {
+		return err
+	}
+	if err := messages.DropPartition(ctx, s.d.Pool, tenantID); err != nil {
+		return err
+	}
+	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM tenant_workers WHERE tenant_id = $1`, tenantID); err != nil {
+		return fmt.Errorf("forget tenant workers: %w", err)
+	}
+	s.m.forget(tenantID)
+	s.log.Info("tenant removed", "tenant_id", tenantID)
+	return nil
+}
+
+// sample records each live tenant's queue depth; a queue that vanished (deleted by
+// hand, broker data lost) sends the tenant back through set-up.
+func (s *Service) sample(insp *inspector) {
+	for id, p := range s.pools {
+		if !p.ready {
+			continue
+		}
+		q, err := insp.inspect(rabbit.QueueName(id))
+		var amqpErr *amqp.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+			s.log.Warn("tenant queue missing, declaring it again", "tenant_id", id)
+			p.ready = false
+			s.poke()
+			continue
+		}
+		if err != nil {
+			return // broker away: try next tick
+		}
+		s.m.pending.WithLabelValues(id).Set(float64(q.Messages))
+	}
+}
+
+// inspector keeps one channel for passive declares; a 404 closes it, so it reopens.
+type inspector struct {
+	conn *rabbit.Conn
+	ch   *amqp.Channel
+}
+
+func (i *inspector) inspect(queue string) (amqp.Queue, error) {
+	if i.ch == nil || i.ch.IsClosed() {
+		ch, err := i.conn.Channel()
+		if err != nil {
+			return amqp.Queue{}, err
+		}
+		i.ch = ch
+	}
+	return rabbit.Inspect(i.ch, queue)
+}
+
+func (i *inspector) close() {
+	if i.ch != nil {
+		_ = i.ch.Close()
+	}
+}

@@ -1,0 +1,228 @@
+package consumer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multitenant/mtm/platform/health"
+	"github.com/multitenant/mtm/platform/lifecycle"
+	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
+	"github.com/multitenant/mtm/services/consumer/internal/desired"
+	"github.com/multitenant/mtm/services/consumer/internal/store"
+)
+
+// ConsumerGroup is the consumer's offset name on the events outbox. Never rename it:
+// a new name re-reads every event (harmless, but slow on a long history).
+const ConsumerGroup = "consumer"
+
+// Deps are the shared infrastructure the service runs on (see platform/app).
+type Deps struct {
+	Log      *slog.Logger
+	WLog     watermill.LoggerAdapter
+	Pool     *pgxpool.Pool
+	DB       *sql.DB
+	Rabbit   *rabbit.Conn // topology, dead letters and sampling
+	URL      string       // broker URL for the worker connections
+	Ready    *health.Readiness
+	Registry prometheus.Registerer
+	// MaxMessageBytes: larger bodies are dead-lettered.
+	MaxMessageBytes int
+}
+
+// Service is the consumer. Build it with New, run it with Component.
+type Service struct {
+	cfg    Settings
+	d      Deps
+	log    *slog.Logger
+	m      *metrics
+	state  *desired.State
+	conns  []*rabbit.Conn
+	sub    *amqpsub.Subscriber
+	writer *store.Writer
+	dl     *deadLetterer
+
+	wake       chan struct{} // reconcile now
+	eventsLive atomic.Bool
+
+	// pools is owned by the reconciler goroutine (and by shutdown after it stopped).
+	pools   map[string]*pool
+	removed map[string]bool
+	workers sync.WaitGroup // every worker goroutine
+
+	// abort makes handlers give up waiting for a commit (shutdown deadline).
+	abortCtx context.Context
+	abort    context.CancelFunc
+
+	stopOnce sync.Once
+	stopReq  chan struct{}
+	stopCtx  context.Context
+	finished chan struct{}
+}
+
+// New builds the service; nothing connects until Run.
+func New(cfg Settings, d Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:      cfg,
+		d:        d,
+		log:      d.Log,
+		m:        newMetrics(d.Registry),
+		state:    desired.New(),
+		dl:       &deadLetterer{conn: d.Rabbit},
+		wake:     make(chan struct{}, 1),
+		pools:    map[string]*pool{},
+		removed:  map[string]bool{},
+		stopReq:  make(chan struct{}),
+		finished: make(chan struct{}),
+	}
+	s.abortCtx, s.abort = context.WithCancel(context.Background())
+	sources := make([]amqpsub.ChannelSource, cfg.Connections)
+	for i := range cfg.Connections {
+		c := rabbit.NewConn(d.URL, "consumer-workers-"+strconv.Itoa(i), d.Log)
+		s.conns = append(s.conns, c)
+		sources[i] = c
+	}
+	sub, err := amqpsub.New(amqpsub.Config{Sources: sources, Prefetch: cfg.Prefetch, TagPrefix: "consumer", Log: d.Log})
+	if err != nil {
+		return nil, err
+	}
+	s.sub = sub
+	s.writer = store.New(store.Config{
+		Pool:            d.Pool,
+		Log:             d.Log,
+		EnsurePartition: s.ensurePartitionIfLive,
+		MaxBatch:        cfg.MaxBatch,
+		Flushers:        cfg.Flushers,
+		OnRetry:         func(error) { s.m.storeRetries.Inc() },
+		OnCommit:        func(n int) { s.m.batchSize.Observe(float64(n)) },
+	})
+	d.Ready.Add("events subscription", func(context.Context) error {
+		if !s.eventsLive.Load() {
+			return errors.New("events subscription not running")
+		}
+		return nil
+	})
+	return s, nil
+}
+
+// Component runs the service under the platform lifecycle.
+func (s *Service) Component() lifecycle.Component {
+	return lifecycle.Component{Name: "consumer", Run: s.Run, Stop: s.Stop}
+}
+
+// Run starts everything and blocks until Stop has finished the shutdown (or ctx ends,
+// which forces it).
+func (s *Service) Run(ctx context.Context) error {
+	defer close(s.finished)
+	var infra sync.WaitGroup
+	connCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
+	for _, c := range s.conns {
+		infra.Add(1)
+		go func() { defer infra.Done(); _ = c.Run(connCtx) }()
+	}
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	infra.Add(1)
+	go func() { defer infra.Done(); _ = s.writer.Run(writerCtx) }()
+
+	controlCtx, stopControl := context.WithCancel(ctx)
+	var control sync.WaitGroup
+	control.Add(2)
+	go func() { defer control.Done(); s.runEvents(controlCtx) }()
+	go func() { defer control.Done(); s.runReconciler(controlCtx) }()
+
+	stopCtx := ctx
+	select {
+	case <-s.stopReq:
+		stopCtx = s.stopCtx
+	case <-ctx.Done():
+	}
+
+	// Shutdown: no new desired state, stop consuming everywhere (basic.cancel), let
+	// in-flight messages commit and ack, then close channels, writer and connections.
+	stopControl()
+	control.Wait()
+	for _, p := range s.pools {
+		p.stopConsuming()
+	}
+	if !waitTimeout(&s.workers, deadlineWithMargin(stopCtx)) {
+		s.log.Warn("shutdown deadline near: abandoning in-flight messages (the broker redelivers them)")
+	}
+	s.abort()
+	s.workers.Wait()
+	_ = s.sub.Close()
+	s.dl.close()
+	stopWriter()
+	stopConns()
+	infra.Wait()
+	return nil
+}
+
+// Stop asks Run to shut down gracefully and waits for it within ctx.
+func (s *Service) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.stopCtx = ctx
+		close(s.stopReq)
+	})
+	select {
+	case <-s.finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("consumer shutdown: %w", ctx.Err())
+	}
+}
+
+// deadlineWithMargin leaves a second of ctx's deadline for closing channels.
+func deadlineWithMargin(ctx context.Context) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 30 * time.Second
+	}
+	return max(time.Until(dl)-time.Second, 0)
+}
+
+// waitTimeout waits for wg up to d; false if it timed out.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleepCtx waits d or until ctx ends; false if ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

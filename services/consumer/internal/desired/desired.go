@@ -1,0 +1,91 @@
+// Package desired folds tenant events into the state the consumer must converge to:
+// which tenants are live and how many workers each should run.
+package desired
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/multitenant/mtm/events"
+)
+
+// Tenant is one tenant's desired state.
+type Tenant struct {
+	ID      string
+	Workers int
+	Deleted bool
+	// Version is the highest stream version applied.
+	Version int
+}
+
+// State is the desired state of every tenant ever seen. Safe for concurrent use.
+type State struct {
+	mu      sync.Mutex
+	tenants map[string]Tenant
+}
+
+// New returns an empty State.
+func New() *State { return &State{tenants: map[string]Tenant{}} }
+
+// Apply folds one event in. Events are applied idempotently by stream version: a
+// version at or below the one already applied is ignored (changed=false), because
+// delivery is at-least-once and replay overlaps the live subscription. Every event
+// carries the full state it sets, so a later version may arrive after a gap and still
+// be applied. Unknown types return an error wrapping events.ErrUnknownType.
+func (s *State) Apply(rec events.Recorded) (changed bool, err error) {
+	if rec.Event == nil {
+		return false, fmt.Errorf("%w: %q", events.ErrUnknownType, rec.Type)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tenants[rec.TenantID]
+	if ok && rec.Version <= t.Version {
+		return false, nil
+	}
+	if t.Deleted {
+		// Deletion is final: a stream accepts no commands after it.
+		t.Version = rec.Version
+		s.tenants[rec.TenantID] = t
+		return false, nil
+	}
+	t.ID, t.Version = rec.TenantID, rec.Version
+	switch e := rec.Event.(type) {
+	case events.TenantCreated:
+		t.Workers = e.Workers
+	case events.TenantConcurrencyChanged:
+		t.Workers = e.Workers
+	case events.TenantDeleted:
+		t.Deleted = true
+	default:
+		return false, fmt.Errorf("%w: %T", events.ErrUnknownType, rec.Event)
+	}
+	s.tenants[rec.TenantID] = t
+	return true, nil
+}
+
+// Get returns one tenant's state.
+func (s *State) Get(id string) (Tenant, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tenants[id]
+	return t, ok
+}
+
+// Live reports whether the tenant exists and is not deleted.
+func (s *State) Live(id string) bool {
+	t, ok := s.Get(id)
+	return ok && !t.Deleted
+}
+
+// Snapshot returns every tenant, sorted by id.
+func (s *State) Snapshot() []Tenant {
+	s.mu.Lock()
+	out := make([]Tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		out = append(out, t)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
