@@ -1,0 +1,65 @@
+// Package auth authenticates REST requests with HS256 JWTs and decides which tenant's
+// data a caller may see (DESIGN.md 4.1 JWT_SECRET, issue 6).
+//
+// # Tokens
+//
+// A token is an HS256 JWT signed with JWT_SECRET. It must carry exp; iss and aud are
+// checked when JWT_ISSUER / JWT_AUDIENCE are set. Custom claims:
+//
+//	role       "admin"  everything: create, resize and delete tenants, read every tenant
+//	           "tenant" publish to and read only the tenant named by tenant_id
+//	tenant_id  UUID, required when role is "tenant"
+//
+// Anything else (alg none, RS256, HS512, a bad signature, expired, no exp, wrong
+// iss/aud, unknown role, tenant role without a UUID tenant_id) is answered 401
+// problem+json with a WWW-Authenticate: Bearer header (RFC 6750).
+//
+// # API
+//
+//	cfg := auth.ConfigFrom(&cfg.Base)          // Secret, Issuer, Audience from config.Base
+//	app.Use(auth.Middleware(cfg))              // once, after httpserver.New, before routes
+//	auth.PrincipalFrom(c)                      // Principal{Role, TenantID} of the request
+//	auth.RequireAdmin()                        // route middleware: 403 for tenant principals
+//	auth.TenantAccess(c, id)                   // nil, or the 404 tenant_not_found problem
+//	auth.TenantNotFound()                      // that same 404: use it for unknown tenants too
+//	p.TenantScope()                            // ("<id>", true) for a tenant principal: filter lists
+//	auth.FromContext(c.UserContext())          // the principal below the HTTP layer
+//	auth.Mint(cfg, auth.RoleTenant, id, time.Hour)
+//	auth.RegisterTokenFlags(flag.CommandLine)  // -token -role -tenant -ttl for bin/command
+//
+// With an empty Secret the middleware lets every request through as an implicit admin
+// (app.New already logs one warning that authentication is off).
+//
+// Middleware skips /healthz, /readyz, /metrics and /swagger/* (matched the way Fiber's
+// router matches them: case-insensitive, trailing slash ignored, unless the app is
+// configured otherwise). Every other path, including unknown ones, needs a token, so
+// an anonymous caller learns nothing about which routes exist.
+//
+// PrincipalFrom fails closed: a request that did not pass through Middleware has no
+// role, so RequireAdmin answers 403 and TenantAccess answers 404.
+//
+// # Wiring the services
+//
+// Command service:
+//
+//	POST   /tenants                           auth.RequireAdmin()
+//	PUT    /tenants/:id/config/concurrency    auth.RequireAdmin()
+//	DELETE /tenants/:id                       auth.RequireAdmin()
+//	POST   /tenants/:id/messages              auth.TenantAccess(c, c.Params("id")) first thing
+//	                                          in the handler, before reading the body, so a
+//	                                          foreign tenant gets 404 whatever it sends.
+//
+// Query service:
+//
+//	GET /tenants/:id, GET /tenants/:id/messages   auth.TenantAccess(c, c.Params("id")) first.
+//	GET /messages?tenant_id=                      validate tenant_id as today (400 when
+//	                                              missing/malformed), then TenantAccess.
+//	GET /tenants                                  if id, ok := auth.PrincipalFrom(c).TenantScope(); ok,
+//	                                              list only that row (WHERE id = $1): a tenant
+//	                                              sees a one-row list (or empty if deleted).
+//
+// Both services answer an unknown tenant with auth.TenantNotFound() so a foreign tenant's
+// 404 is byte-for-byte the 404 of a tenant that does not exist. Cursors are bound to the
+// tenant they were issued for, so once TenantAccess passed, a foreign cursor fails the
+// binding check (400) and reveals nothing.
+package auth

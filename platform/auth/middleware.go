@@ -1,0 +1,163 @@
+package auth
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/multitenant/mtm/platform/httpserver"
+)
+
+// Realm names the protection space in WWW-Authenticate challenges.
+const Realm = "multi-tenant-messaging"
+
+// Problem codes this package answers with.
+const (
+	CodeUnauthorized   = "unauthorized"     // 401: no usable Authorization header
+	CodeInvalidToken   = "invalid_token"    // 401: a bearer token that does not verify
+	CodeForbidden      = "forbidden"        // 403: a tenant asking for a management command
+	CodeTenantNotFound = "tenant_not_found" // 404: unknown, or someone else's, tenant
+)
+
+type localsKey struct{}
+
+// implicitAdmin is every caller when authentication is off.
+var implicitAdmin = Principal{Role: RoleAdmin, Subject: "anonymous"}
+
+// Middleware authenticates every request except the public probes and docs, and stores
+// the principal for PrincipalFrom and FromContext. With an empty Secret every request
+// passes as an implicit admin. Install it with app.Use once, before the routes.
+func Middleware(cfg Config) fiber.Handler {
+	if !cfg.Enabled() {
+		return func(c *fiber.Ctx) error {
+			setPrincipal(c, implicitAdmin)
+			return c.Next()
+		}
+	}
+	return func(c *fiber.Ctx) error {
+		if IsPublicPath(c) {
+			return c.Next()
+		}
+		raw, err := bearerToken(c.Get(fiber.HeaderAuthorization))
+		if err != nil {
+			return err
+		}
+		p, err := Verify(cfg, raw)
+		if err != nil {
+			return invalidToken(err)
+		}
+		setPrincipal(c, p)
+		return c.Next()
+	}
+}
+
+// IsPublicPath reports whether the request is for /healthz, /readyz, /metrics or
+// /swagger/*. It normalises the path the way Fiber's router does (case and trailing
+// slash, per the app's config), so a path is public exactly when it routes to a
+// public handler.
+func IsPublicPath(c *fiber.Ctx) bool {
+	path := c.Path()
+	cfg := c.App().Config()
+	if !cfg.CaseSensitive {
+		path = strings.ToLower(path)
+	}
+	if !cfg.StrictRouting && len(path) > 1 {
+		path = strings.TrimRight(path, "/")
+		if path == "" {
+			path = "/"
+		}
+	}
+	switch path {
+	case "/healthz", "/readyz", "/metrics", "/swagger":
+		return true
+	}
+	return strings.HasPrefix(path, "/swagger/")
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer <token>" header; the
+// error is the 401 problem to answer with.
+func bearerToken(header string) (string, error) {
+	if header == "" {
+		// RFC 6750 3.1: no error code when the request carried no credentials.
+		return "", challenge(http.StatusUnauthorized, CodeUnauthorized,
+			"this endpoint requires Authorization: Bearer <token>", "", "")
+	}
+	scheme, token, _ := strings.Cut(strings.TrimSpace(header), " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return "", challenge(http.StatusUnauthorized, CodeUnauthorized,
+			"the Authorization header must be Bearer <token>", "invalid_request", "expected Bearer <token>")
+	}
+	return token, nil
+}
+
+// invalidToken is the 401 for a token Verify rejected; the detail is this package's own
+// reason text, never the library's.
+func invalidToken(err error) *httpserver.Problem {
+	reason := ErrInvalid
+	for _, r := range []error{ErrNoToken, ErrMalformed, ErrAlgorithm, ErrSignature, ErrExpired, ErrMissingExp,
+		ErrNotYetValid, ErrIssuer, ErrAudience, ErrRole, ErrTenantID} {
+		if errors.Is(err, r) {
+			reason = r
+			break
+		}
+	}
+	return challenge(http.StatusUnauthorized, CodeInvalidToken, reason.Error(), "invalid_token", reason.Error())
+}
+
+// challenge builds a problem carrying an RFC 6750 WWW-Authenticate header.
+func challenge(status int, code, detail, bearerErr, bearerDesc string) *httpserver.Problem {
+	h := `Bearer realm="` + Realm + `"`
+	if bearerErr != "" {
+		h += `, error="` + bearerErr + `"`
+	}
+	if bearerDesc != "" {
+		h += `, error_description="` + bearerDesc + `"`
+	}
+	return httpserver.NewProblem(status, code, detail).WithHeader(fiber.HeaderWWWAuthenticate, h)
+}
+
+func setPrincipal(c *fiber.Ctx, p Principal) {
+	c.Locals(localsKey{}, p)
+	c.SetUserContext(NewContext(c.UserContext(), p))
+}
+
+// PrincipalFrom returns the request's principal. A request Middleware did not see has
+// the zero Principal, which may do nothing (fail closed).
+func PrincipalFrom(c *fiber.Ctx) Principal {
+	p, _ := c.Locals(localsKey{}).(Principal)
+	return p
+}
+
+// RequireAdmin guards management commands: anyone but an admin gets 403.
+func RequireAdmin() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if !PrincipalFrom(c).IsAdmin() {
+			return Forbidden()
+		}
+		return c.Next()
+	}
+}
+
+// Forbidden is the 403 for a tenant principal asking for an admin-only action.
+func Forbidden() *httpserver.Problem {
+	return challenge(http.StatusForbidden, CodeForbidden,
+		"this action needs the admin role", "insufficient_scope", "admin role required")
+}
+
+// TenantAccess returns nil when the request may touch tenantID, otherwise the same 404
+// an unknown tenant gets, so a tenant cannot learn that another tenant exists.
+func TenantAccess(c *fiber.Ctx, tenantID string) error {
+	if PrincipalFrom(c).CanAccessTenant(tenantID) {
+		return nil
+	}
+	return TenantNotFound()
+}
+
+// TenantNotFound is the 404 for an unknown tenant. Services answer unknown tenants with
+// it too, so a foreign tenant's 404 cannot be told apart from a missing one.
+func TenantNotFound() *httpserver.Problem {
+	return httpserver.NotFound(CodeTenantNotFound, "tenant not found")
+}
