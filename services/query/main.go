@@ -1,4 +1,9 @@
 // Command query is the query service of Multi-Tenant Messaging. main only wires.
+//
+//	@title						Multi-Tenant Messaging query API
+//	@version					1.0
+//	@description				Reads: tenants with desired and current worker counts, and each tenant's stored messages, with opaque signed cursor pagination (oldest first). Every error is application/problem+json (RFC 9457).
+//	@BasePath					/
 package main
 
 import (
@@ -6,30 +11,53 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
+
+	"github.com/gofiber/swagger"
 
 	"github.com/multitenant/mtm/platform/app"
 	"github.com/multitenant/mtm/platform/config"
+	"github.com/multitenant/mtm/platform/eventstore"
+	"github.com/multitenant/mtm/platform/postgres"
+	_ "github.com/multitenant/mtm/services/query/docs"
+	"github.com/multitenant/mtm/services/query/internal/api"
+	"github.com/multitenant/mtm/services/query/internal/projector"
 )
 
 // Config is the query service's configuration.
 type Config struct {
 	config.Base
+	// ReplayBatch is how many events -replay reads per query.
+	ReplayBatch int `env:"REPLAY_BATCH" envDefault:"500"`
+}
+
+// Validate checks the query-specific settings.
+func (c *Config) Validate() error {
+	if c.ReplayBatch < 1 {
+		return fmt.Errorf("REPLAY_BATCH: must be at least 1, got %d", c.ReplayBatch)
+	}
+	return nil
 }
 
 func main() {
 	migrate := flag.Bool("migrate", false, "apply database migrations and exit")
+	replay := flag.Bool("replay", false, "rebuild the query-side read models from the event store and exit")
 	flag.Parse()
 
 	var cfg Config
 	app.LoadConfig("query", &cfg, &cfg.Base, ":8081")
 	ctx := context.Background()
-	a, err := app.New(ctx, "query", &cfg.Base, app.Options{})
+	// Room for HTTP reads plus the projection (the event subscriber holds one connection
+	// while it hands over an event, the apply needs another).
+	a, err := app.New(ctx, "query", &cfg.Base, app.Options{MaxDBConns: 16})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "query: %v\n", err)
 		os.Exit(1)
 	}
-	if *migrate {
+	switch {
+	case *migrate:
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		if err := a.Migrate(mctx); err != nil {
@@ -37,9 +65,55 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case *replay:
+		os.Exit(runReplay(ctx, a, cfg.ReplayBatch))
 	}
-	if err := a.Run(ctx); err != nil {
+
+	codec, err := api.NewCodec(cfg.CursorSecret, cfg.JWTSecret, a.Log)
+	if err != nil {
+		a.Log.Error("cursor key", "err", err)
+		os.Exit(1)
+	}
+	store := eventstore.New(a.DB, a.WLog)
+	sub, err := eventstore.NewSubscriber(a.DB, projector.ConsumerGroup, a.WLog)
+	if err != nil {
+		a.Log.Error("event subscriber", "err", err)
+		os.Exit(1)
+	}
+	proj := projector.New(projector.Options{
+		Pool:       a.Pool,
+		Store:      store,
+		Subscriber: sub,
+		Log:        a.Log.With("component", "tenants-projection"),
+		Metrics:    projector.NewMetrics(a.Registry),
+	})
+	// Authentication (issue 6) goes in front of these routes as a group middleware.
+	api.New(a.Pool, codec).Register(a.HTTP.App)
+	a.HTTP.App.Get("/swagger/*", swagger.HandlerDefault)
+
+	if err := a.Run(ctx, proj.Component()); err != nil {
 		a.Log.Error("exited with error", "err", err)
 		os.Exit(1)
 	}
+}
+
+func runReplay(ctx context.Context, a *app.App, batch int) int {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	defer a.Pool.Close()
+	defer a.DB.Close()
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := postgres.WaitReady(wctx, a.Pool, a.Log); err != nil {
+		a.Log.Error("replay failed", "err", err)
+		return 1
+	}
+	start := time.Now()
+	res, err := projector.Replay(ctx, a.Pool, eventstore.New(a.DB, a.WLog), batch)
+	if err != nil {
+		a.Log.Error("replay failed", "err", err)
+		return 1
+	}
+	a.Log.Info("replay done", "events", res.Events, "position", res.Position, "took", time.Since(start).Round(time.Millisecond))
+	return 0
 }

@@ -1,0 +1,309 @@
+// Package api serves the query service's REST reads (DESIGN.md 4.3) from the read
+// models, with opaque signed cursors.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/projections/cursor"
+	"github.com/multitenant/mtm/projections/messages"
+	"github.com/multitenant/mtm/projections/tenants"
+)
+
+// Page sizes (DESIGN.md 4.3). A limit outside 1..MaxLimit is rejected with 400 rather
+// than clamped, so a client learns its request was not served as asked.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// DB is what the handlers read through: *pgxpool.Pool satisfies it.
+type DB interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Handler serves the read endpoints. Failures other than bad input are returned as
+// plain errors: httpserver logs them with the request id and answers a generic 500,
+// so no SQL or driver text reaches a client.
+type Handler struct {
+	db    DB
+	codec *cursor.Codec
+}
+
+// New builds the handlers.
+func New(db DB, codec *cursor.Codec) *Handler {
+	return &Handler{db: db, codec: codec}
+}
+
+// Register adds the routes to r. Taking a fiber.Router lets main put middleware
+// (authentication) in front of them with a group.
+func (h *Handler) Register(r fiber.Router) {
+	r.Get("/tenants", h.listTenants)
+	r.Get("/tenants/:id", h.getTenant)
+	r.Get("/tenants/:id/messages", h.tenantMessages)
+	r.Get("/messages", h.messages)
+}
+
+// Workers are a tenant's desired and running worker counts.
+type Workers struct {
+	// Desired is the count the last command asked for.
+	Desired int `json:"desired" example:"3"`
+	// Current is what the consumer reports it actually runs (0 before its first report).
+	Current int `json:"current" example:"3"`
+}
+
+// Tenant is a tenant as the API shows it.
+type Tenant struct {
+	ID        string    `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
+	Name      string    `json:"name" example:"acme"`
+	Status    string    `json:"status" example:"active"`
+	Workers   Workers   `json:"workers"`
+	Queue     string    `json:"queue" example:"tenant_0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10_queue"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   int       `json:"version" example:"2"`
+}
+
+// TenantPage is one page of tenants.
+type TenantPage struct {
+	Data []Tenant `json:"data"`
+	// NextCursor fetches the next page; null on the last page.
+	NextCursor *string `json:"next_cursor" example:"AQIAAAAAAAAAAAAAAAAAAAAAGDk..."`
+}
+
+// Message is one stored message.
+type Message struct {
+	ID        string          `json:"id" example:"01890a5d-ac96-774b-bcce-b302099a8057"`
+	TenantID  string          `json:"tenant_id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
+	Payload   json.RawMessage `json:"payload" swaggertype:"object"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// MessagePage is one page of a tenant's messages, oldest first.
+type MessagePage struct {
+	Data []Message `json:"data"`
+	// NextCursor fetches the next page; null on the last page.
+	NextCursor *string `json:"next_cursor" example:"AQIL...."`
+}
+
+// listTenants godoc
+//
+//	@Summary		List tenants
+//	@Description	Live tenants, oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.
+//	@Tags			tenants
+//	@Produce		json
+//	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor"
+//	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
+//	@Success		200		{object}	TenantPage
+//	@Failure		400		{object}	httpserver.Problem	"invalid limit or cursor"
+//	@Failure		500		{object}	httpserver.Problem
+//	@Router			/tenants [get]
+func (h *Handler) listTenants(c *fiber.Ctx) error {
+	limit, err := parseLimit(c)
+	if err != nil {
+		return err
+	}
+	after, err := h.parseCursor(c, cursor.KindTenants, uuid.Nil)
+	if err != nil {
+		return err
+	}
+	list, more, err := tenants.List(c.UserContext(), h.db, after, limit)
+	if err != nil {
+		return err
+	}
+	out := TenantPage{Data: make([]Tenant, 0, len(list))}
+	for _, t := range list {
+		out.Data = append(out.Data, toTenant(t))
+	}
+	if more {
+		next := h.codec.Encode(cursor.KindTenants, uuid.Nil, list[len(list)-1].Position())
+		out.NextCursor = &next
+	}
+	return c.JSON(out)
+}
+
+// getTenant godoc
+//
+//	@Summary		Get a tenant
+//	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer).
+//	@Tags			tenants
+//	@Produce		json
+//	@Param			id	path		string	true	"tenant id (UUID)"
+//	@Success		200	{object}	Tenant
+//	@Failure		400	{object}	httpserver.Problem	"id is not a UUID"
+//	@Failure		404	{object}	httpserver.Problem	"unknown or deleted tenant"
+//	@Failure		500	{object}	httpserver.Problem
+//	@Router			/tenants/{id} [get]
+func (h *Handler) getTenant(c *fiber.Ctx) error {
+	id, err := parseTenantID(c.Params("id"), "id")
+	if err != nil {
+		return err
+	}
+	t, err := tenants.Get(c.UserContext(), h.db, id)
+	if errors.Is(err, tenants.ErrNotFound) {
+		return tenantNotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(toTenant(t))
+}
+
+// messages godoc
+//
+//	@Summary		List a tenant's messages
+//	@Description	Stored messages of one tenant, oldest first (by created_at, then id). Pages are keyset pages: pass next_cursor back as cursor, with the same tenant_id; it is null on the last page. A walk returns every message that existed when it began exactly once.
+//	@Tags			messages
+//	@Produce		json
+//	@Param			tenant_id	query		string	true	"tenant id (UUID)"
+//	@Param			cursor		query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
+//	@Param			limit		query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
+//	@Success		200			{object}	MessagePage
+//	@Failure		400			{object}	httpserver.Problem	"tenant_id missing or not a UUID, invalid limit, or a malformed, tampered or foreign cursor"
+//	@Failure		404			{object}	httpserver.Problem	"unknown or deleted tenant"
+//	@Failure		500			{object}	httpserver.Problem
+//	@Router			/messages [get]
+func (h *Handler) messages(c *fiber.Ctx) error {
+	raw := c.Query("tenant_id")
+	if raw == "" {
+		return httpserver.BadRequest("missing_tenant_id", "query parameter tenant_id is required").
+			WithErrors(httpserver.FieldError{Field: "tenant_id", Detail: "required"})
+	}
+	id, err := parseTenantID(raw, "tenant_id")
+	if err != nil {
+		return err
+	}
+	return h.messagePage(c, id)
+}
+
+// tenantMessages godoc
+//
+//	@Summary		List a tenant's messages
+//	@Description	Same as GET /messages?tenant_id={id}.
+//	@Tags			messages
+//	@Produce		json
+//	@Param			id		path		string	true	"tenant id (UUID)"
+//	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
+//	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
+//	@Success		200		{object}	MessagePage
+//	@Failure		400		{object}	httpserver.Problem	"id not a UUID, invalid limit, or a malformed, tampered or foreign cursor"
+//	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant"
+//	@Failure		500		{object}	httpserver.Problem
+//	@Router			/tenants/{id}/messages [get]
+func (h *Handler) tenantMessages(c *fiber.Ctx) error {
+	id, err := parseTenantID(c.Params("id"), "id")
+	if err != nil {
+		return err
+	}
+	return h.messagePage(c, id)
+}
+
+func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
+	limit, err := parseLimit(c)
+	if err != nil {
+		return err
+	}
+	after, err := h.parseCursor(c, cursor.KindMessages, tenantID)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	ok, err := tenants.Exists(ctx, h.db, tenantID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return tenantNotFound(tenantID)
+	}
+	page, more, err := messages.Page(ctx, h.db, tenantID, after, limit)
+	if err != nil {
+		return err
+	}
+	out := MessagePage{Data: make([]Message, 0, len(page))}
+	for _, m := range page {
+		out.Data = append(out.Data, Message{ID: m.ID.String(), TenantID: m.TenantID.String(), Payload: m.Payload, CreatedAt: m.CreatedAt.UTC()})
+	}
+	if more {
+		next := h.codec.Encode(cursor.KindMessages, tenantID, page[len(page)-1].Position())
+		out.NextCursor = &next
+	}
+	return c.JSON(out)
+}
+
+func toTenant(t tenants.Tenant) Tenant {
+	id := t.ID.String()
+	return Tenant{
+		ID:        id,
+		Name:      t.Name,
+		Status:    t.Status,
+		Workers:   Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent},
+		Queue:     rabbit.QueueName(id),
+		CreatedAt: t.CreatedAt,
+		UpdatedAt: t.UpdatedAt,
+		Version:   t.Version,
+	}
+}
+
+func parseLimit(c *fiber.Ctx) (int, error) {
+	raw := c.Query("limit")
+	if raw == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > MaxLimit {
+		detail := fmt.Sprintf("limit must be an integer between 1 and %d", MaxLimit)
+		return 0, httpserver.BadRequest("invalid_limit", detail).
+			WithErrors(httpserver.FieldError{Field: "limit", Detail: detail})
+	}
+	return n, nil
+}
+
+func parseTenantID(raw, field string) (uuid.UUID, error) {
+	// uuid.Parse also accepts braces and urn: forms; one canonical spelling keeps
+	// cursors and URLs unambiguous.
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return uuid.Nil, httpserver.BadRequest("invalid_tenant_id", field+" must be a UUID").
+			WithErrors(httpserver.FieldError{Field: field, Detail: "not a UUID"})
+	}
+	return id, nil
+}
+
+func (h *Handler) parseCursor(c *fiber.Ctx, kind cursor.Kind, scope uuid.UUID) (*cursor.Position, error) {
+	raw := c.Query("cursor")
+	if raw == "" {
+		return nil, nil
+	}
+	p, err := h.codec.Decode(raw, kind, scope)
+	if err != nil {
+		// The reason (malformed, signature, other tenant) is safe to tell: it names no secret.
+		return nil, httpserver.BadRequest("invalid_cursor", "cursor is not valid for this list: "+reason(err)).
+			WithErrors(httpserver.FieldError{Field: "cursor", Detail: reason(err)})
+	}
+	return &p, nil
+}
+
+func reason(err error) string {
+	s := err.Error()
+	prefix := cursor.ErrInvalid.Error() + ": "
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
+
+func tenantNotFound(id uuid.UUID) error {
+	return httpserver.NotFound("tenant_not_found", "no tenant "+id.String())
+}
