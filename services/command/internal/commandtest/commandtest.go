@@ -1,0 +1,100 @@
+// Package commandtest builds the command service's parts against real Postgres and
+// RabbitMQ for integration tests: one fresh database per call, running broker
+// connections stopped at test end.
+package commandtest
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+
+	"github.com/multitenant/mtm/platform/amqptest"
+	"github.com/multitenant/mtm/platform/eventstore"
+	"github.com/multitenant/mtm/platform/pgtest"
+	"github.com/multitenant/mtm/platform/postgres"
+	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/services/command/internal/broker"
+	"github.com/multitenant/mtm/services/command/internal/tenant"
+)
+
+// Limits used by tests: MAX_WORKERS 64, WORKERS 3.
+var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64}
+
+// Log discards output; tests assert on outcomes, not on log lines.
+var Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Env is one test's command side.
+type Env struct {
+	DB      *sql.DB
+	Store   *eventstore.Store
+	Tenants *tenant.Service
+}
+
+// New builds a tenant service on a fresh database whose queues are declared through
+// conn (nil: a connection to the test broker, running until the test ends).
+func New(t testing.TB, conn *rabbit.Conn) Env {
+	t.Helper()
+	pg := pgtest.New(t)
+	db := postgres.OpenDB(pg.Pool)
+	t.Cleanup(func() { _ = db.Close() })
+	if conn == nil {
+		conn = RunConn(t, amqptest.URL(t))
+	}
+	store := eventstore.New(db, watermill.NopLogger{})
+	return Env{DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), Limits, Log)}
+}
+
+// RunConn runs a reconnecting connection to url until the test ends and waits until
+// it is up.
+func RunConn(t testing.TB, url string) *rabbit.Conn {
+	t.Helper()
+	conn := rabbit.NewConn(url, "command-test", Log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = conn.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wcancel()
+	if err := conn.WaitConnected(wctx); err != nil {
+		t.Fatalf("commandtest: %v", err)
+	}
+	return conn
+}
+
+// DownConn is a connection that is never dialled: every use fails as if the broker
+// were down.
+func DownConn() *rabbit.Conn {
+	return rabbit.NewConn("amqp://guest:guest@127.0.0.1:1/", "command-test-down", Log)
+}
+
+// EventCount counts all events in the store.
+func (e Env) EventCount(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := e.DB.QueryRowContext(context.Background(), `SELECT count(*) FROM event_store`).Scan(&n); err != nil {
+		t.Fatalf("commandtest: count events: %v", err)
+	}
+	return n
+}
+
+// Versions returns a stream's versions in order.
+func (e Env) Versions(t testing.TB, id string) []int {
+	t.Helper()
+	stored, err := e.Store.Load(context.Background(), id)
+	if err != nil {
+		t.Fatalf("commandtest: load %s: %v", id, err)
+	}
+	out := make([]int, len(stored))
+	for i, s := range stored {
+		out[i] = s.Version
+	}
+	return out
+}

@@ -1,0 +1,136 @@
+package tenant
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/events"
+)
+
+var limits = Limits{DefaultWorkers: 3, MaxWorkers: 64}
+
+func ptr(n int) *int { return &n }
+
+func active(version, workers int) State {
+	return State{ID: "t", Name: "acme", Workers: workers, Status: StatusActive, Version: version}
+}
+
+func TestReplay(t *testing.T) {
+	recs := []events.Recorded{
+		{Envelope: events.Envelope{Version: 1}, Event: events.TenantCreated{Name: "acme", Workers: 2}},
+		{Envelope: events.Envelope{Version: 2}, Event: events.TenantConcurrencyChanged{Workers: 7, PreviousWorkers: 2}},
+		{Envelope: events.Envelope{Version: 3}, Event: nil}, // unknown type from a newer writer
+	}
+	s := Replay("t", recs)
+	assert.Equal(t, State{ID: "t", Name: "acme", Workers: 7, Status: StatusActive, Version: 3}, s)
+	assert.True(t, s.Exists())
+
+	s = s.Apply(4, events.TenantDeleted{Name: "acme"})
+	assert.False(t, s.Exists())
+	assert.Equal(t, 4, s.Version)
+	assert.False(t, Replay("t", nil).Exists(), "empty stream")
+}
+
+func TestDecideCreate(t *testing.T) {
+	tests := []struct {
+		name      string
+		inName    string
+		workers   *int
+		want      events.TenantCreated
+		badFields []string
+	}{
+		{"defaults workers", "acme", nil, events.TenantCreated{Name: "acme", Workers: 3}, nil},
+		{"trims name", "  Acme Corp\t", ptr(64), events.TenantCreated{Name: "Acme Corp", Workers: 64}, nil},
+		{"unicode name", "Zürich Ünïcødé 株式会社", ptr(1), events.TenantCreated{Name: "Zürich Ünïcødé 株式会社", Workers: 1}, nil},
+		{"200 characters", strings.Repeat("é", 200), nil, events.TenantCreated{Name: strings.Repeat("é", 200), Workers: 3}, nil},
+		{"empty name", "", nil, events.TenantCreated{}, []string{"name"}},
+		{"blank name", "   ", nil, events.TenantCreated{}, []string{"name"}},
+		{"201 characters", strings.Repeat("a", 201), nil, events.TenantCreated{}, []string{"name"}},
+		{"control character", "ac\x00me", nil, events.TenantCreated{}, []string{"name"}},
+		{"zero-width character", "ac\u200bme", nil, events.TenantCreated{}, []string{"name"}},
+		{"zero workers", "acme", ptr(0), events.TenantCreated{}, []string{"workers"}},
+		{"negative workers", "acme", ptr(-1), events.TenantCreated{}, []string{"workers"}},
+		{"too many workers", "acme", ptr(65), events.TenantCreated{}, []string{"workers"}},
+		{"both invalid", "", ptr(0), events.TenantCreated{}, []string{"name", "workers"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecideCreate(limits, tc.inName, tc.workers)
+			if tc.badFields == nil {
+				require.NoError(t, err)
+				assert.Equal(t, tc.want, got)
+				return
+			}
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			var fields []string
+			for _, f := range verr.Fields {
+				fields = append(fields, f.Field)
+			}
+			assert.Equal(t, tc.badFields, fields)
+		})
+	}
+}
+
+func TestDecideConcurrency(t *testing.T) {
+	deleted := active(3, 2)
+	deleted.Status = StatusDeleted
+	tests := []struct {
+		name     string
+		state    State
+		workers  int
+		expected *int
+		want     events.Event
+		err      error
+	}{
+		{"grow", active(1, 3), 5, nil, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3}, nil},
+		{"shrink with matching If-Match", active(4, 8), 1, ptr(4), events.TenantConcurrencyChanged{Workers: 1, PreviousWorkers: 8}, nil},
+		{"same count records nothing", active(2, 5), 5, nil, nil, nil},
+		{"stale If-Match", active(4, 8), 2, ptr(3), nil, ErrVersionMismatch},
+		{"stale If-Match on same count", active(4, 8), 8, ptr(3), nil, ErrVersionMismatch},
+		{"unknown tenant", State{ID: "t"}, 2, nil, nil, ErrNotFound},
+		{"deleted tenant", deleted, 2, nil, nil, ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecideConcurrency(limits, tc.state, tc.workers, tc.expected)
+			if tc.err != nil {
+				require.ErrorIs(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+	for _, n := range []int{0, -1, 65} {
+		_, err := DecideConcurrency(limits, active(1, 3), n, nil)
+		var verr *ValidationError
+		assert.ErrorAs(t, err, &verr, "workers=%d", n)
+	}
+}
+
+func TestDecideDelete(t *testing.T) {
+	ev, err := DecideDelete(active(2, 3), nil)
+	require.NoError(t, err)
+	assert.Equal(t, events.TenantDeleted{Name: "acme"}, ev)
+
+	_, err = DecideDelete(active(2, 3), ptr(2))
+	require.NoError(t, err)
+
+	_, err = DecideDelete(active(2, 3), ptr(1))
+	assert.ErrorIs(t, err, ErrVersionMismatch)
+
+	deleted := active(2, 3).Apply(3, events.TenantDeleted{Name: "acme"})
+	_, err = DecideDelete(deleted, nil)
+	assert.ErrorIs(t, err, ErrNotFound)
+	_, err = DecideDelete(State{ID: "t"}, nil)
+	assert.True(t, errors.Is(err, ErrNotFound))
+}
+
+func TestNameKeyIgnoresCase(t *testing.T) {
+	assert.Equal(t, NameKey("ACME Corp"), NameKey("acme corp"))
+}
