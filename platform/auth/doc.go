@@ -58,6 +58,19 @@
 //	                                              list only that row (WHERE id = $1): a tenant
 //	                                              sees a one-row list (or empty if deleted).
 //
+// bin/command's main (before app.New, so printing a token never dials anything):
+//
+//	tok := auth.RegisterTokenFlags(flag.CommandLine)
+//	flag.Parse()
+//	app.LoadConfig("command", &cfg, &cfg.Base, ":8080")
+//	if tok.Requested() {
+//		if err := tok.Print(auth.ConfigFrom(&cfg.Base), os.Stdout); err != nil {
+//			fmt.Fprintf(os.Stderr, "command: %v\n", err)
+//			os.Exit(2)
+//		}
+//		return
+//	}
+//
 // Both services answer an unknown tenant with auth.TenantNotFound() so a foreign tenant's
 // 404 is byte-for-byte the 404 of a tenant that does not exist. Cursors are bound to the
 // tenant they were issued for, so once TenantAccess passed, a foreign cursor fails the

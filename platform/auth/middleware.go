@@ -159,5 +159,5 @@ func TenantAccess(c *fiber.Ctx, tenantID string) error {
 // TenantNotFound is the 404 for an unknown tenant. Services answer unknown tenants with
 // it too, so a foreign tenant's 404 cannot be told apart from a missing one.
 func TenantNotFound() *httpserver.Problem {
-	return httpserver.NotFound(CodeTenantNotFound, "tenant not found")
+	return httpserver.NotFound(CodeTenantNotFound, "no tenant with this id")
 }

@@ -368,7 +368,7 @@ func assertAuthorized(t *testing.T, ta *testApp, res response, who outcome, r ro
 	case want == http.StatusNotFound && r.name != "unknown route":
 		// A foreign tenant gets exactly the unknown tenant's problem.
 		assert.Equal(t, auth.CodeTenantNotFound, res.body["code"], cell)
-		assert.Equal(t, "tenant not found", res.body["detail"], cell)
+		assert.Equal(t, "no tenant with this id", res.body["detail"], cell)
 		assert.Equal(t, httpserver.ProblemContentType, res.ctype, cell)
 		assert.Empty(t, res.wwwAuth, cell)
 	case want < 300:
