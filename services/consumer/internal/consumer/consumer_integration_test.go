@@ -1,0 +1,207 @@
+//go:build integration
+
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/platform/rabbit"
+)
+
+func TestSpawnOnCreate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.startService(1 << 16)
+	id := e.createTenant(3)
+
+	e.requireConsumers(id, 3)
+	require.True(t, e.partitionExists(id))
+	require.Eventually(t, func() bool { return e.workersReported(id) == 3 }, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, 3.0, testutil.ToFloat64(svc.m.workers.WithLabelValues(id)))
+
+	pub := e.publisher()
+	var msgs []amqp.Publishing
+	for i := range 50 {
+		msgs = append(msgs, jsonMsg(uuid.NewString(), map[string]int{"n": i}))
+	}
+	pub.publish(id, msgs...)
+	e.requireStored(id, 50)
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(svc.m.processed.WithLabelValues(id, OutcomeStored)) == 50
+	}, 5*time.Second, 20*time.Millisecond)
+}
+
+// TestResizeWhileFlowing resizes 3→5→1 while a producer keeps publishing: the queue
+// shows exactly that many consumers each time, and every message is stored once.
+func TestResizeWhileFlowing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startService(1 << 16)
+	id := e.createTenant(3)
+	e.requireConsumers(id, 3)
+
+	var published atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pub := e.publisher()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			batch := make([]amqp.Publishing, 50)
+			for i := range batch {
+				batch[i] = jsonMsg(uuid.NewString(), map[string]string{"k": "v"})
+			}
+			pub.publish(id, batch...)
+			published.Add(int64(len(batch)))
+		}
+	}()
+
+	require.Eventually(t, func() bool { return published.Load() >= 200 }, 10*time.Second, 10*time.Millisecond)
+	e.append(id, 2, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3})
+	e.requireConsumers(id, 5)
+	require.Eventually(t, func() bool { return e.workersReported(id) == 5 }, 5*time.Second, 20*time.Millisecond)
+	mark := published.Load()
+	require.Eventually(t, func() bool { return published.Load() >= mark+200 }, 10*time.Second, 10*time.Millisecond)
+	e.append(id, 3, events.TenantConcurrencyChanged{Workers: 1, PreviousWorkers: 5})
+	e.requireConsumers(id, 1)
+	mark = published.Load()
+	require.Eventually(t, func() bool { return published.Load() >= mark+200 }, 10*time.Second, 10*time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	e.requireStored(id, int(published.Load()))
+	require.Equal(t, 1, e.consumers(rabbit.QueueName(id)), "still exactly one consumer")
+	require.Equal(t, 1, e.workersReported(id))
+	t.Logf("published and stored %d messages across resizes", published.Load())
+}
+
+func TestDeleteRemovesQueueAndPartition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.startService(1 << 16)
+	id := e.createTenant(2)
+	e.requireConsumers(id, 2)
+	e.publisher().publish(id, jsonMsg(uuid.NewString(), map[string]int{"a": 1}))
+	e.requireStored(id, 1)
+
+	e.append(id, 2, events.TenantDeleted{})
+	require.Eventually(t, func() bool {
+		return e.consumers(rabbit.QueueName(id)) == -1 && e.consumers(rabbit.DLQName(id)) == -1
+	}, 5*time.Second, 20*time.Millisecond, "queue and DLQ deleted")
+	require.Eventually(t, func() bool { return !e.partitionExists(id) }, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, -1, e.workersReported(id), "worker report removed")
+	require.Equal(t, 0, testutil.CollectAndCount(svc.m.workers), "gauge forgotten")
+}
+
+func TestRedeliveredMessageStoredOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.startService(1 << 16)
+	id := e.createTenant(2)
+	e.requireConsumers(id, 2)
+
+	same := uuid.NewString()
+	pub := e.publisher()
+	pub.publish(id,
+		jsonMsg(same, map[string]int{"try": 1}),
+		jsonMsg("order-42", map[string]int{"try": 1}),
+	)
+	e.requireStored(id, 2)
+	pub.publish(id,
+		jsonMsg(same, map[string]int{"try": 2}),
+		jsonMsg("order-42", map[string]int{"try": 2}),
+	)
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(svc.m.processed.WithLabelValues(id, OutcomeDuplicate)) == 2
+	}, 5*time.Second, 20*time.Millisecond)
+	e.requireStored(id, 2)
+
+	var n int
+	require.NoError(t, e.db.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM messages WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND payload->>'try' = '1'`,
+		id, []string{same, uuid.NewSHA1(uuid.MustParse(id), []byte("order-42")).String()}).Scan(&n))
+	require.Equal(t, 2, n, "first copy kept, ids as DESIGN 4.5 says")
+}
+
+func TestPoisonMessageDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startService(64)
+	id := e.createTenant(1)
+	e.requireConsumers(id, 1)
+
+	pub := e.publisher()
+	pub.publish(id,
+		amqp.Publishing{MessageId: "bad-json", Body: []byte(`{"broken":`)},
+		amqp.Publishing{MessageId: "too-big", Body: []byte(`{"pad":"` + strings.Repeat("x", 100) + `"}`)},
+		amqp.Publishing{MessageId: "nul", Body: []byte(`{"s":"\u0000"}`)},
+		jsonMsg("good", map[string]int{"ok": 1}),
+	)
+	e.requireStored(id, 1)
+
+	ch, err := e.amqp.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	reasons := map[string]string{}
+	require.Eventually(t, func() bool {
+		d, ok, err := ch.Get(rabbit.DLQName(id), true)
+		require.NoError(t, err)
+		if ok {
+			reasons[d.MessageId] = fmt.Sprint(d.Headers[rabbit.HeaderDeadLetterReason])
+		}
+		return len(reasons) == 3
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Contains(t, reasons["bad-json"], "invalid_json")
+	require.Contains(t, reasons["too-big"], "too_large")
+	require.Contains(t, reasons["nul"], "rejected_by_database")
+	require.Equal(t, 1, e.consumers(rabbit.QueueName(id)), "the worker survived")
+}
+
+// TestRestartRebuildsFromEvents starts the service on an existing history: it must run
+// exactly the live tenants with their latest worker counts, skip unknown events, and
+// clean up tenants deleted while it was down.
+func TestRestartRebuildsFromEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	resized := e.createTenant(2)
+	e.append(resized, 2, events.TenantConcurrencyChanged{Workers: 4, PreviousWorkers: 2})
+	unknown, err := events.NewEnvelope(resized, 3, events.Metadata{EventID: uuid.NewString(), OccurredAt: time.Now()}, events.TenantCreated{})
+	require.NoError(t, err)
+	unknown.Type = "tenant.renamed.v9"
+	_, err = e.es.Append(context.Background(), []events.Envelope{unknown}, nil)
+	require.NoError(t, err)
+	gone := e.createTenant(1)
+	e.append(gone, 2, events.TenantDeleted{})
+	// The gone tenant's queue exists from an earlier run.
+	ch, err := e.amqp.Channel()
+	require.NoError(t, err)
+	require.NoError(t, rabbit.DeclareTenant(ch, gone))
+	_ = ch.Close()
+
+	svc := e.startService(1 << 16)
+	e.requireConsumers(resized, 4)
+	require.Eventually(t, func() bool { return e.consumers(rabbit.QueueName(gone)) == -1 }, 5*time.Second, 20*time.Millisecond)
+	require.GreaterOrEqual(t, testutil.ToFloat64(svc.m.eventsSkipped.WithLabelValues("unknown_type")), 1.0)
+
+	// Later events still apply after the unknown one.
+	e.append(resized, 4, events.TenantConcurrencyChanged{Workers: 2, PreviousWorkers: 4})
+	e.requireConsumers(resized, 2)
+}
