@@ -1,0 +1,240 @@
+//go:build integration
+
+package projector_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/platform/eventstore"
+	"github.com/multitenant/mtm/platform/pgtest"
+	"github.com/multitenant/mtm/platform/postgres"
+	"github.com/multitenant/mtm/projections/tenants"
+	"github.com/multitenant/mtm/services/query/internal/projector"
+)
+
+type bundle struct {
+	pool  *pgxpool.Pool
+	db    *sql.DB
+	store *eventstore.Store
+	log   *slog.Logger
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	db := pgtest.New(t)
+	sqlDB := postgres.OpenDB(db.Pool)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	return bundle{pool: db.Pool, db: sqlDB, store: eventstore.New(sqlDB, watermill.NopLogger{}), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (b bundle) append(t *testing.T, id uuid.UUID, version int, at time.Time, e events.Event) {
+	t.Helper()
+	env, err := events.NewEnvelope(id.String(), version, events.Metadata{EventID: uuid.NewString(), OccurredAt: at}, e)
+	require.NoError(t, err)
+	_, err = b.store.Append(context.Background(), []events.Envelope{env}, nil)
+	require.NoError(t, err)
+}
+
+// startProjector runs a projector on its own subscriber until the test ends.
+func (b bundle) startProjector(t *testing.T) (*projector.Projector, *prometheus.Registry) {
+	t.Helper()
+	sub, err := eventstore.NewSubscriber(b.db, projector.ConsumerGroup, watermill.NopLogger{})
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	p := projector.New(projector.Options{
+		Pool: b.pool, Store: b.store, Subscriber: sub, Log: b.log,
+		Metrics: projector.NewMetrics(reg), LagInterval: 50 * time.Millisecond,
+	})
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, p.Stop(ctx))
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatal("projector did not stop")
+		}
+	})
+	return p, reg
+}
+
+// snapshot is the whole query-side state that replay must reproduce.
+type snapshot struct {
+	Tenants    []tenants.Tenant
+	Checkpoint int64
+}
+
+func take(t *testing.T, pool *pgxpool.Pool) snapshot {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := pool.Query(ctx, `SELECT id, name, status, workers_desired, 0, version, created_at, updated_at FROM tenants ORDER BY id`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var s snapshot
+	for rows.Next() {
+		var tn tenants.Tenant
+		require.NoError(t, rows.Scan(&tn.ID, &tn.Name, &tn.Status, &tn.WorkersDesired, &tn.WorkersCurrent, &tn.Version, &tn.CreatedAt, &tn.UpdatedAt))
+		tn.CreatedAt, tn.UpdatedAt = tn.CreatedAt.UTC(), tn.UpdatedAt.UTC()
+		s.Tenants = append(s.Tenants, tn)
+	}
+	require.NoError(t, rows.Err())
+	s.Checkpoint, err = tenants.Checkpoint(ctx, pool)
+	require.NoError(t, err)
+	return s
+}
+
+// seed appends a history: ten tenants, resizes, two deletions. It returns the ids.
+func (b bundle) seed(t *testing.T) []uuid.UUID {
+	t.Helper()
+	t0 := time.Date(2025, 4, 1, 10, 0, 0, 123456789, time.UTC)
+	var ids []uuid.UUID
+	for i := range 10 {
+		id := uuid.New()
+		ids = append(ids, id)
+		b.append(t, id, 1, t0.Add(time.Duration(i)*time.Second), events.TenantCreated{Name: "tenant-" + id.String()[:8], Workers: 3})
+	}
+	for i, id := range ids[:6] {
+		b.append(t, id, 2, t0.Add(time.Minute+time.Duration(i)*time.Second), events.TenantConcurrencyChanged{Workers: 4 + i, PreviousWorkers: 3})
+	}
+	b.append(t, ids[0], 3, t0.Add(2*time.Minute), events.TenantConcurrencyChanged{Workers: 9, PreviousWorkers: 4})
+	b.append(t, ids[1], 3, t0.Add(3*time.Minute), events.TenantDeleted{Name: "tenant-" + ids[1].String()[:8]})
+	b.append(t, ids[9], 2, t0.Add(3*time.Minute), events.TenantDeleted{Name: "tenant-" + ids[9].String()[:8]})
+	return ids
+}
+
+func TestLiveProjectionAndLag(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ids := b.seed(t)
+	_, reg := b.startProjector(t)
+	head, err := b.store.Head(ctx)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		cp, err := tenants.Checkpoint(ctx, b.pool)
+		return err == nil && cp == head
+	}, 10*time.Second, 20*time.Millisecond, "projection catches up to the store head")
+
+	got, err := tenants.Get(ctx, b.pool, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, 9, got.WorkersDesired)
+	require.Equal(t, 3, got.Version)
+	_, err = tenants.Get(ctx, b.pool, ids[1])
+	require.ErrorIs(t, err, tenants.ErrNotFound)
+	got, err = tenants.Get(ctx, b.pool, ids[7])
+	require.NoError(t, err)
+	require.Equal(t, 3, got.WorkersDesired)
+	require.Equal(t, 1, got.Version)
+
+	require.Eventually(t, func() bool {
+		v, ok := gaugeValue(t, reg, projector.LagMetric)
+		return ok && v == 0
+	}, 5*time.Second, 20*time.Millisecond, "lag gauge drops to 0")
+
+	// A new event flows through: a resize appears without a restart.
+	b.append(t, ids[7], 2, time.Now(), events.TenantConcurrencyChanged{Workers: 11, PreviousWorkers: 3})
+	require.Eventually(t, func() bool {
+		tn, err := tenants.Get(ctx, b.pool, ids[7])
+		return err == nil && tn.WorkersDesired == 11 && tn.Version == 2
+	}, 5*time.Second, 20*time.Millisecond)
+}
+
+func TestLagCountsUnappliedEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.seed(t) // 19 events, none applied: no projector runs
+	lag, err := projector.Lag(ctx, b.pool, b.store)
+	require.NoError(t, err)
+	require.Equal(t, int64(19), lag)
+}
+
+// Replay equality: the state built live from the subscription equals the state a
+// replay rebuilds from the event store, also after the read model was damaged.
+func TestReplayEqualsLiveState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ids := b.seed(t)
+	p, _ := b.startProjector(t)
+	head, err := b.store.Head(ctx)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		cp, err := tenants.Checkpoint(ctx, b.pool)
+		return err == nil && cp == head
+	}, 10*time.Second, 20*time.Millisecond)
+	ctxStop, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctxStop))
+
+	before := take(t, b.pool)
+	require.Len(t, before.Tenants, 10)
+	require.Equal(t, head, before.Checkpoint)
+	_, err = b.pool.Exec(ctx, `INSERT INTO tenant_workers (tenant_id, current) VALUES ($1, 2)`, ids[2])
+	require.NoError(t, err)
+
+	// Damage the read model: a lost row, a wrong value, a stray tenant, a stale checkpoint.
+	_, err = b.pool.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, ids[3])
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `UPDATE tenants SET workers_desired = 99 WHERE id = $1`, ids[4])
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at) VALUES ($1, 'ghost', 'active', 1, 1, now(), now())`, uuid.New())
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `UPDATE projection_checkpoints SET position = 1 WHERE name = 'tenants'`)
+	require.NoError(t, err)
+	require.NotEqual(t, before, take(t, b.pool))
+
+	// Small batches, so the batching loop runs several times.
+	res, err := projector.Replay(ctx, b.pool, b.store, 4)
+	require.NoError(t, err)
+	require.Equal(t, 19, res.Events)
+	require.Equal(t, head, res.Position)
+	require.Equal(t, before, take(t, b.pool), "replayed state equals the live state")
+
+	// Replay again: still equal (idempotent), and the consumer's report survives.
+	_, err = projector.Replay(ctx, b.pool, b.store, 500)
+	require.NoError(t, err)
+	require.Equal(t, before, take(t, b.pool))
+	tn, err := tenants.Get(ctx, b.pool, ids[2])
+	require.NoError(t, err)
+	require.Equal(t, 2, tn.WorkersCurrent, "tenant_workers is not the query side's to reset")
+}
+
+func TestReplayEmptyStore(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res, err := projector.Replay(context.Background(), b.pool, b.store, 10)
+	require.NoError(t, err)
+	require.Zero(t, res.Events)
+	require.Equal(t, snapshot{}, take(t, b.pool))
+	_, err = projector.Replay(context.Background(), b.pool, b.store, 0)
+	require.Error(t, err)
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
