@@ -326,10 +326,14 @@ const docTemplate = `{
     "definitions": {
         "httpapi.ConcurrencyRequest": {
             "type": "object",
+            "required": [
+                "workers"
+            ],
             "properties": {
                 "workers": {
-                    "description": "An integer in 1..MAX_WORKERS.",
+                    "description": "An integer in 1..MAX_WORKERS (default 64).",
                     "type": "integer",
+                    "minimum": 1,
                     "example": 5
                 }
             }
@@ -353,15 +357,21 @@ const docTemplate = `{
         },
         "httpapi.CreateTenantRequest": {
             "type": "object",
+            "required": [
+                "name"
+            ],
             "properties": {
                 "name": {
                     "description": "Trimmed; 1..200 characters; no control characters; unique ignoring case.",
                     "type": "string",
+                    "maxLength": 200,
+                    "minLength": 1,
                     "example": "acme"
                 },
                 "workers": {
-                    "description": "Optional; defaults to WORKERS. An integer in 1..MAX_WORKERS.",
+                    "description": "Optional; defaults to WORKERS. An integer in 1..MAX_WORKERS (default 64).",
                     "type": "integer",
+                    "minimum": 1,
                     "example": 3
                 }
             }

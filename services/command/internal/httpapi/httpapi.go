@@ -66,9 +66,9 @@ func RegisterDocs(r fiber.Router) {
 // CreateTenantRequest is the body of POST /tenants.
 type CreateTenantRequest struct {
 	// Trimmed; 1..200 characters; no control characters; unique ignoring case.
-	Name string `json:"name" example:"acme"`
-	// Optional; defaults to WORKERS. An integer in 1..MAX_WORKERS.
-	Workers int `json:"workers,omitempty" example:"3"`
+	Name string `json:"name" example:"acme" validate:"required" minLength:"1" maxLength:"200"`
+	// Optional; defaults to WORKERS. An integer in 1..MAX_WORKERS (default 64).
+	Workers int `json:"workers,omitempty" example:"3" minimum:"1"`
 }
 
 type createTenantBody struct {
@@ -87,8 +87,8 @@ type TenantResponse struct {
 
 // ConcurrencyRequest is the body of PUT /tenants/{id}/config/concurrency.
 type ConcurrencyRequest struct {
-	// An integer in 1..MAX_WORKERS.
-	Workers int `json:"workers" example:"5"`
+	// An integer in 1..MAX_WORKERS (default 64).
+	Workers int `json:"workers" example:"5" validate:"required" minimum:"1"`
 }
 
 type concurrencyBody struct {
