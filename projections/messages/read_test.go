@@ -3,8 +3,10 @@
 package messages_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -189,9 +191,44 @@ func TestDeepPagePlan(t *testing.T) {
 	require.NotContains(t, strings.ToUpper(messages.NextPageSQL), "OFFSET")
 	require.NotContains(t, strings.ToUpper(messages.FirstPageSQL), "OFFSET")
 
+	partition := messages.PartitionName(tenant.String())
 	var raw []byte
 	require.NoError(t, db.Pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+messages.NextPageSQL,
 		tenant, after.CreatedAt, after.ID, limit+1).Scan(&raw))
+	requireKeysetPlan(t, raw, partition, limit)
+	t.Logf("custom plan: %s", compact(raw))
+
+	// A server that caches a generic plan for the statement (as it may after five
+	// executions of a prepared statement) still touches only this partition (runtime
+	// pruning) through the index.
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "PREPARE next_page AS "+messages.NextPageSQL)
+	require.NoError(t, err)
+	// EXECUTE takes literals, not bind parameters; these come from typed values.
+	execute := fmt.Sprintf("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE next_page('%s', '%s', '%s', %d)",
+		tenant, after.CreatedAt.Format(time.RFC3339Nano), after.ID, limit+1)
+	require.NoError(t, conn.QueryRow(ctx, execute).Scan(&raw))
+	requireKeysetPlan(t, raw, partition, limit)
+	t.Logf("generic plan: %s", compact(raw))
+	_, err = conn.Exec(ctx, "DEALLOCATE next_page; RESET plan_cache_mode")
+	require.NoError(t, err)
+
+	page, more, err := messages.Page(ctx, db.Pool, tenant, &after, limit)
+	require.NoError(t, err)
+	require.Len(t, page, limit)
+	require.False(t, more, "page 1,000 is the last")
+	require.True(t, start.Add(99_999*time.Millisecond).Equal(page[limit-1].CreatedAt))
+}
+
+// requireKeysetPlan asserts on EXPLAIN (ANALYZE, FORMAT JSON) output: a Limit over an
+// index range scan of the tenant's partition only, no sort, no sequential scan, and at
+// most limit+1 index entries read.
+func requireKeysetPlan(t *testing.T, raw []byte, partition string, limit int) {
+	t.Helper()
 	var plans []struct {
 		Plan explainNode `json:"Plan"`
 	}
@@ -200,7 +237,6 @@ func TestDeepPagePlan(t *testing.T) {
 	root := plans[0].Plan
 	require.Equal(t, "Limit", root.NodeType, string(raw))
 
-	partition := messages.PartitionName(tenant.String())
 	var scans []explainNode
 	walkPlan(root, func(n explainNode) {
 		require.NotContains(t, n.NodeType, "Sort", "no sort node: %s", raw)
@@ -219,10 +255,12 @@ func TestDeepPagePlan(t *testing.T) {
 	require.Empty(t, scan.Filter, string(raw))
 	// The scan stops after limit+1 entries: a deep page costs what the first page costs.
 	require.LessOrEqual(t, scan.ActualRows, float64(limit+1), string(raw))
+}
 
-	page, more, err := messages.Page(ctx, db.Pool, tenant, &after, limit)
-	require.NoError(t, err)
-	require.Len(t, page, limit)
-	require.False(t, more, "page 1,000 is the last")
-	require.True(t, start.Add(99_999*time.Millisecond).Equal(page[limit-1].CreatedAt))
+func compact(raw []byte) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return string(raw)
+	}
+	return b.String()
 }
