@@ -1,0 +1,38 @@
+module github.com/multitenant/mtm/tools/bench
+
+go 1.26.8
+
+replace github.com/multitenant/mtm/events => ../../events
+
+replace github.com/multitenant/mtm/migrations => ../../migrations
+
+replace github.com/multitenant/mtm/platform => ../../platform
+
+replace github.com/multitenant/mtm/projections => ../../projections
+
+require (
+	github.com/ThreeDotsLabs/watermill v1.5.1
+	github.com/google/uuid v1.6.0
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/multitenant/mtm/events v0.0.0
+	github.com/multitenant/mtm/platform v0.0.0
+	github.com/multitenant/mtm/projections v0.0.0
+	github.com/rabbitmq/amqp091-go v1.16.0
+	golang.org/x/sync v0.25.0
+)
+
+require (
+	github.com/ThreeDotsLabs/watermill-sql/v3 v3.1.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
+	github.com/mfridman/interpolate v0.0.2 // indirect
+	github.com/multitenant/mtm/migrations v0.0.0 // indirect
+	github.com/oklog/ulid v1.3.1 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/pressly/goose/v3 v3.30.0 // indirect
+	github.com/sethvargo/go-retry v0.5.0 // indirect
+	go.uber.org/multierr v1.11.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// service is one product binary under test, started and stopped by the harness.
+type service struct {
+	name    string
+	path    string
+	port    int
+	env     []string
+	logPath string
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+}
+
+// services are the three binaries, all on the bench database and fixed bench ports.
+type services struct {
+	opt                      options
+	command, consumer, query *service
+	log                      *slog.Logger
+}
+
+func newServices(o options, log *slog.Logger) *services {
+	base := []string{
+		"DATABASE_URL=" + o.databaseURL,
+		"RABBITMQ_URL=" + o.rabbitURL,
+		"LOG_LEVEL=" + o.logLevel,
+		"LOG_FORMAT=text",
+		"WORKERS=" + fmt.Sprint(o.workers),
+		"SHUTDOWN_TIMEOUT=30s",
+		"CURSOR_SECRET=bench-cursor-secret-0123456789abcdef",
+	}
+	// The services read their configuration from the environment only: drop anything
+	// of the caller's that would change what is measured (JWT_SECRET turns auth on).
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "WORKERS",
+			"JWT_SECRET", "CONFIG_FILE", "SHUTDOWN_TIMEOUT", "CURSOR_SECRET":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, base...)
+	mk := func(name string, port int) *service {
+		return &service{
+			name: name, path: filepath.Join(o.bin, name), port: port,
+			env:     append(append([]string(nil), env...), fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port)),
+			logPath: filepath.Join(o.logDir, name+".log"),
+			log:     log,
+		}
+	}
+	return &services{
+		opt: o, log: log,
+		command:  mk("command", o.commandPort),
+		consumer: mk("consumer", o.consumerPort),
+		query:    mk("query", o.queryPort),
+	}
+}
+
+func (s *services) all() []*service { return []*service{s.command, s.consumer, s.query} }
+
+// ensure starts whichever of the three is not running and waits until all are ready.
+// A binary that is missing or never gets ready makes the caller's scenario unavailable.
+func (s *services) ensure(ctx context.Context) error {
+	for _, sv := range s.all() {
+		if sv.running() {
+			continue
+		}
+		if err := sv.start(); err != nil {
+			return err
+		}
+	}
+	for _, sv := range s.all() {
+		if err := sv.waitReady(ctx, 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *services) stopAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, sv := range s.all() {
+		wg.Go(func() {
+			if err := sv.stop(ctx, s.opt.serviceStopWait); err != nil {
+				s.log.Warn("stop service", "service", sv.name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (sv *service) running() bool {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.cmd == nil {
+		return false
+	}
+	select {
+	case <-sv.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (sv *service) pid() int {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.cmd == nil || sv.cmd.Process == nil {
+		return 0
+	}
+	return sv.cmd.Process.Pid
+}
+
+func (sv *service) start() error {
+	if _, err := os.Stat(sv.path); err != nil {
+		return unavailable("%s not found (run make build): %v", sv.path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(sv.logPath), 0o755); err != nil {
+		return fmt.Errorf("create log dir: %w", err)
+	}
+	logf, err := os.OpenFile(sv.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", sv.logPath, err)
+	}
+	fmt.Fprintf(logf, "\n=== bench: starting %s at %s ===\n", sv.name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(sv.path)
+	cmd.Env, cmd.Stdout, cmd.Stderr = sv.env, logf, logf
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return unavailable("start %s: %v", sv.name, err)
+	}
+	done := make(chan struct{})
+	sv.mu.Lock()
+	sv.cmd, sv.done = cmd, done
+	sv.mu.Unlock()
+	// The waiter owns the process: it reaps it and closes its log.
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		close(done)
+	}()
+	return nil
+}
+
+// waitReady polls /readyz until it answers 200, the process exits, or timeout.
+func (sv *service) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := fmt.Sprintf("http://127.0.0.1:%d/readyz", sv.port)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		sv.mu.Lock()
+		done := sv.done
+		sv.mu.Unlock()
+		select {
+		case <-done:
+			return unavailable("%s exited before it got ready: %s", sv.name, sv.logTail())
+		default:
+		}
+		if resp, err := client.Get(u); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return unavailable("%s not ready on %s after %s", sv.name, u, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM (the graceful path the product promises) and SIGKILLs after wait.
+func (sv *service) stop(ctx context.Context, wait time.Duration) error {
+	sv.mu.Lock()
+	cmd, done := sv.cmd, sv.done
+	sv.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal %s: %w", sv.name, err)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s did not exit within %s of SIGTERM; killed", sv.name, wait)
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return ctx.Err()
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("%s exited %d after SIGTERM", sv.name, code)
+	}
+	return nil
+}
+
+// logTail is the end of the service's log, for "why did it not start" reasons.
+func (sv *service) logTail() string {
+	b, err := os.ReadFile(sv.logPath)
+	if err != nil {
+		return ""
+	}
+	if i := bytes.LastIndex(b, []byte("=== bench: starting")); i >= 0 {
+		b = b[i:]
+		if j := bytes.IndexByte(b, '\n'); j >= 0 {
+			b = b[j+1:]
+		}
+	}
+	if len(b) > 400 {
+		b = b[len(b)-400:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// rssMiB reads VmRSS of pid from /proc.
+func rssMiB(pid int) (float64, error) {
+	v := procField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+	var kb float64
+	if _, err := fmt.Sscanf(v, "%f", &kb); err != nil {
+		return 0, fmt.Errorf("read VmRSS of %d: %q: %w", pid, v, err)
+	}
+	return kb / 1024, nil
+}
+
+func replaceDBName(raw, from, to string) string {
+	u, err := url.Parse(raw)
+	if err != nil || strings.TrimPrefix(u.Path, "/") != from {
+		return raw
+	}
+	u.Path = "/" + to
+	return u.String()
+}
