@@ -92,6 +92,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 	defer stopConsumers()
 	consumed := make(chan error, 1)
 	started := time.Now()
+	cpu0 := takeCPU(0)
 	var stats batchStats
 	go func() { consumed <- b.rawConsume(cctx, pool, queues, &stats) }()
 
@@ -115,6 +116,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 			return w.err
 		}
 		st = w.st
+		r.addCPU(cpu0, takeCPU(0))
 	case err := <-consumed:
 		cancel()
 		<-waited
@@ -141,6 +143,6 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 		kind = "quorum"
 		b.baselineRate = st.rate
 	}
-	r.note("%s queues; %d tenants × %d amqp091 consumers, prefetch %d, batch ≤ %d, %d pgx conns; rate = rows / (last row − first row), wall from consumer start", kind, o.tenants, o.workers, o.prefetch, o.batch, o.baselineConns)
+	r.note("%s queues; %d tenants × %d amqp091 consumers, prefetch %d, batch ≤ %d, %d pgx conns; rate = rows / (last row − first row), wall from consumer start; the harness is the consumer here (its CPU includes the poll)", kind, o.tenants, o.workers, o.prefetch, o.batch, o.baselineConns)
 	return nil
 }

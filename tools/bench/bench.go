@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -76,6 +77,9 @@ func setup(ctx context.Context, o options, log *slog.Logger) (*bench, error) {
 		return nil, fmt.Errorf("create %s: %w", trackTable, err)
 	}
 	b.svc = newServices(o, log)
+	for _, sv := range b.svc.all() {
+		_ = os.Remove(sv.logPath) // each run's logs start empty
+	}
 	return b, nil
 }
 

@@ -68,15 +68,18 @@ func (b *bench) drain(ctx context.Context, r *Result) error {
 	r.add("publish rate (confirms)", float64(n)/elapsed.Seconds(), "msg/s")
 
 	started := time.Now()
+	cpu0 := takeCPU(0)
 	if err := b.svc.consumer.start(); err != nil {
 		return err
 	}
+	cpu0.consumer = 0 // the new process starts from zero
 	wctx, cancel := context.WithTimeout(ctx, o.drainTimeout)
 	defer cancel()
 	st, err := waitStored(wctx, b.pool, tenants, "", before+n, started)
 	if err != nil {
 		return fmt.Errorf("drain: %w (consumer log: %s)", err, b.svc.consumer.logTail())
 	}
+	r.addCPU(cpu0, takeCPU(b.svc.consumer.pid()))
 	queues := make([]string, len(tenants))
 	for i, t := range tenants {
 		queues[i] = rabbit.QueueName(t)
@@ -119,12 +122,14 @@ func (b *bench) sustained(ctx context.Context, r *Result) error {
 		return fmt.Errorf("-sustained-rate × -sustained-duration is below one message")
 	}
 
+	cpu0 := takeCPU(b.svc.consumer.pid())
 	stopProbes := make(chan struct{})
 	probed := make(chan probeResult, 1)
 	go func() { probed <- b.probe(ctx, tenants, stopProbes) }()
 	elapsed, err := b.publish(ctx, total, float64(o.sustainedRate), func(i int, sent int64) (string, amqp.Publishing) {
 		return rabbit.QueueName(tenants[i%len(tenants)]), jsonMessage(body("sustained", i, sent, o.payloadBytes))
 	})
+	cpu1 := takeCPU(b.svc.consumer.pid())
 	close(stopProbes)
 	pr := <-probed
 	if err != nil {
@@ -159,6 +164,7 @@ func (b *bench) sustained(ctx context.Context, r *Result) error {
 	r.add("probe p50 (publish → row visible)", percentileMS(pr.lat, 0.50), "ms")
 	r.add("probe p95 (publish → row visible)", percentileMS(pr.lat, 0.95), "ms")
 	r.atMost("probe p99 (publish → row visible)", percentileMS(pr.lat, 0.99), "ms", 50)
+	r.addCPU(cpu0, cpu1)
 	r.note("created_at is set by the consumer to the delivery's receive time (before the group commit), so created_at − sent excludes the commit; the probes (one message at a time, polled by primary key every 1 ms) include it")
 	return nil
 }
