@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/multitenant/mtm/platform/app"
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/config"
 	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/lifecycle"
@@ -82,8 +83,14 @@ func main() {
 	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, broker.NewTopology(a.Rabbit),
 		tenant.Limits{DefaultWorkers: cfg.Workers, MaxWorkers: cfg.MaxWorkers}, a.Log)
 
+	// Authentication sits in front of every route except probes, metrics and docs;
+	// with JWT_SECRET unset it lets every request through as admin.
+	a.HTTP.App.Use(auth.Middleware(auth.ConfigFrom(&cfg.Base)))
 	httpapi.RegisterDocs(a.HTTP.App)
-	httpapi.Register(a.HTTP.App, httpapi.New(tenants, pub, a.Log))
+	httpapi.Register(a.HTTP.App, httpapi.New(tenants, pub, a.Log).WithGuards(httpapi.Guards{
+		Admin:        auth.RequireAdmin(),
+		TenantAccess: auth.TenantAccess,
+	}))
 
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()

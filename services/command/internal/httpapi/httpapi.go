@@ -37,11 +37,22 @@ type Publisher interface {
 	Publish(ctx context.Context, m broker.Message) error
 }
 
+// Guards are the authorization hooks main installs (platform/auth). The zero value
+// lets everything through.
+type Guards struct {
+	// Admin runs before the tenant lifecycle routes (create, resize, delete).
+	Admin fiber.Handler
+	// TenantAccess runs first in POST /tenants/{id}/messages, before the body is
+	// read, with the raw path id; its error is returned as is.
+	TenantAccess func(c *fiber.Ctx, tenantID string) error
+}
+
 // API holds the handlers' dependencies.
 type API struct {
 	tenants *tenant.Service
 	pub     Publisher
 	log     *slog.Logger
+	guards  Guards
 }
 
 // New builds the API.
@@ -49,12 +60,24 @@ func New(tenants *tenant.Service, pub Publisher, log *slog.Logger) *API {
 	return &API{tenants: tenants, pub: pub, log: log}
 }
 
+// WithGuards installs authorization hooks.
+func (a *API) WithGuards(g Guards) *API {
+	a.guards = g
+	return a
+}
+
 // Register adds the command routes to r. main passes a router so that middleware
 // (authentication) can be put in front of them.
 func Register(r fiber.Router, api *API) {
-	r.Post("/tenants", api.createTenant)
-	r.Put("/tenants/:id/config/concurrency", api.changeConcurrency)
-	r.Delete("/tenants/:id", api.deleteTenant)
+	admin := func(h fiber.Handler) []fiber.Handler {
+		if api.guards.Admin == nil {
+			return []fiber.Handler{h}
+		}
+		return []fiber.Handler{api.guards.Admin, h}
+	}
+	r.Post("/tenants", admin(api.createTenant)...)
+	r.Put("/tenants/:id/config/concurrency", admin(api.changeConcurrency)...)
+	r.Delete("/tenants/:id", admin(api.deleteTenant)...)
 	r.Post("/tenants/:id/messages", api.publishMessage)
 }
 
@@ -255,6 +278,11 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 //	@Failure		503				{object}	httpserver.Problem	"Broker unavailable or did not confirm in time"
 //	@Router			/tenants/{id}/messages [post]
 func (a *API) publishMessage(c *fiber.Ctx) error {
+	if a.guards.TenantAccess != nil {
+		if err := a.guards.TenantAccess(c, c.Params("id")); err != nil {
+			return err
+		}
+	}
 	id, err := tenantID(c)
 	if err != nil {
 		return err

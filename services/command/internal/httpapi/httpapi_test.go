@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +38,11 @@ type fixture struct {
 // brokerUp false every broker call fails as in an outage.
 func newFixture(t *testing.T, brokerUp bool) *fixture {
 	t.Helper()
+	return newGuardedFixture(t, brokerUp, httpapi.Guards{})
+}
+
+func newGuardedFixture(t *testing.T, brokerUp bool, guards httpapi.Guards) *fixture {
+	t.Helper()
 	var topoConn, pubConn *rabbit.Conn
 	if brokerUp {
 		topoConn = commandtest.RunConn(t, amqptest.URL(t))
@@ -49,7 +55,7 @@ func newFixture(t *testing.T, brokerUp bool) *fixture {
 	t.Cleanup(pub.Close)
 	srv := httpserver.New(httpserver.Options{Service: "command-test", Addr: "127.0.0.1:0", Log: commandtest.Log, BodyLimit: bodyLimit})
 	httpapi.RegisterDocs(srv.App)
-	httpapi.Register(srv.App, httpapi.New(env.Tenants, pub, commandtest.Log))
+	httpapi.Register(srv.App, httpapi.New(env.Tenants, pub, commandtest.Log).WithGuards(guards))
 	// A real listener: Fiber's app.Test cannot show a 413 for an oversized body.
 	require.NoError(t, srv.Listen())
 	done := make(chan struct{})
@@ -392,4 +398,32 @@ func TestSwagger(t *testing.T) {
 	r = f.do("GET", "/swagger/index.html", "", "")
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Contains(t, r.raw, "swagger")
+}
+
+func TestGuardsRunBeforeHandlers(t *testing.T) {
+	t.Parallel()
+	allowed := uuid.NewString()
+	f := newGuardedFixture(t, false, httpapi.Guards{
+		Admin: func(c *fiber.Ctx) error {
+			if c.Get("X-Role") != "admin" {
+				return httpserver.NewProblem(http.StatusForbidden, "forbidden", "admin only")
+			}
+			return c.Next()
+		},
+		TenantAccess: func(c *fiber.Ctx, id string) error {
+			if id != allowed {
+				return httpserver.NotFound("tenant_not_found", "no tenant with this id")
+			}
+			return nil
+		},
+	})
+	requireProblem(t, f.json("POST", "/tenants", `{"name":"guarded"}`), http.StatusForbidden)
+	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/concurrency", `{"workers":2}`), http.StatusForbidden)
+	requireProblem(t, f.do("DELETE", "/tenants/"+allowed, "", ""), http.StatusForbidden)
+	// A foreign tenant gets 404 whatever it sends, even a malformed body.
+	requireProblem(t, f.json("POST", "/tenants/"+uuid.NewString()+"/messages", `{"a":`), http.StatusNotFound)
+	// Past the guards the handlers run as usual.
+	requireProblem(t, f.json("POST", "/tenants", `{"name":""}`, "X-Role", "admin"), http.StatusUnprocessableEntity)
+	requireProblem(t, f.json("POST", "/tenants/"+allowed+"/messages", `{"a":`), http.StatusBadRequest)
+	assert.Equal(t, 0, f.env.EventCount(t))
 }
