@@ -30,6 +30,10 @@ const (
 // ErrNotFound means no such tenant, or a deleted one.
 var ErrNotFound = errors.New("tenant not found")
 
+// ErrInvalidEvent means an event can never be applied (its tenant id is not a UUID);
+// retrying cannot help, so callers skip it.
+var ErrInvalidEvent = errors.New("invalid tenant event")
+
 // Querier is what reads need: *pgxpool.Pool, *pgx.Conn and pgx.Tx all satisfy it.
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -65,9 +69,12 @@ func (t Tenant) Position() cursor.Position {
 // unknown types (rec.Event nil) only advance the checkpoint. It reports whether the
 // read model changed.
 func Apply(ctx context.Context, tx Execer, position int64, rec events.Recorded) (bool, error) {
+	if rec.Event == nil {
+		return false, SaveCheckpoint(ctx, tx, position)
+	}
 	id, err := uuid.Parse(rec.TenantID)
 	if err != nil {
-		return false, fmt.Errorf("event at position %d: tenant id %q: %w", position, rec.TenantID, err)
+		return false, fmt.Errorf("%w at position %d: tenant id %q is not a UUID", ErrInvalidEvent, position, rec.TenantID)
 	}
 	at := rec.Metadata.OccurredAt.UTC()
 	var tag pgconn.CommandTag
@@ -88,7 +95,6 @@ func Apply(ctx context.Context, tx Execer, position int64, rec events.Recorded) 
 			UPDATE tenants SET status = $2, version = $3, updated_at = $4
 			WHERE id = $1 AND version < $3`,
 			id, StatusDeleted, rec.Version, at)
-	case nil:
 	default:
 		return false, fmt.Errorf("event at position %d: unhandled type %T", position, e)
 	}

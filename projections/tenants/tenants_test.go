@@ -92,6 +92,15 @@ func TestApplyIdempotentByVersion(t *testing.T) {
 
 	_, err = tenants.Get(ctx, db.Pool, uuid.New())
 	require.ErrorIs(t, err, tenants.ErrNotFound)
+
+	// A known event whose tenant id is not a UUID can never apply: a distinct error.
+	bad := record(t, id, 5, t0, events.TenantConcurrencyChanged{Workers: 1})
+	bad.TenantID = "nope"
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		_, err := tenants.Apply(ctx, tx, 10, bad)
+		return err
+	})
+	require.ErrorIs(t, err, tenants.ErrInvalidEvent)
 }
 
 func TestWorkersCurrentAndList(t *testing.T) {

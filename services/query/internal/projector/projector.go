@@ -183,8 +183,7 @@ func (p *Projector) handle(ctx context.Context, msg *message.Message) {
 		outcome = outcomeUnknown
 	case err != nil:
 		log.Error("skipping undecodable event", "err", err)
-		p.opts.Metrics.events.WithLabelValues(outcomeInvalid).Inc()
-		msg.Ack()
+		p.skip(ctx, msg, pos)
 		return
 	}
 
@@ -198,6 +197,11 @@ func (p *Projector) handle(ctx context.Context, msg *message.Message) {
 		changed, err = tenants.Apply(applyCtx, tx, pos, rec)
 		return err
 	})
+	if errors.Is(err, tenants.ErrInvalidEvent) {
+		log.Error("skipping event that cannot be applied", "err", err)
+		p.skip(ctx, msg, pos)
+		return
+	}
 	if err != nil {
 		log.Warn("apply event failed, will retry", "err", err)
 		p.opts.Metrics.events.WithLabelValues(outcomeFailed).Inc()
@@ -214,6 +218,20 @@ func (p *Projector) handle(ctx context.Context, msg *message.Message) {
 	p.opts.Metrics.events.WithLabelValues(outcome).Inc()
 	log.Debug("event applied", "type", rec.Type, "tenant_id", rec.TenantID, "version", rec.Version, "changed", changed)
 	p.updateLag(applyCtx)
+}
+
+// skip acks an event that can never be applied, counting it and moving the checkpoint
+// past it (as replay does), so the lag does not stay above zero because of it.
+func (p *Projector) skip(ctx context.Context, msg *message.Message, pos int64) {
+	p.opts.Metrics.events.WithLabelValues(outcomeInvalid).Inc()
+	if pos > 0 {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := tenants.SaveCheckpoint(cctx, p.opts.Pool, pos); err != nil {
+			p.opts.Log.Warn("checkpoint past skipped event failed", "err", err, "position", pos)
+		}
+	}
+	msg.Ack()
 }
 
 func (p *Projector) lagLoop(ctx context.Context) {

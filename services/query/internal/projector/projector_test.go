@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,6 +155,56 @@ func TestLiveProjectionAndLag(t *testing.T) {
 		tn, err := tenants.Get(ctx, b.pool, ids[7])
 		return err == nil && tn.WorkersDesired == 11 && tn.Version == 2
 	}, 5*time.Second, 20*time.Millisecond)
+}
+
+// An event that can never be decoded is counted and skipped: it does not block the
+// events behind it. An unknown type is skipped too but still advances the checkpoint.
+func TestUndecodableEventDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	pub, err := wsql.NewPublisher(b.db, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, watermill.NopLogger{})
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish(events.Topic, message.NewMessage(uuid.NewString(), []byte(`{"type":"tenant.created.v1","data":"not an object"}`))))
+	badID := message.NewMessage(uuid.NewString(), []byte(`{"type":"tenant.deleted.v1","tenant_id":"not-a-uuid","version":2,"data":{}}`))
+	badID.Metadata.Set(eventstore.MetaPosition, "2000")
+	require.NoError(t, pub.Publish(events.Topic, badID))
+	unknown := message.NewMessage(uuid.NewString(), []byte(`{"type":"tenant.renamed.v9","tenant_id":"`+uuid.NewString()+`","version":2,"data":{}}`))
+	unknown.Metadata.Set(eventstore.MetaPosition, "1000")
+	require.NoError(t, pub.Publish(events.Topic, unknown))
+	id := uuid.New()
+	b.append(t, id, 1, time.Now(), events.TenantCreated{Name: "after-poison", Workers: 2})
+
+	_, reg := b.startProjector(t)
+	require.Eventually(t, func() bool {
+		_, err := tenants.Get(ctx, b.pool, id)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the event behind the poison one is applied")
+	require.Equal(t, 2.0, counterValue(t, reg, "invalid"))
+	require.Equal(t, 1.0, counterValue(t, reg, "unknown_type"))
+	require.Equal(t, 1.0, counterValue(t, reg, "applied"))
+	cp, err := tenants.Checkpoint(ctx, b.pool)
+	require.NoError(t, err)
+	require.Equal(t, int64(2000), cp, "skipped and unknown events advance the checkpoint")
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "query_projection_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestLagCountsUnappliedEvents(t *testing.T) {

@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,7 +13,9 @@ import (
 
 // ReplayResult says what a replay rebuilt.
 type ReplayResult struct {
-	Events   int
+	Events int
+	// Skipped counts events that can never be applied (the live projection skips them too).
+	Skipped  int
 	Position int64
 }
 
@@ -42,7 +45,14 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, ba
 			return ReplayResult{}, fmt.Errorf("replay after position %d: %w", res.Position, err)
 		}
 		for _, ev := range evs {
-			if _, err := tenants.Apply(ctx, tx, ev.Position, ev.Recorded); err != nil {
+			_, err := tenants.Apply(ctx, tx, ev.Position, ev.Recorded)
+			if errors.Is(err, tenants.ErrInvalidEvent) {
+				// Same outcome as the live projection, so the states stay equal.
+				res.Skipped++
+				if err := tenants.SaveCheckpoint(ctx, tx, ev.Position); err != nil {
+					return ReplayResult{}, err
+				}
+			} else if err != nil {
 				return ReplayResult{}, fmt.Errorf("replay: %w", err)
 			}
 			res.Position = ev.Position
