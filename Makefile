@@ -46,3 +46,22 @@ tidy:
 
 clean:
 	rm -rf bin
+
+# Deployment (deployments/, docker-compose.yml). Images are tagged as the compose file and
+# deployments/k8s expect: mtm/<service>:dev.
+IMAGE_REPO ?= mtm
+IMAGE_TAG  ?= dev
+.PHONY: images lint-deploy
+
+images: ## container images $(IMAGE_REPO)/{command,consumer,query}:$(IMAGE_TAG) (needs a Docker engine with BuildKit)
+	@for s in $(SERVICES); do \
+		echo "images: $(IMAGE_REPO)/$$s:$(IMAGE_TAG)"; \
+		DOCKER_BUILDKIT=1 docker build -f deployments/$$s/Dockerfile -t $(IMAGE_REPO)/$$s:$(IMAGE_TAG) . || exit 1; \
+	done
+
+lint-deploy: ## offline checks of deployments/k8s, docker-compose.yml, prometheus.yml, the dashboard and Dockerfiles
+	$(GO) run ./tools/manifestcheck -root .
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
+	elif command -v docker-compose >/dev/null; then docker-compose config -q && echo "docker-compose config: ok"; \
+	else echo "docker compose not installed: compose checked by manifestcheck (compose-go) only"; fi
+	@if command -v kubectl >/dev/null; then kubectl kustomize deployments/k8s >/dev/null && echo "kubectl kustomize: ok"; fi

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const repoRoot = "../.."
+
+// TestRepositoryDeploymentsPass is the check `make lint-deploy` runs, as a test, so
+// `make test` also fails on a broken manifest.
+func TestRepositoryDeploymentsPass(t *testing.T) {
+	t.Parallel()
+	sum, problems := Check(repoRoot)
+	require.Empty(t, problems)
+	require.Equal(t, 7, sum.Files)
+	require.GreaterOrEqual(t, sum.Objects, 3*2+4, "Deployment+Service per service, Namespace, ConfigMap, Secret, Job")
+	require.GreaterOrEqual(t, sum.ComposeServices, 7)
+	require.Equal(t, 3, sum.Dockerfiles)
+	require.Positive(t, sum.Panels)
+}
+
+// copyDeployments copies the repository's deployment files into a temporary root.
+func copyDeployments(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	copyFile := func(rel string) {
+		raw, err := os.ReadFile(filepath.Join(repoRoot, rel))
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dst, rel), raw, 0o644))
+	}
+	copyFile("docker-compose.yml")
+	err := filepath.WalkDir(filepath.Join(repoRoot, "deployments"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(repoRoot, path)
+		if err == nil {
+			copyFile(rel)
+		}
+		return err
+	})
+	require.NoError(t, err)
+	return dst
+}
+
+// edit replaces the first occurrence of old in root/rel, failing if it is absent (so a
+// case never silently tests an unchanged file).
+func edit(t *testing.T, root, rel, old, new string) {
+	t.Helper()
+	path := filepath.Join(root, rel)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), old, "%s: text to replace not found", rel)
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(raw), old, new, 1)), 0o644))
+}
+
+func TestRejectsBrokenFiles(t *testing.T) {
+	t.Parallel()
+	const cmd = "deployments/k8s/command.yaml"
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"unknown field", cmd, "  revisionHistoryLimit: 5", "  revisionHistoryLimt: 5", `unknown field "revisionHistoryLimt"`},
+		{"wrong type", cmd, "  minReplicas: 2", `  minReplicas: "two"`, "does not match its schema"},
+		{"duplicate key", cmd, "  minReplicas: 2", "  minReplicas: 2\n  minReplicas: 3", "invalid YAML"},
+		{"bad quantity", cmd, "memory: 512Mi", "memory: 512 MB", "does not match its schema"},
+		{"unknown kind", "deployments/k8s/namespace.yaml", "kind: Namespace", "kind: Namepsace", `no schema for apiVersion "v1" kind "Namepsace"`},
+		{"no readiness probe", cmd, "readinessProbe:", "x-readinessProbe:", "unknown field"},
+		{"readiness on healthz", cmd, "path: /readyz", "path: /healthz", `readinessProbe path "/healthz", want "/readyz"`},
+		{"probe port undeclared", cmd, "              port: http\n            periodSeconds: 10", "              port: metrics\n            periodSeconds: 10", "livenessProbe port metrics is not a declared container port"},
+		{"grace too short", cmd, "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds 30 must exceed SHUTDOWN_TIMEOUT 30s + preStop 5s"},
+		{"shutdown timeout raised alone", "deployments/k8s/config.yaml", `SHUTDOWN_TIMEOUT: "30s"`, `SHUTDOWN_TIMEOUT: "60s"`, "must exceed SHUTDOWN_TIMEOUT 1m0s"},
+		{"latest image", cmd, "image: mtm/command:dev\n          imagePullPolicy: IfNotPresent\n          ports", "image: mtm/command:latest\n          imagePullPolicy: IfNotPresent\n          ports", `image "mtm/command:latest" must carry an explicit tag`},
+		{"writable root fs", "deployments/k8s/query.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem must be true"},
+		{"root allowed", "deployments/k8s/migrate-job.yaml", "runAsNonRoot: true\n            capabilities", "runAsNonRoot: false\n            capabilities", `Job "mtm-migrate" container "migrate": runAsNonRoot must be true`},
+		{"privilege escalation", "deployments/k8s/migrate-job.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "allowPrivilegeEscalation must be false"},
+		{"no memory limit", "deployments/k8s/consumer.yaml", "              memory: 1Gi", "              ephemeral-storage: 1Gi", "resources.limits.memory is required"},
+		{"missing configmap", "deployments/k8s/query.yaml", "name: mtm-config", "name: mtm-cfg", `envFrom ConfigMap "mtm-cfg" does not exist`},
+		{"service selects nothing", "deployments/k8s/consumer.yaml", "  selector:\n    app.kubernetes.io/name: consumer", "  selector:\n    app.kubernetes.io/name: consumr", "selector matches no Deployment's pods"},
+		{"selector mismatch", "deployments/k8s/query.yaml", "    matchLabels:\n      app.kubernetes.io/name: query", "    matchLabels:\n      app.kubernetes.io/name: qry", "spec.selector does not match the pod template labels"},
+		{"http addr mismatch", cmd, `value: ":8080"`, `value: ":9090"`, `HTTP_ADDR ":9090" does not listen on a declared containerPort`},
+		{"file not in kustomization", "deployments/k8s/kustomization.yaml", "  - query.yaml\n", "", "query.yaml is not listed in resources"},
+		{"no migrate job", "deployments/k8s/migrate-job.yaml", `args: ["-migrate"]`, `args: ["-replay"]`, "no Job runs -migrate"},
+		{"compose unknown key", "docker-compose.yml", "    stop_grace_period: 40s\n    restart: unless-stopped\n\n  consumer:", "    stop_grace_priod: 40s\n    restart: unless-stopped\n\n  consumer:", "stop_grace_priod"},
+		{"compose grace too short", "docker-compose.yml", "    stop_grace_period: 40s\n    restart: unless-stopped\n\n  query:", "    restart: unless-stopped\n\n  query:", "consumer: stop_grace_period 10s must exceed SHUTDOWN_TIMEOUT 30s"},
+		{"compose no healthcheck", "docker-compose.yml", `test: ["CMD", "rabbitmq-diagnostics", "-q", "ping"]`, `disable: true`, "rabbitmq needs a healthcheck"},
+		{"compose start order", "docker-compose.yml", "condition: service_completed_successfully", "condition: service_started", "depends_on migrate must be condition service_completed_successfully"},
+		{"compose missing mount", "docker-compose.yml", "./deployments/prometheus.yml:", "./deployments/prom.yml:", "prometheus must mount deployments/prometheus.yml"},
+		{"prometheus misses a service", "deployments/prometheus.yml", `"query:8081"`, `"query:9999"`, "does not scrape query:8081"},
+		{"prometheus typo", "deployments/prometheus.yml", "scrape_interval: 5s", "scrape_intervall: 5s", "unknown field"},
+		{"dashboard broken expr", "deployments/grafana/dashboards/mtm.json", "sum(tenant_workers_current)", "sum(tenant_workers_current", "unbalanced"},
+		{"dockerfile runs as root", "deployments/query/Dockerfile", "USER 65532:65532", "USER root", `non-root USER, got "root"`},
+		{"dockerfile single stage", "deployments/consumer/Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "", "must be multi-stage"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			root := copyDeployments(t)
+			edit(t, root, tc.file, tc.old, tc.new)
+			_, problems := Check(root)
+			require.NotEmpty(t, problems)
+			require.Contains(t, strings.Join(problems, "\n"), tc.want)
+		})
+	}
+}
+
+func TestMissingFilesAreReported(t *testing.T) {
+	t.Parallel()
+	_, problems := Check(t.TempDir())
+	all := strings.Join(problems, "\n")
+	for _, want := range []string{"no manifests found", "docker-compose.yml", "deployments/prometheus.yml", "mtm.json", "deployments/command/Dockerfile"} {
+		require.Contains(t, all, want)
+	}
+}
+
+func TestBalanced(t *testing.T) {
+	t.Parallel()
+	require.True(t, balanced(`sum by (a) (rate(x{b=~"(c|d)"}[5m]))`))
+	require.False(t, balanced(`sum(rate(x[5m])`))
+	require.False(t, balanced(`x{a="b}`))
+	require.False(t, balanced(`x)`))
+	require.False(t, balanced(""))
+}
