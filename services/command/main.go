@@ -50,10 +50,19 @@ func (c *Config) Validate() error {
 
 func main() {
 	migrate := flag.Bool("migrate", false, "apply database migrations and exit")
+	token := auth.RegisterTokenFlags(flag.CommandLine)
 	flag.Parse()
 
 	var cfg Config
 	app.LoadConfig("command", &cfg, &cfg.Base, ":8080")
+	if token.Requested() {
+		// Minting needs only the secret: nothing connects.
+		if err := token.Print(auth.ConfigFrom(&cfg.Base), os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "command: %v\n", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx := context.Background()
 	// Message bodies are the largest requests; tenant commands are far below the limit.
 	a, err := app.New(ctx, "command", &cfg.Base, app.Options{BodyLimit: cfg.MaxMessageBytes})
