@@ -104,10 +104,11 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 	}
 	waited := make(chan waitResult, 1)
 	go func() {
-		st, err := waitStored(wctx, b.pool, tenants, "", n, started)
+		st, err := waitStored(wctx, b.pool, tenants, "", 0, n, started)
 		waited <- waitResult{st, err}
 	}()
 	var st drainStats
+	var cpu1 cpuSnapshot
 	select {
 	case w := <-waited:
 		if w.err != nil {
@@ -116,7 +117,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 			return w.err
 		}
 		st = w.st
-		r.addCPU(cpu0, takeCPU(0))
+		cpu1 = takeCPU(0)
 	case err := <-consumed:
 		cancel()
 		<-waited
@@ -138,6 +139,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 	if n := stats.batches.Load(); n > 0 {
 		r.add("mean rows per commit", float64(stats.rows.Load())/float64(n), "rows")
 	}
+	r.addCPU(cpu0, cpu1)
 	kind := "classic"
 	if quorum {
 		kind = "quorum"

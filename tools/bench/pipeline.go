@@ -219,13 +219,14 @@ type drainStats struct {
 // times the growth. Polls every 50ms and interpolates the instants the count left 0
 // and reached want, so the figure does not depend on the poll phase. The poll costs
 // the same in the baseline and the project, so their ratio is fair.
-func waitStored(ctx context.Context, pool *pgxpool.Pool, tenants []string, filter string, want int, started time.Time) (drainStats, error) {
+// Rows already there (base) do not count towards the rate.
+func waitStored(ctx context.Context, pool *pgxpool.Pool, tenants []string, filter string, base, want int, started time.Time) (drainStats, error) {
 	type sample struct {
 		t time.Time
 		n int
 	}
 	q := "SELECT count(*) FROM messages WHERE tenant_id = ANY($1::uuid[])" + filter
-	var prev sample
+	prev := sample{n: base}
 	var first *sample
 	var st drainStats
 	for {
@@ -236,10 +237,10 @@ func waitStored(ctx context.Context, pool *pgxpool.Pool, tenants []string, filte
 		}
 		s := sample{t: t0.Add(time.Since(t0) / 2), n: n}
 		st.polls++
-		if n > 0 && first == nil {
+		if n > base && first == nil {
 			// The first row landed between prev and s; extrapolating back from s at
 			// the initial rate would overfit, so take the midpoint.
-			f := sample{t: prev.t.Add(s.t.Sub(prev.t) / 2), n: 0}
+			f := sample{t: prev.t.Add(s.t.Sub(prev.t) / 2), n: base}
 			if prev.t.IsZero() {
 				f.t = started
 			}
@@ -254,7 +255,7 @@ func waitStored(ctx context.Context, pool *pgxpool.Pool, tenants []string, filte
 			st.wall = end.Sub(started)
 			st.firstAfter = first.t.Sub(started)
 			span := end.Sub(first.t).Seconds()
-			st.rate = float64(want) / math.Max(span, 1e-3)
+			st.rate = float64(want-base) / math.Max(span, 1e-3)
 			return st, nil
 		}
 		prev = s

@@ -75,11 +75,11 @@ func (b *bench) drain(ctx context.Context, r *Result) error {
 	cpu0.consumer = 0 // the new process starts from zero
 	wctx, cancel := context.WithTimeout(ctx, o.drainTimeout)
 	defer cancel()
-	st, err := waitStored(wctx, b.pool, tenants, "", before+n, started)
+	st, err := waitStored(wctx, b.pool, tenants, "", before, before+n, started)
 	if err != nil {
 		return fmt.Errorf("drain: %w (consumer log: %s)", err, b.svc.consumer.logTail())
 	}
-	r.addCPU(cpu0, takeCPU(b.svc.consumer.pid()))
+	cpu1 := takeCPU(b.svc.consumer.pid())
 	queues := make([]string, len(tenants))
 	for i, t := range tenants {
 		queues[i] = rabbit.QueueName(t)
@@ -98,6 +98,7 @@ func (b *bench) drain(ctx context.Context, r *Result) error {
 	} else {
 		r.note("no quorum baseline in this run: ratio not computed")
 	}
+	r.addCPU(cpu0, cpu1)
 	r.note("%d tenants × %d workers; rate = rows / (last row − first row); the consumer restarts from the event store first", o.tenants, o.workers)
 	if err := b.svc.consumer.waitReady(ctx, 30*time.Second); err != nil {
 		return err
@@ -144,7 +145,7 @@ func (b *bench) sustained(ctx context.Context, r *Result) error {
 	const filter = " AND payload->>'kind' = 'sustained'"
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if _, err := waitStored(wctx, b.pool, tenants, filter, total, time.Now()); err != nil {
+	if _, err := waitStored(wctx, b.pool, tenants, filter, 0, total, time.Now()); err != nil {
 		return fmt.Errorf("sustained rows: %w", err)
 	}
 	var p50, p95, p99, pmax float64
