@@ -165,6 +165,7 @@ func (sub *subscription) run(ctx context.Context, deliveries <-chan amqp.Deliver
 				}
 			}
 			sub.waitInflight()
+			sub.linger()
 			return
 		case <-sub.s.closing:
 			return
@@ -189,17 +190,35 @@ func (sub *subscription) emit(d amqp.Delivery) bool {
 			err = d.Ack(false)
 		case <-msg.Nacked():
 			err = d.Nack(false, true)
-		case <-sub.chClosed:
+		case amqpErr := <-sub.chClosed:
 			// The channel is gone; the broker already returned the delivery.
+			if amqpErr != nil {
+				sub.s.cfg.Log.Warn("consumer channel closed by broker", "queue", sub.queue, "err", amqpErr)
+			}
 			return
 		case <-sub.s.closing:
 			return
 		}
-		if err != nil && !errors.Is(err, amqp.ErrClosed) {
+		if err != nil {
 			sub.s.cfg.Log.Warn("settle delivery", "queue", sub.queue, "err", err)
 		}
 	}()
 	return true
+}
+
+// settleLinger keeps a cancelled consumer's channel open briefly after its last ack.
+// RabbitMQ quorum queues (verified on 3.10) apply acks asynchronously and return every
+// unsettled message when the channel closes, counting it in x-delivery-count; closing
+// right after the last ack can overtake acks the broker has not applied yet.
+const settleLinger = 300 * time.Millisecond
+
+func (sub *subscription) linger() {
+	t := time.NewTimer(settleLinger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sub.s.closing:
+	}
 }
 
 // waitInflight waits until every emitted message is settled, or Close abandons them.

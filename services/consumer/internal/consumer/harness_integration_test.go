@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// serviceAppName is the application_name of the service's database connections.
+const serviceAppName = "consumer_under_test"
+
 // startService runs a consumer service against the env until the test ends.
 func (e *env) startService(maxBytes int) *Service {
 	t := e.t
@@ -58,11 +62,19 @@ func (e *env) startService(maxBytes int) *Service {
 	rc := rabbit.NewConn(amqptest.URL(t), "consumer-test", log)
 	rcDone := make(chan struct{})
 	go func() { defer close(rcDone); _ = rc.Run(ctx) }()
+	// The service gets its own pool, tagged so a test can cut exactly its connections.
+	u, err := url.Parse(e.db.URL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("application_name", serviceAppName)
+	u.RawQuery = q.Encode()
+	pool, err := postgres.NewPool(ctx, u.String(), 10)
+	require.NoError(t, err)
 	svc, err := New(Settings{
 		Prefetch: 64, Connections: 2, ReconcileInterval: 200 * time.Millisecond,
 		MaxBatch: 1000, Flushers: 2, DrainTimeout: 5 * time.Second,
 	}, Deps{
-		Log: log, WLog: watermill.NopLogger{}, Pool: e.db.Pool, DB: postgres.OpenDB(e.db.Pool),
+		Log: log, WLog: watermill.NopLogger{}, Pool: pool, DB: postgres.OpenDB(pool),
 		Rabbit: rc, URL: amqptest.URL(t), Ready: health.New(), Registry: prometheus.NewRegistry(),
 		MaxMessageBytes: maxBytes,
 	})
@@ -76,6 +88,7 @@ func (e *env) startService(maxBytes int) *Service {
 		require.NoError(t, <-runDone)
 		cancel()
 		<-rcDone
+		pool.Close()
 	})
 	return svc
 }
