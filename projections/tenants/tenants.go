@@ -177,24 +177,25 @@ func Exists(ctx context.Context, q Querier, id uuid.UUID) (bool, error) {
 }
 
 // List returns up to limit live tenants after position after (nil: from the first),
-// oldest first by (created_at, id), and whether more follow. Keyset on the
-// (created_at, id) index: a page costs the same at any depth.
-func List(ctx context.Context, q Querier, after *cursor.Position, limit int) ([]Tenant, bool, error) {
+// oldest first by (created_at, id), and whether more follow. only, unless uuid.Nil,
+// restricts the list to that one tenant (a tenant principal sees only itself). Keyset
+// on the (created_at, id) index: a page costs the same at any depth.
+func List(ctx context.Context, q Querier, after *cursor.Position, limit int, only uuid.UUID) ([]Tenant, bool, error) {
 	if limit < 1 {
 		return nil, false, fmt.Errorf("page limit must be positive, got %d", limit)
 	}
-	var (
-		rows pgx.Rows
-		err  error
-	)
-	if after == nil {
-		rows, err = q.Query(ctx, selectTenant+`
-			WHERE t.status <> $1 ORDER BY t.created_at, t.id LIMIT $2`, StatusDeleted, limit+1)
-	} else {
-		rows, err = q.Query(ctx, selectTenant+`
-			WHERE t.status <> $1 AND (t.created_at, t.id) > ($2, $3)
-			ORDER BY t.created_at, t.id LIMIT $4`, StatusDeleted, after.CreatedAt, after.ID, limit+1)
+	where := ` WHERE t.status <> $1`
+	args := []any{StatusDeleted}
+	if only != uuid.Nil {
+		args = append(args, only)
+		where += fmt.Sprintf(` AND t.id = $%d`, len(args))
 	}
+	if after != nil {
+		args = append(args, after.CreatedAt, after.ID)
+		where += fmt.Sprintf(` AND (t.created_at, t.id) > ($%d, $%d)`, len(args)-1, len(args))
+	}
+	args = append(args, limit+1)
+	rows, err := q.Query(ctx, selectTenant+where+fmt.Sprintf(` ORDER BY t.created_at, t.id LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list tenants: %w", err)
 	}

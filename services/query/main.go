@@ -4,6 +4,10 @@
 //	@version					1.0
 //	@description				Reads: tenants with desired and current worker counts, and each tenant's stored messages, with opaque signed cursor pagination (oldest first). Every error is application/problem+json (RFC 9457).
 //	@BasePath					/
+//	@securityDefinitions.apikey	BearerAuth
+//	@in							header
+//	@name						Authorization
+//	@description				"Bearer <JWT>" (HS256, JWT_SECRET); not needed when JWT_SECRET is unset.
 package main
 
 import (
@@ -15,9 +19,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/swagger"
 
 	"github.com/multitenant/mtm/platform/app"
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/config"
 	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/postgres"
@@ -87,8 +93,14 @@ func main() {
 		Log:        a.Log.With("component", "tenants-projection"),
 		Metrics:    projector.NewMetrics(a.Registry),
 	})
-	// Authentication (issue 6) goes in front of these routes as a group middleware.
-	api.New(a.Pool, codec).Register(a.HTTP.App)
+	// Authentication sits in front of every route except probes, metrics and docs; with
+	// JWT_SECRET unset every request passes as admin. A tenant principal reads only its
+	// own tenant (others get the unknown tenant's 404).
+	a.HTTP.App.Use(auth.Middleware(auth.ConfigFrom(&cfg.Base)))
+	api.New(a.Pool, codec).WithAccess(api.Access{
+		Tenant: auth.TenantAccess,
+		Scope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
+	}).Register(a.HTTP.App)
 	a.HTTP.App.Get("/swagger/*", swagger.HandlerDefault)
 
 	if err := a.Run(ctx, proj.Component()); err != nil {

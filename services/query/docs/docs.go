@@ -17,6 +17,11 @@ const docTemplate = `{
     "paths": {
         "/messages": {
             "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Stored messages of one tenant, oldest first (by created_at, then id). Pages are keyset pages: pass next_cursor back as cursor, with the same tenant_id; it is null on the last page. A walk returns every message that existed when it began exactly once.",
                 "produces": [
                     "application/json"
@@ -62,6 +67,12 @@ const docTemplate = `{
                             "$ref": "#/definitions/httpserver.Problem"
                         }
                     },
+                    "401": {
+                        "description": "missing or invalid token (when JWT_SECRET is set)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
                     "404": {
                         "description": "unknown or deleted tenant",
                         "schema": {
@@ -79,6 +90,11 @@ const docTemplate = `{
         },
         "/tenants": {
             "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Live tenants, oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.",
                 "produces": [
                     "application/json"
@@ -117,6 +133,12 @@ const docTemplate = `{
                             "$ref": "#/definitions/httpserver.Problem"
                         }
                     },
+                    "401": {
+                        "description": "missing or invalid token (when JWT_SECRET is set)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
@@ -128,6 +150,11 @@ const docTemplate = `{
         },
         "/tenants/{id}": {
             "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer).",
                 "produces": [
                     "application/json"
@@ -158,6 +185,12 @@ const docTemplate = `{
                             "$ref": "#/definitions/httpserver.Problem"
                         }
                     },
+                    "401": {
+                        "description": "missing or invalid token (when JWT_SECRET is set)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
                     "404": {
                         "description": "unknown or deleted tenant",
                         "schema": {
@@ -175,6 +208,11 @@ const docTemplate = `{
         },
         "/tenants/{id}/messages": {
             "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Same as GET /messages?tenant_id={id}.",
                 "produces": [
                     "application/json"
@@ -216,6 +254,12 @@ const docTemplate = `{
                     },
                     "400": {
                         "description": "id not a UUID, invalid limit, or a malformed, tampered or foreign cursor",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "401": {
+                        "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -376,6 +420,14 @@ const docTemplate = `{
                     "type": "string"
                 }
             }
+        }
+    },
+    "securityDefinitions": {
+        "BearerAuth": {
+            "description": "\"Bearer \u003cJWT\u003e\" (HS256, JWT_SECRET); not needed when JWT_SECRET is unset.",
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header"
         }
     }
 }`

@@ -38,13 +38,37 @@ type DB interface {
 // plain errors: httpserver logs them with the request id and answers a generic 500,
 // so no SQL or driver text reaches a client.
 type Handler struct {
-	db    DB
-	codec *cursor.Codec
+	db     DB
+	codec  *cursor.Codec
+	access Access
+}
+
+// Access decides which tenants a request may read (authorization, platform/auth). The
+// zero value allows everything, for tests and authentication-off deployments.
+type Access struct {
+	// Tenant returns nil when the request may read tenantID, otherwise the error to
+	// answer (the same 404 as an unknown tenant, so existence does not leak).
+	Tenant func(c *fiber.Ctx, tenantID string) error
+	// Scope returns the only tenant the request may list; ok false means all.
+	Scope func(c *fiber.Ctx) (tenantID string, ok bool)
 }
 
 // New builds the handlers.
 func New(db DB, codec *cursor.Codec) *Handler {
 	return &Handler{db: db, codec: codec}
+}
+
+// WithAccess installs authorization hooks.
+func (h *Handler) WithAccess(a Access) *Handler {
+	h.access = a
+	return h
+}
+
+func (h *Handler) checkTenant(c *fiber.Ctx, id uuid.UUID) error {
+	if h.access.Tenant == nil {
+		return nil
+	}
+	return h.access.Tenant(c, id.String())
 }
 
 // Register adds the routes to r. Taking a fiber.Router lets main put middleware
@@ -103,11 +127,13 @@ type MessagePage struct {
 //	@Summary		List tenants
 //	@Description	Live tenants, oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.
 //	@Tags			tenants
+//	@Security		BearerAuth
 //	@Produce		json
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
 //	@Success		200		{object}	TenantPage
 //	@Failure		400		{object}	httpserver.Problem	"invalid limit or cursor"
+//	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		500		{object}	httpserver.Problem
 //	@Router			/tenants [get]
 func (h *Handler) listTenants(c *fiber.Ctx) error {
@@ -119,7 +145,16 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	list, more, err := tenants.List(c.UserContext(), h.db, after, limit)
+	only := uuid.Nil
+	if h.access.Scope != nil {
+		if raw, ok := h.access.Scope(c); ok {
+			// A principal scoped to nothing (or to a non-UUID) sees an empty list.
+			if only, err = uuid.Parse(raw); err != nil {
+				return c.JSON(TenantPage{Data: []Tenant{}})
+			}
+		}
+	}
+	list, more, err := tenants.List(c.UserContext(), h.db, after, limit, only)
 	if err != nil {
 		return err
 	}
@@ -139,10 +174,12 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 //	@Summary		Get a tenant
 //	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer).
 //	@Tags			tenants
+//	@Security		BearerAuth
 //	@Produce		json
 //	@Param			id	path		string	true	"tenant id (UUID)"
 //	@Success		200	{object}	Tenant
 //	@Failure		400	{object}	httpserver.Problem	"id is not a UUID"
+//	@Failure		401	{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404	{object}	httpserver.Problem	"unknown or deleted tenant"
 //	@Failure		500	{object}	httpserver.Problem
 //	@Router			/tenants/{id} [get]
@@ -151,9 +188,12 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := h.checkTenant(c, id); err != nil {
+		return err
+	}
 	t, err := tenants.Get(c.UserContext(), h.db, id)
 	if errors.Is(err, tenants.ErrNotFound) {
-		return tenantNotFound(id)
+		return tenantNotFound()
 	}
 	if err != nil {
 		return err
@@ -166,12 +206,14 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 //	@Summary		List a tenant's messages
 //	@Description	Stored messages of one tenant, oldest first (by created_at, then id). Pages are keyset pages: pass next_cursor back as cursor, with the same tenant_id; it is null on the last page. A walk returns every message that existed when it began exactly once.
 //	@Tags			messages
+//	@Security		BearerAuth
 //	@Produce		json
 //	@Param			tenant_id	query		string	true	"tenant id (UUID)"
 //	@Param			cursor		query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit		query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
 //	@Success		200			{object}	MessagePage
 //	@Failure		400			{object}	httpserver.Problem	"tenant_id missing or not a UUID, invalid limit, or a malformed, tampered or foreign cursor"
+//	@Failure		401			{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404			{object}	httpserver.Problem	"unknown or deleted tenant"
 //	@Failure		500			{object}	httpserver.Problem
 //	@Router			/messages [get]
@@ -193,12 +235,14 @@ func (h *Handler) messages(c *fiber.Ctx) error {
 //	@Summary		List a tenant's messages
 //	@Description	Same as GET /messages?tenant_id={id}.
 //	@Tags			messages
+//	@Security		BearerAuth
 //	@Produce		json
 //	@Param			id		path		string	true	"tenant id (UUID)"
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
 //	@Success		200		{object}	MessagePage
 //	@Failure		400		{object}	httpserver.Problem	"id not a UUID, invalid limit, or a malformed, tampered or foreign cursor"
+//	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant"
 //	@Failure		500		{object}	httpserver.Problem
 //	@Router			/tenants/{id}/messages [get]
@@ -211,6 +255,11 @@ func (h *Handler) tenantMessages(c *fiber.Ctx) error {
 }
 
 func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
+	// Access before anything else about the tenant: a foreign tenant gets the unknown
+	// tenant's 404, and its cursors are then never even looked at.
+	if err := h.checkTenant(c, tenantID); err != nil {
+		return err
+	}
 	limit, err := parseLimit(c)
 	if err != nil {
 		return err
@@ -225,7 +274,7 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 		return err
 	}
 	if !ok {
-		return tenantNotFound(tenantID)
+		return tenantNotFound()
 	}
 	page, more, err := messages.Page(ctx, h.db, tenantID, after, limit)
 	if err != nil {
@@ -304,6 +353,8 @@ func reason(err error) string {
 	return s
 }
 
-func tenantNotFound(id uuid.UUID) error {
-	return httpserver.NotFound("tenant_not_found", "no tenant "+id.String())
+func tenantNotFound() error {
+	// Same body as platform/auth's 404 for someone else's tenant: the two must not be
+	// told apart.
+	return httpserver.NotFound("tenant_not_found", "no tenant with this id")
 }

@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
 	"github.com/multitenant/mtm/platform/metrics"
 	"github.com/multitenant/mtm/platform/pgtest"
@@ -40,6 +42,13 @@ type env struct {
 // start serves the API on a free loopback port against db's pool.
 func start(t *testing.T, pool *pgxpool.Pool) *env {
 	t.Helper()
+	return startWith(t, pool, nil)
+}
+
+// startWith installs the JWT middleware and access hooks first when authCfg is set,
+// exactly as main does.
+func startWith(t *testing.T, pool *pgxpool.Pool, authCfg *auth.Config) *env {
+	t.Helper()
 	codec, err := cursor.NewCodec([]byte("api-test"))
 	require.NoError(t, err)
 	srv := httpserver.New(httpserver.Options{
@@ -48,7 +57,15 @@ func start(t *testing.T, pool *pgxpool.Pool) *env {
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: metrics.NewRegistry(),
 	})
-	api.New(pool, codec).Register(srv.App)
+	h := api.New(pool, codec)
+	if authCfg != nil {
+		srv.App.Use(auth.Middleware(*authCfg))
+		h.WithAccess(api.Access{
+			Tenant: auth.TenantAccess,
+			Scope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
+		})
+	}
+	h.Register(srv.App)
 	require.NoError(t, srv.Listen())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(context.Background()) }()
@@ -80,7 +97,17 @@ type response struct {
 
 func (e *env) get(t *testing.T, path string) response {
 	t.Helper()
-	resp, err := http.Get(e.base + path)
+	return e.getAs(t, path, "")
+}
+
+func (e *env) getAs(t *testing.T, path, token string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.base+path, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -395,4 +422,53 @@ func TestDatabaseErrorHidden(t *testing.T) {
 	for _, path := range []string{"/tenants", "/tenants/" + uuid.NewString(), "/messages?tenant_id=" + uuid.NewString(), "/tenants/" + uuid.NewString() + "/messages"} {
 		requireProblem(t, e.get(t, path), http.StatusInternalServerError, "internal_error")
 	}
+}
+
+// With JWT_SECRET set, a tenant principal reads only its own tenant: another tenant is
+// the same 404 as an unknown one, lists show only itself, and no token is 401.
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	cfg := auth.Config{Secret: "isolation-test"}
+	e := startWith(t, db.Pool, &cfg)
+	t0 := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	a, b := uuid.New(), uuid.New()
+	for _, id := range []uuid.UUID{a, b} {
+		e.apply(t, id, 1, t0, events.TenantCreated{Name: id.String(), Workers: 1})
+		messagestest.CreatePartition(t, db.Pool, id)
+		messagestest.InsertSeries(t, db.Pool, id, t0, time.Second, 3)
+	}
+	admin, err := auth.Mint(cfg, auth.RoleAdmin, "", time.Hour)
+	require.NoError(t, err)
+	tenantA, err := auth.Mint(cfg, auth.RoleTenant, a.String(), time.Hour)
+	require.NoError(t, err)
+
+	r := e.get(t, "/tenants")
+	require.Equal(t, http.StatusUnauthorized, r.status)
+	require.Equal(t, httpserver.ProblemContentType, r.contentType)
+
+	require.Len(t, decode[pageJSON[tenantJSON]](t, e.getAs(t, "/tenants", admin)).Data, 2)
+	mine := decode[pageJSON[tenantJSON]](t, e.getAs(t, "/tenants", tenantA))
+	require.Len(t, mine.Data, 1)
+	require.Equal(t, a.String(), mine.Data[0].ID)
+	require.Nil(t, mine.NextCursor)
+
+	require.Equal(t, http.StatusOK, e.getAs(t, "/tenants/"+a.String(), tenantA).status)
+	require.Len(t, decode[pageJSON[messageJSON]](t, e.getAs(t, "/messages?tenant_id="+a.String(), tenantA)).Data, 3)
+
+	unknown := e.getAs(t, "/tenants/"+uuid.NewString(), tenantA)
+	for _, path := range []string{"/tenants/" + b.String(), "/tenants/" + b.String() + "/messages", "/messages?tenant_id=" + b.String()} {
+		r := e.getAs(t, path, tenantA)
+		requireProblem(t, r, http.StatusNotFound, "tenant_not_found")
+		var p1, p2 map[string]any
+		require.NoError(t, json.Unmarshal(r.body, &p1))
+		require.NoError(t, json.Unmarshal(unknown.body, &p2))
+		delete(p1, "instance")
+		delete(p2, "instance")
+		require.Equal(t, p2, p1, "another tenant looks exactly like an unknown one")
+	}
+	// B's data stays hidden even with a cursor the admin got for B.
+	bCursor := *decode[pageJSON[messageJSON]](t, e.getAs(t, "/tenants/"+b.String()+"/messages?limit=1", admin)).NextCursor
+	requireProblem(t, e.getAs(t, "/tenants/"+b.String()+"/messages?cursor="+url.QueryEscape(bCursor), tenantA), http.StatusNotFound, "tenant_not_found")
+	requireProblem(t, e.getAs(t, "/tenants/"+a.String()+"/messages?cursor="+url.QueryEscape(bCursor), tenantA), http.StatusBadRequest, "invalid_cursor")
 }
