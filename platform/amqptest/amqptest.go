@@ -17,6 +17,7 @@ import (
 	"github.com/ory/dockertest/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/multitenant/mtm/platform/internal/dockerhost"
 	"github.com/multitenant/mtm/platform/rabbit"
 )
 
@@ -32,39 +33,50 @@ var (
 // URL returns the URL of a reachable broker.
 func URL(t testing.TB) string {
 	t.Helper()
-	once.Do(func() { brokerURL, brokerErr = find() })
+	once.Do(func() { brokerURL, brokerErr = find(DefaultURL) })
 	if brokerErr != nil {
 		t.Fatalf("amqptest: %v", brokerErr)
 	}
 	return brokerURL
 }
 
-func find() (string, error) {
+// find returns TEST_RABBITMQ_URL, else defaultURL, else a container's URL; its errors
+// say which service is missing and how to provide it.
+func find(defaultURL string) (string, error) {
 	if u := os.Getenv("TEST_RABBITMQ_URL"); u != "" {
 		if err := ping(u); err != nil {
-			return "", fmt.Errorf("TEST_RABBITMQ_URL=%s is not reachable: %w", redact(u), err)
+			return "", fmt.Errorf("RabbitMQ is missing: TEST_RABBITMQ_URL=%s is not reachable: %w", redact(u), err)
 		}
 		return u, nil
 	}
-	localErr := ping(DefaultURL)
+	localErr := ping(defaultURL)
 	if localErr == nil {
-		return DefaultURL, nil
+		return defaultURL, nil
 	}
+	u, dockerErr := startContainer()
+	if dockerErr != nil {
+		return "", fmt.Errorf("RabbitMQ is missing: nothing answers at %s (%v) and no test container could be started (%v); start RabbitMQ (make deps), set TEST_RABBITMQ_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
+	}
+	return u, nil
+}
+
+func startContainer() (string, error) {
 	pool, err := dockertest.NewPool("")
-	if err == nil {
-		err = pool.Client.Ping()
-	}
 	if err != nil {
-		return "", fmt.Errorf("RabbitMQ is missing: nothing answers at %s (%v) and no Docker engine is available (%v); start RabbitMQ (make deps) or set TEST_RABBITMQ_URL", redact(DefaultURL), localErr, err)
+		return "", fmt.Errorf("no Docker engine: %w", err)
+	}
+	if err := pool.Client.Ping(); err != nil {
+		return "", fmt.Errorf("no Docker engine: %w", err)
 	}
 	pool.MaxWait = 90 * time.Second
 	res, err := pool.Run("rabbitmq", "3.13-alpine", nil)
 	if err != nil {
 		return "", fmt.Errorf("start rabbitmq container: %w", err)
 	}
-	_ = res.Expire(900)
-	u := fmt.Sprintf("amqp://guest:guest@%s/", res.GetHostPort("5672/tcp"))
+	_ = res.Expire(dockerhost.ExpireSeconds) // reaped even if the test binary dies
+	u := fmt.Sprintf("amqp://guest:guest@%s/", dockerhost.HostPort(res, "5672/tcp"))
 	if err := pool.Retry(func() error { return ping(u) }); err != nil {
+		_ = pool.Purge(res)
 		return "", fmt.Errorf("rabbitmq container never answered: %w", err)
 	}
 	return u, nil

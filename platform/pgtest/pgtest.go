@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/dockertest/v3"
 
+	"github.com/multitenant/mtm/platform/internal/dockerhost"
 	"github.com/multitenant/mtm/platform/postgres"
 )
 
@@ -35,27 +36,29 @@ var (
 // ServerURL returns a URL of a reachable server (any database on it).
 func ServerURL(t testing.TB) string {
 	t.Helper()
-	serverOnce.Do(func() { serverURL, serverErr = findServer() })
+	serverOnce.Do(func() { serverURL, serverErr = findServer(DefaultURL) })
 	if serverErr != nil {
 		t.Fatalf("pgtest: %v", serverErr)
 	}
 	return serverURL
 }
 
-func findServer() (string, error) {
+// findServer returns TEST_DATABASE_URL, else defaultURL, else a container's URL; its
+// errors say which service is missing and how to provide it.
+func findServer(defaultURL string) (string, error) {
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		if err := ping(u); err != nil {
-			return "", fmt.Errorf("TEST_DATABASE_URL=%s is not reachable: %w", redact(u), err)
+			return "", fmt.Errorf("PostgreSQL is missing: TEST_DATABASE_URL=%s is not reachable: %w", redact(u), err)
 		}
 		return u, nil
 	}
-	localErr := ping(DefaultURL)
+	localErr := ping(defaultURL)
 	if localErr == nil {
-		return DefaultURL, nil
+		return defaultURL, nil
 	}
 	u, dockerErr := startContainer()
 	if dockerErr != nil {
-		return "", fmt.Errorf("PostgreSQL is missing: nothing answers at %s (%v) and no Docker engine is available (%v); start Postgres (make deps) or set TEST_DATABASE_URL", redact(DefaultURL), localErr, dockerErr)
+		return "", fmt.Errorf("PostgreSQL is missing: nothing answers at %s (%v) and no test container could be started (%v); start PostgreSQL (make deps), set TEST_DATABASE_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
 	}
 	return u, nil
 }
@@ -73,19 +76,20 @@ func ping(u string) error {
 func startContainer() (string, error) {
 	pool, err := dockertest.NewPool("")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("no Docker engine: %w", err)
+	}
+	if err := pool.Client.Ping(); err != nil {
+		return "", fmt.Errorf("no Docker engine: %w", err)
 	}
 	pool.MaxWait = 60 * time.Second
-	if err := pool.Client.Ping(); err != nil {
-		return "", err
-	}
 	res, err := pool.Run("postgres", "16-alpine", []string{"POSTGRES_PASSWORD=postgres"})
 	if err != nil {
 		return "", fmt.Errorf("start postgres container: %w", err)
 	}
-	_ = res.Expire(900) // reaped even if the test binary dies
-	u := fmt.Sprintf("postgres://postgres:postgres@%s/postgres?sslmode=disable", res.GetHostPort("5432/tcp"))
+	_ = res.Expire(dockerhost.ExpireSeconds) // reaped even if the test binary dies
+	u := fmt.Sprintf("postgres://postgres:postgres@%s/postgres?sslmode=disable", dockerhost.HostPort(res, "5432/tcp"))
 	if err := pool.Retry(func() error { return ping(u) }); err != nil {
+		_ = pool.Purge(res)
 		return "", fmt.Errorf("postgres container never answered: %w", err)
 	}
 	return u, nil
