@@ -54,6 +54,13 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run(), "build consumer")
 
+	// Registered before the process cleanup, so the consumer is killed before its
+	// queues are deleted.
+	ids := make([]string, tenants)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		amqptest.CleanupTenant(t, ids[i])
+	}
 	addr := freeAddr(t)
 	logFile, err := os.Create(filepath.Join(dir, "consumer.log"))
 	require.NoError(t, err)
@@ -94,10 +101,7 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 	}
 
 	start()
-	ids := make([]string, tenants)
 	for i := range ids {
-		ids[i] = uuid.NewString()
-		amqptest.CleanupTenant(t, ids[i])
 		env, err := events.NewEnvelope(ids[i], 1, events.Metadata{EventID: uuid.NewString(), OccurredAt: time.Now()},
 			events.TenantCreated{Name: "kill-" + ids[i][:8], Workers: 3})
 		require.NoError(t, err)
@@ -145,10 +149,16 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 		require.Zero(t, q.Messages, "nothing dead-lettered for %s", id)
 	}
 
-	metrics := httpGet(t, "http://"+addr+"/metrics")
-	for _, name := range []string{"tenant_workers_current", "queue_messages_pending", "messages_processed_total", "consumer_message_processing_seconds_bucket"} {
-		require.Contains(t, metrics, name)
-	}
+	// queue_messages_pending is sampled every RECONCILE_INTERVAL, so poll.
+	require.Eventually(t, func() bool {
+		metrics := httpGet(t, "http://"+addr+"/metrics")
+		for _, name := range []string{"tenant_workers_current{", "queue_messages_pending{", "messages_processed_total{", "consumer_message_processing_seconds_bucket"} {
+			if !strings.Contains(metrics, name) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 100*time.Millisecond, "metrics exposed")
 
 	// Graceful shutdown exits 0.
 	mu.Lock()
