@@ -139,7 +139,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 	if n := stats.batches.Load(); n > 0 {
 		r.add("mean rows per commit", float64(stats.rows.Load())/float64(n), "rows")
 	}
-	r.addCPU(cpu0, cpu1)
+	r.addCPU(cpu0, cpu1, n)
 	kind := "classic"
 	if quorum {
 		kind = "quorum"

@@ -58,3 +58,20 @@ func TestResultTargets(t *testing.T) {
 		t.Fatalf("targets rendered as %q and %q", r.Metrics[0].Target, r.Metrics[1].Target)
 	}
 }
+
+func TestPromSumAddsSeriesWhateverTheirLabels(t *testing.T) {
+	t.Parallel()
+	text := []byte(`# HELP consumer_store_batch_rows Rows per group-commit transaction.
+consumer_store_batch_rows_sum 150
+consumer_store_batch_rows_count 3
+consumer_message_processing_seconds_sum{tenant="a b}"} 0.5
+consumer_message_processing_seconds_sum{tenant="c"} 1.5 1700000000
+other_store_batch_rows_total 9
+`)
+	if got := promSum(text, "store_batch_rows_sum"); got != 150 {
+		t.Errorf("batch rows sum = %v, want 150", got)
+	}
+	if got := promSum(text, "message_processing_seconds_sum"); got != 2 {
+		t.Errorf("processing seconds sum = %v, want 2", got)
+	}
+}

@@ -81,10 +81,22 @@ func procTicks(pid int) int64 {
 // addCPU records, as cores used on average over the interval, where CPU went between
 // two snapshots. Postgres and RabbitMQ are shared with whatever else runs on the
 // machine, so they are upper bounds for this workload.
-func (r *Result) addCPU(from, to cpuSnapshot) {
+// msgs > 0 adds CPU microseconds per message for the pipeline's three parts: what
+// throughput on a saturated machine comes down to.
+func (r *Result) addCPU(from, to cpuSnapshot, msgs int) {
 	secs := to.at.Sub(from.at).Seconds()
 	if secs <= 0 {
 		return
+	}
+	if msgs > 0 {
+		perMsg := func(d int64) float64 { return float64(d) / clockTicks * 1e6 / float64(msgs) }
+		if to.consumer > 0 {
+			r.add("cpu per msg: consumer", perMsg(to.consumer-from.consumer), "µs")
+		} else {
+			r.add("cpu per msg: raw consumer (harness)", perMsg(to.harness-from.harness), "µs")
+		}
+		r.add("cpu per msg: postgres", perMsg(to.postgres-from.postgres), "µs")
+		r.add("cpu per msg: rabbitmq", perMsg(to.rabbit-from.rabbit), "µs")
 	}
 	cores := func(d int64) float64 { return float64(d) / clockTicks / secs }
 	if to.consumer > 0 {

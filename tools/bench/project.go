@@ -98,7 +98,8 @@ func (b *bench) drain(ctx context.Context, r *Result) error {
 	} else {
 		r.note("no quorum baseline in this run: ratio not computed")
 	}
-	r.addCPU(cpu0, cpu1)
+	r.addCPU(cpu0, cpu1, n)
+	b.addConsumerMetrics(ctx, r)
 	r.note("%d tenants × %d workers; rate = rows / (last row − first row); the consumer restarts from the event store first", o.tenants, o.workers)
 	if err := b.svc.consumer.waitReady(ctx, 30*time.Second); err != nil {
 		return err
@@ -165,7 +166,7 @@ func (b *bench) sustained(ctx context.Context, r *Result) error {
 	r.add("probe p50 (publish → row visible)", percentileMS(pr.lat, 0.50), "ms")
 	r.add("probe p95 (publish → row visible)", percentileMS(pr.lat, 0.95), "ms")
 	r.atMost("probe p99 (publish → row visible)", percentileMS(pr.lat, 0.99), "ms", 50)
-	r.addCPU(cpu0, cpu1)
+	r.addCPU(cpu0, cpu1, 0)
 	r.note("created_at is set by the consumer to the delivery's receive time (before the group commit), so created_at − sent excludes the commit; the probes (one message at a time, polled by primary key every 1 ms) include it")
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -235,4 +236,47 @@ func (b *bench) waitRow(ctx context.Context, tenant, id string, every time.Durat
 		case <-time.After(every):
 		}
 	}
+}
+
+// addConsumerMetrics adds what the consumer's own /metrics says about the run so far
+// (the drain starts a fresh process, so its counters cover the drain): mean rows per
+// group commit and mean time from delivery to settle. Best effort: series that are not
+// there are skipped.
+func (b *bench) addConsumerMetrics(ctx context.Context, r *Result) {
+	_, raw, err := b.doJSON(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", b.opt.consumerPort), nil, nil)
+	if err != nil {
+		return
+	}
+	if sum, n := promSum(raw, "store_batch_rows_sum"), promSum(raw, "store_batch_rows_count"); n > 0 {
+		r.add("consumer: mean rows per commit", sum/n, "rows")
+	}
+	if sum, n := promSum(raw, "message_processing_seconds_sum"), promSum(raw, "message_processing_seconds_count"); n > 0 {
+		r.add("consumer: mean delivery → settle", 1000*sum/n, "ms")
+	}
+}
+
+// promSum adds up every series in a Prometheus text exposition whose metric name ends
+// with suffix, whatever its labels.
+func promSum(text []byte, suffix string) float64 {
+	var total float64
+	for _, line := range strings.Split(string(text), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			name, rest = line[:i], line[strings.LastIndexByte(line, '}')+1:]
+		}
+		if !strings.HasSuffix(name, suffix) {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			total += v
+		}
+	}
+	return total
 }
