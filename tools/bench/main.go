@@ -171,12 +171,28 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 	report.Seconds = time.Since(started).Seconds()
-	report.print(os.Stdout)
+	var table strings.Builder
+	report.print(&table)
+	fmt.Print(table.String())
 	if err := report.write(o.out); err != nil {
 		return err
 	}
-	fmt.Printf("\nresults written to %s; service logs in %s\n", o.out, o.logDir)
-	return ctx.Err()
+	// The table as printed, next to the JSON, for the README's Performance section.
+	txt := strings.TrimSuffix(o.out, filepath.Ext(o.out)) + ".txt"
+	if err := os.WriteFile(txt, []byte(table.String()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", txt, err)
+	}
+	fmt.Printf("\nresults written to %s and %s; service logs in %s\n", o.out, txt, o.logDir)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// Missed targets are figures, not failures; a scenario that broke is a failure.
+	for _, r := range report.Results {
+		if r.Status == statusFailed {
+			return fmt.Errorf("scenario %s failed: %s", r.Scenario, oneLine(r.Reason))
+		}
+	}
+	return nil
 }
 
 // runScenario runs one scenario; it never takes the harness down: a missing service or

@@ -94,7 +94,7 @@ func (rep *Report) print(w io.Writer) {
 	fmt.Fprintln(tw, "scenario\tfigure\tvalue\tunit\ttarget\tmet")
 	for _, r := range rep.Results {
 		if r.Status != statusOK {
-			fmt.Fprintf(tw, "%s\t%s: %s\t\t\t\t\n", r.Scenario, r.Status, oneLine(r.Reason))
+			fmt.Fprintf(tw, "%s\t%s (see below)\t\t\t\t\n", r.Scenario, strings.ToUpper(r.Status))
 		}
 		for _, mt := range r.Metrics {
 			met := ""
@@ -106,6 +106,9 @@ func (rep *Report) print(w io.Writer) {
 	}
 	_ = tw.Flush()
 	for _, r := range rep.Results {
+		if r.Status != statusOK {
+			fmt.Fprintf(w, "%s (%s): %s\n", r.Status, r.Scenario, oneLine(r.Reason))
+		}
 		for _, n := range r.Notes {
 			fmt.Fprintf(w, "note (%s): %s\n", r.Scenario, n)
 		}
@@ -114,8 +117,8 @@ func (rep *Report) print(w io.Writer) {
 
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 160 {
-		s = s[:160] + "…"
+	if len(s) > 400 {
+		s = s[:400] + "…"
 	}
 	return s
 }
