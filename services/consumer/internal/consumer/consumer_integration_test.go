@@ -107,7 +107,8 @@ func TestDeleteRemovesQueueAndPartition(t *testing.T) {
 		return e.consumers(rabbit.QueueName(id)) == -1 && e.consumers(rabbit.DLQName(id)) == -1
 	}, 5*time.Second, 20*time.Millisecond, "queue and DLQ deleted")
 	require.Eventually(t, func() bool { return !e.partitionExists(id) }, 5*time.Second, 20*time.Millisecond)
-	require.Equal(t, -1, e.workersReported(id), "worker report removed")
+	// The report row goes last, after the partition: poll for it too.
+	require.Eventually(t, func() bool { return e.workersReported(id) == -1 }, 5*time.Second, 20*time.Millisecond, "worker report removed")
 	require.Equal(t, 0, testutil.CollectAndCount(svc.m.workers), "gauge forgotten")
 }
 
