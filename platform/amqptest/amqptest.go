@@ -83,7 +83,7 @@ func startContainer() (string, error) {
 }
 
 func ping(u string) error {
-	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
+	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)}) // generous: a loaded broker answers slowly
 	if err != nil {
 		return err
 	}
