@@ -145,6 +145,10 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 		kind = "quorum"
 		b.baselineRate = st.rate
 	}
-	r.note("%s queues; %d tenants × %d amqp091 consumers, prefetch %d, batch ≤ %d, %d pgx conns; rate = rows / (last row − first row), wall from consumer start; the harness is the consumer here (its CPU includes the poll)", kind, o.tenants, o.workers, o.prefetch, o.batch, o.baselineConns)
+	ackMode := "one multi-ack per commit"
+	if o.singleAck {
+		ackMode = "one ack per delivery (diagnostic)"
+	}
+	r.note("%s queues; %d tenants × %d amqp091 consumers, prefetch %d, batch ≤ %d, %d pgx conns, %s; rate = rows / (last row − first row), wall from consumer start; the harness is the consumer here (its CPU includes the poll)", kind, o.tenants, o.workers, o.prefetch, o.batch, o.baselineConns, ackMode)
 	return nil
 }

@@ -68,10 +68,13 @@ consumer_message_processing_seconds_sum{tenant="a b}"} 0.5
 consumer_message_processing_seconds_sum{tenant="c"} 1.5 1700000000
 other_store_batch_rows_total 9
 `)
-	if got := promSum(text, "store_batch_rows_sum"); got != 150 {
+	if got := promSum(text, "store_batch_rows_sum", ""); got != 150 {
 		t.Errorf("batch rows sum = %v, want 150", got)
 	}
-	if got := promSum(text, "message_processing_seconds_sum"); got != 2 {
+	if got := promSum(text, "message_processing_seconds_sum", ""); got != 2 {
 		t.Errorf("processing seconds sum = %v, want 2", got)
+	}
+	if got := promSum(text, "message_processing_seconds_sum", `tenant="c"`); got != 1.5 {
+		t.Errorf("processing seconds of tenant c = %v, want 1.5", got)
 	}
 }

@@ -47,6 +47,7 @@ type options struct {
 	prefetch        int
 	batch           int
 	baselineConns   int
+	singleAck       bool
 	pubChannels     int
 	pubWindow       int
 	drainTimeout    time.Duration
@@ -83,6 +84,8 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.prefetch, "prefetch", 500, "baseline consumer prefetch per AMQP consumer")
 	flag.IntVar(&o.batch, "batch", 500, "baseline consumer's largest insert batch")
 	flag.IntVar(&o.baselineConns, "baseline-db-conns", 8, "baseline consumer's Postgres pool size")
+	var ack string
+	flag.StringVar(&ack, "baseline-ack", "multi", "baseline acks: multi (one multi-ack per commit) or single (diagnostic: one ack per delivery)")
 	flag.IntVar(&o.pubChannels, "publish-channels", 8, "publisher channels (spread over 2 connections)")
 	flag.IntVar(&o.pubWindow, "publish-window", 500, "unconfirmed publishes in flight per channel")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 3*time.Minute, "give up on a drain after this long")
@@ -98,6 +101,13 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.serviceStopWait, "service-stop-wait", 40*time.Second, "SIGKILL a service that has not exited this long after SIGTERM")
 	flag.Parse()
 
+	switch ack {
+	case "multi":
+	case "single":
+		o.singleAck = true
+	default:
+		return o, fmt.Errorf("-baseline-ack: %q is neither multi nor single", ack)
+	}
 	if scenarios == "all" || scenarios == "" {
 		o.scenarios = allScenarios
 	} else {

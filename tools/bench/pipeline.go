@@ -142,7 +142,7 @@ func (b *bench) rawConsume(ctx context.Context, pool *pgxpool.Pool, queues map[s
 			g.Go(func() error {
 				// Closing the channel hands unacked deliveries back to the queue.
 				defer ch.Close()
-				return rawWorker(ctx, pool, tenant, deliveries, b.opt.batch, stats)
+				return rawWorker(ctx, pool, ch, tenant, deliveries, b.opt.batch, b.opt.singleAck, stats)
 			})
 		}
 	}
@@ -156,9 +156,10 @@ func (b *bench) rawConsume(ctx context.Context, pool *pgxpool.Pool, queues map[s
 // batchStats counts the raw consumer's commits, to report its mean group size.
 type batchStats struct{ batches, rows atomic.Int64 }
 
-func rawWorker(ctx context.Context, pool *pgxpool.Pool, tenant string, deliveries <-chan amqp.Delivery, batch int, stats *batchStats) error {
+func rawWorker(ctx context.Context, pool *pgxpool.Pool, ch *amqp.Channel, tenant string, deliveries <-chan amqp.Delivery, batch int, singleAck bool, stats *batchStats) error {
 	ids := make([]string, 0, batch)
 	payloads := make([]string, 0, batch)
+	tags := make([]uint64, 0, batch)
 	for {
 		var last amqp.Delivery
 		select {
@@ -168,7 +169,7 @@ func rawWorker(ctx context.Context, pool *pgxpool.Pool, tenant string, deliverie
 			if !ok {
 				return nil
 			}
-			last = d
+			last, tags = d, append(tags[:0], d.DeliveryTag)
 			ids, payloads = append(ids[:0], d.MessageId), append(payloads[:0], string(d.Body))
 		}
 		// Group commit: take whatever else is already waiting, without waiting for more.
@@ -183,7 +184,7 @@ func rawWorker(ctx context.Context, pool *pgxpool.Pool, tenant string, deliverie
 				if !ok {
 					break more
 				}
-				last, yielded = d, false
+				last, yielded, tags = d, false, append(tags, d.DeliveryTag)
 				ids, payloads = append(ids, d.MessageId), append(payloads, string(d.Body))
 			default:
 				if yielded {
@@ -201,7 +202,15 @@ func rawWorker(ctx context.Context, pool *pgxpool.Pool, tenant string, deliverie
 		}
 		stats.batches.Add(1)
 		stats.rows.Add(int64(len(ids)))
-		if err := last.Ack(true); err != nil {
+		if singleAck {
+			// Diagnostic mode (-baseline-ack single): one basic.ack per delivery, as a
+			// consumer that settles each message on its own does.
+			for _, tag := range tags {
+				if err := ch.Ack(tag, false); err != nil {
+					return fmt.Errorf("ack: %w", err)
+				}
+			}
+		} else if err := last.Ack(true); err != nil {
 			return fmt.Errorf("multi-ack: %w", err)
 		}
 	}

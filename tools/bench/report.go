@@ -183,7 +183,7 @@ func (o options) summary() map[string]any {
 	return map[string]any{
 		"scenarios": o.scenarios, "tenants": o.tenants, "workers": o.workers,
 		"drain_messages": o.drainMessages, "payload_bytes": o.payloadBytes,
-		"baseline_prefetch": o.prefetch, "baseline_batch": o.batch, "baseline_db_conns": o.baselineConns,
+		"baseline_prefetch": o.prefetch, "baseline_batch": o.batch, "baseline_db_conns": o.baselineConns, "baseline_single_ack": o.singleAck,
 		"publish_channels": o.pubChannels, "publish_window": o.pubWindow,
 		"sustained_rate": o.sustainedRate, "sustained_seconds": o.sustainedFor.Seconds(),
 		"spawn_tenants": o.spawnTenants, "query_rows": o.queryRows, "query_page": o.queryPage,

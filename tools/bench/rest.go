@@ -247,17 +247,25 @@ func (b *bench) addConsumerMetrics(ctx context.Context, r *Result) {
 	if err != nil {
 		return
 	}
-	if sum, n := promSum(raw, "store_batch_rows_sum"), promSum(raw, "store_batch_rows_count"); n > 0 {
+	if sum, n := promSum(raw, "store_batch_rows_sum", ""), promSum(raw, "store_batch_rows_count", ""); n > 0 {
 		r.add("consumer: mean rows per commit", sum/n, "rows")
 	}
-	if sum, n := promSum(raw, "message_processing_seconds_sum"), promSum(raw, "message_processing_seconds_count"); n > 0 {
+	if sum, n := promSum(raw, "message_processing_seconds_sum", ""), promSum(raw, "message_processing_seconds_count", ""); n > 0 {
 		r.add("consumer: mean delivery → settle", 1000*sum/n, "ms")
+	}
+	// Deliveries handled more than once (requeued, then redelivered) cost the broker
+	// and the consumer twice.
+	for _, outcome := range []string{"stored", "duplicate", "requeued", "dead_lettered", "abandoned"} {
+		if v := promSum(raw, "messages_processed_total", `outcome="`+outcome+`"`); v > 0 {
+			r.add("consumer: deliveries "+outcome, v, "msgs")
+		}
 	}
 }
 
 // promSum adds up every series in a Prometheus text exposition whose metric name ends
-// with suffix, whatever its labels.
-func promSum(text []byte, suffix string) float64 {
+// with suffix, whatever its labels; a non-empty label (`outcome="stored"`) keeps only
+// the series carrying it.
+func promSum(text []byte, suffix, label string) float64 {
 	var total float64
 	for _, line := range strings.Split(string(text), "\n") {
 		if line == "" || line[0] == '#' {
@@ -267,7 +275,7 @@ func promSum(text []byte, suffix string) float64 {
 		if i := strings.IndexByte(line, '{'); i >= 0 {
 			name, rest = line[:i], line[strings.LastIndexByte(line, '}')+1:]
 		}
-		if !strings.HasSuffix(name, suffix) {
+		if !strings.HasSuffix(name, suffix) || (label != "" && !strings.Contains(line[len(name):len(line)-len(rest)], label)) {
 			continue
 		}
 		f := strings.Fields(rest)
