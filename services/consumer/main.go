@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/gofiber/fiber/v2/middleware/pprof"
+
 	"github.com/multitenant/mtm/platform/app"
 	"github.com/multitenant/mtm/platform/config"
 	"github.com/multitenant/mtm/services/consumer/internal/consumer"
@@ -45,6 +47,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if cfg.PProf {
+		a.HTTP.App.Use(pprof.New())
 	}
 	svc, err := consumer.New(cfg.Settings, consumer.Deps{
 		Log:             a.Log,

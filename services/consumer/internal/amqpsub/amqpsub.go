@@ -83,7 +83,8 @@ func New(cfg Config) (*Subscriber, error) {
 
 // Subscribe starts one consumer on queue. The returned channel emits every delivery at
 // once; Ack acks it, Nack rejects it with requeue (the quorum queue counts that and
-// dead-letters after its delivery limit).
+// dead-letters after its delivery limit). Acks are sent to the broker coalesced into
+// multiple acks (see settle), each as soon as every earlier delivery is settled.
 //
 // When ctx ends the consumer is cancelled (basic.cancel: the broker stops sending and
 // the consumer count drops at once), deliveries already received are still emitted, and
@@ -114,8 +115,17 @@ func (s *Subscriber) Subscribe(ctx context.Context, queue string) (<-chan *messa
 		return nil, fmt.Errorf("subscribe %s: consume: %w", queue, err)
 	}
 	out := make(chan *message.Message)
-	sub := &subscription{s: s, ch: ch, tag: tag, queue: queue, out: out, chClosed: ch.NotifyClose(make(chan *amqp.Error, 1))}
-	s.wg.Add(1)
+	sub := &subscription{
+		s: s, ch: ch, tag: tag, queue: queue, out: out,
+		chClosed: ch.NotifyClose(make(chan *amqp.Error, 1)),
+		pending:  make(chan emitted, s.cfg.Prefetch),
+		settled:  make(chan struct{}),
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		sub.settle()
+	}()
 	go func() {
 		defer s.wg.Done()
 		sub.run(ctx, deliveries)
@@ -138,7 +148,15 @@ type subscription struct {
 	queue    string
 	out      chan *message.Message
 	chClosed chan *amqp.Error
-	inflight sync.WaitGroup
+	// pending carries every emitted delivery, in delivery-tag order, to the settler.
+	// At most Prefetch deliveries are unacked, so a buffer of Prefetch never blocks.
+	pending chan emitted
+	settled chan struct{} // closed when the settler has returned
+}
+
+type emitted struct {
+	msg *message.Message
+	tag uint64
 }
 
 func (sub *subscription) run(ctx context.Context, deliveries <-chan amqp.Delivery) {
@@ -148,7 +166,7 @@ func (sub *subscription) run(ctx context.Context, deliveries <-chan amqp.Deliver
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				sub.waitInflight()
+				sub.waitSettled()
 				return
 			}
 			if !sub.emit(d) {
@@ -164,7 +182,7 @@ func (sub *subscription) run(ctx context.Context, deliveries <-chan amqp.Deliver
 					return
 				}
 			}
-			sub.waitInflight()
+			sub.waitSettled()
 			sub.linger()
 			return
 		case <-sub.s.closing:
@@ -173,25 +191,86 @@ func (sub *subscription) run(ctx context.Context, deliveries <-chan amqp.Deliver
 	}
 }
 
-// emit hands d to the reader and starts its ack watcher; false means Close was called.
+// emit hands d to the reader and queues it for the settler; false means Close was called.
 func (sub *subscription) emit(d amqp.Delivery) bool {
 	msg := toMessage(d)
 	select {
-	case sub.out <- msg:
+	case sub.pending <- emitted{msg: msg, tag: d.DeliveryTag}:
 	case <-sub.s.closing:
 		return false
 	}
-	sub.inflight.Add(1)
-	go func() {
-		defer sub.inflight.Done()
-		var err error
+	select {
+	case sub.out <- msg:
+		return true
+	case <-sub.s.closing:
+		return false
+	}
+}
+
+// settle turns the messages' Ack/Nack into broker settlements, in delivery-tag order.
+// On a quorum queue every basic.ack is a command in the Raft log, so one ack per
+// delivery costs the broker several times the CPU of the message itself. Acked
+// messages are therefore coalesced: the settler walks the deliveries in order and
+// sends one multiple=true ack for the longest settled prefix when it reaches a message
+// that is not settled yet (or runs out of emitted ones). A nack is sent on its own,
+// after acking everything before it, so a multiple ack never covers an unsettled or
+// nacked delivery. A handler that settles a batch in reverse order lets the whole
+// batch go out as a single ack.
+func (sub *subscription) settle() {
+	defer close(sub.settled)
+	var ackTag uint64 // highest delivery acked by its handler, not yet sent (0: none)
+	flush := func() {
+		if ackTag == 0 {
+			return
+		}
+		if err := sub.ch.Ack(ackTag, true); err != nil {
+			// The channel is gone: the broker returns the deliveries itself.
+			sub.s.cfg.Log.Warn("settle deliveries", "queue", sub.queue, "err", err)
+		}
+		ackTag = 0
+	}
+	nack := func(tag uint64) {
+		flush()
+		if err := sub.ch.Nack(tag, false, true); err != nil {
+			sub.s.cfg.Log.Warn("nack delivery", "queue", sub.queue, "err", err)
+		}
+	}
+	for {
+		var e emitted
+		var ok bool
 		select {
-		case <-msg.Acked():
-			err = d.Ack(false)
-		case <-msg.Nacked():
-			err = d.Nack(false, true)
+		case e, ok = <-sub.pending:
+		default:
+			// Everything emitted so far is settled: tell the broker before waiting.
+			flush()
+			select {
+			case e, ok = <-sub.pending:
+			case <-sub.s.closing:
+				return
+			}
+		}
+		if !ok {
+			flush()
+			return
+		}
+		select {
+		case <-e.msg.Acked():
+			ackTag = e.tag
+			continue
+		case <-e.msg.Nacked():
+			nack(e.tag)
+			continue
+		default:
+		}
+		// The oldest delivery is still being processed: settle the prefix before it.
+		flush()
+		select {
+		case <-e.msg.Acked():
+			ackTag = e.tag
+		case <-e.msg.Nacked():
+			nack(e.tag)
 		case amqpErr := <-sub.chClosed:
-			// The channel is gone; the broker already returned the delivery.
+			// The channel is gone; the broker already returned the deliveries.
 			if amqpErr != nil {
 				sub.s.cfg.Log.Warn("consumer channel closed by broker", "queue", sub.queue, "err", amqpErr)
 			}
@@ -199,11 +278,7 @@ func (sub *subscription) emit(d amqp.Delivery) bool {
 		case <-sub.s.closing:
 			return
 		}
-		if err != nil {
-			sub.s.cfg.Log.Warn("settle delivery", "queue", sub.queue, "err", err)
-		}
-	}()
-	return true
+	}
 }
 
 // settleLinger keeps a cancelled consumer's channel open briefly after its last ack.
@@ -221,12 +296,12 @@ func (sub *subscription) linger() {
 	}
 }
 
-// waitInflight waits until every emitted message is settled, or Close abandons them.
-func (sub *subscription) waitInflight() {
-	done := make(chan struct{})
-	go func() { sub.inflight.Wait(); close(done) }()
+// waitSettled waits until every emitted message is settled and its settlement sent,
+// or Close abandons them.
+func (sub *subscription) waitSettled() {
+	close(sub.pending)
 	select {
-	case <-done:
+	case <-sub.settled:
 	case <-sub.s.closing:
 	}
 }

@@ -25,6 +25,9 @@ type Settings struct {
 	// DrainTimeout bounds how long a deleted tenant's in-flight messages may take to
 	// finish before its pool is stopped anyway (its queue is deleted next).
 	DrainTimeout time.Duration `env:"DELETE_DRAIN_TIMEOUT" envDefault:"10s"`
+	// PProf mounts net/http/pprof under /debug/pprof on the HTTP server, for profiling
+	// (off by default: profiles expose internals and cost CPU while taken).
+	PProf bool `env:"PPROF" envDefault:"false"`
 }
 
 // Validate names the bad variable.

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/projections/messages"
@@ -90,6 +92,7 @@ func (s *Service) startWorker(p *pool) *worker {
 // subscribing again (with backoff) when the channel or connection is lost.
 func (s *Service) runWorker(consumeCtx, handleCtx context.Context, tenantID string, tenant uuid.UUID) {
 	queue := rabbit.QueueName(tenantID)
+	t := s.newTenantHandler(tenantID, tenant)
 	backoff := 100 * time.Millisecond
 	for consumeCtx.Err() == nil {
 		msgs, err := s.sub.Subscribe(consumeCtx, queue)
@@ -108,57 +111,136 @@ func (s *Service) runWorker(consumeCtx, handleCtx context.Context, tenantID stri
 		// The subscription closes its output only after every emitted message was
 		// settled, so when this loop ends the handlers are done or abandoned.
 		for msg := range msgs {
-			go s.handle(handleCtx, tenantID, tenant, msg)
+			batch := collect(msg, msgs, s.cfg.MaxBatch)
+			go t.handle(handleCtx, batch)
 		}
 	}
 }
 
-// handle stores one delivery and settles it; every path acks or nacks exactly once.
-func (s *Service) handle(ctx context.Context, tenantID string, tenant uuid.UUID, msg *message.Message) {
-	start := time.Now()
-	outcome := s.process(ctx, tenantID, tenant, msg)
-	s.m.processed.WithLabelValues(tenantID, outcome).Inc()
-	s.m.latency.Observe(time.Since(start).Seconds())
+// collect returns first and every further message already waiting in msgs (up to max),
+// without waiting for more: the batch is whatever arrived while the last one was
+// being handed over (natural batching, no timer on the latency path).
+func collect(first *message.Message, msgs <-chan *message.Message, max int) []*message.Message {
+	batch := []*message.Message{first}
+	// The subscription hands deliveries over an unbuffered channel from its own
+	// goroutine, so "nothing waiting" is only true once that goroutine had a chance
+	// to run: yield once before concluding it.
+	yielded := false
+	for len(batch) < max {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch, yielded = append(batch, m), false
+		default:
+			if yielded {
+				return batch
+			}
+			runtime.Gosched()
+			yielded = true
+		}
+	}
+	return batch
 }
 
-func (s *Service) process(ctx context.Context, tenantID string, tenant uuid.UUID, msg *message.Message) string {
+// tenantHandler handles one worker's deliveries; its metric children are looked up once.
+type tenantHandler struct {
+	s        *Service
+	tenantID string
+	tenant   uuid.UUID
+	outcomes map[string]prometheus.Counter
+}
+
+func (s *Service) newTenantHandler(tenantID string, tenant uuid.UUID) *tenantHandler {
+	t := &tenantHandler{s: s, tenantID: tenantID, tenant: tenant, outcomes: map[string]prometheus.Counter{}}
+	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeDeadLettered, OutcomeRequeued, OutcomeAbandoned} {
+		t.outcomes[o] = s.m.processed.WithLabelValues(tenantID, o)
+	}
+	return t
+}
+
+// handle stores a batch of deliveries with one StoreBatch and settles each exactly once.
+// Messages that cannot be stored (too large, not JSON) are dead-lettered on their own.
+func (t *tenantHandler) handle(ctx context.Context, batch []*message.Message) {
+	s := t.s
+	rows := make([]messages.Row, 0, len(batch))
+	keep := batch[:0]
+	for _, msg := range batch {
+		if reason := s.refuse(msg); reason != "" {
+			go t.deadLetter(ctx, msg, reason)
+			continue
+		}
+		id, err := MessageID(t.tenant, msg.Metadata.Get(amqpsub.MetaMessageID))
+		if err != nil {
+			msg.Nack()
+			t.settleOne(OutcomeRequeued, receivedAt(msg))
+			continue
+		}
+		at := receivedAt(msg)
+		rows = append(rows, messages.Row{TenantID: t.tenant, ID: id, Payload: msg.Payload, CreatedAt: at})
+		keep = append(keep, msg)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	results := s.writer.StoreBatch(ctx, rows)
+	// Settle newest first: the subscription acks the longest settled prefix with one
+	// multiple ack, so the oldest delivery settling last sends the batch as one ack.
+	for i := len(keep) - 1; i >= 0; i-- {
+		msg, res, at := keep[i], results[i], rows[i].CreatedAt
+		switch {
+		case res.Err == nil && res.Inserted:
+			msg.Ack()
+			t.settleOne(OutcomeStored, at)
+		case res.Err == nil:
+			msg.Ack()
+			t.settleOne(OutcomeDuplicate, at)
+		case errors.Is(res.Err, store.ErrInvalidRow):
+			go t.deadLetter(ctx, msg, "rejected_by_database: payload cannot be stored as jsonb")
+		case errors.Is(res.Err, store.ErrNoPartition):
+			// The tenant is deleted or not set up: requeue; the quorum queue dead-letters it
+			// after x-delivery-limit, so this never loops forever.
+			s.log.Warn("no partition for message, requeueing", "tenant_id", t.tenantID, "err", res.Err)
+			msg.Nack()
+			t.settleOne(OutcomeRequeued, at)
+		default:
+			// Shutdown deadline or a pool forced down: not stored, so not acked. The
+			// broker redelivers it (and counts that delivery).
+			msg.Nack()
+			t.settleOne(OutcomeAbandoned, at)
+		}
+	}
+}
+
+// settleOne records a settled delivery's outcome and its receive-to-settle time.
+func (t *tenantHandler) settleOne(outcome string, received time.Time) {
+	t.outcomes[outcome].Inc()
+	t.s.m.latency.Observe(time.Since(received).Seconds())
+}
+
+// deadLetter moves msg to the DLQ (acking it) and records the outcome.
+func (t *tenantHandler) deadLetter(ctx context.Context, msg *message.Message, reason string) {
+	t.settleOne(t.s.deadLetter(ctx, t.tenantID, msg, reason), receivedAt(msg))
+}
+
+// refuse returns why msg can never be stored ("" if it can).
+func (s *Service) refuse(msg *message.Message) string {
 	if len(msg.Payload) > s.d.MaxMessageBytes {
-		return s.deadLetter(ctx, tenantID, msg, "too_large: body of "+strconv.Itoa(len(msg.Payload))+" bytes exceeds MAX_MESSAGE_BYTES="+strconv.Itoa(s.d.MaxMessageBytes))
+		return "too_large: body of " + strconv.Itoa(len(msg.Payload)) + " bytes exceeds MAX_MESSAGE_BYTES=" + strconv.Itoa(s.d.MaxMessageBytes)
 	}
 	if !json.Valid(msg.Payload) {
-		return s.deadLetter(ctx, tenantID, msg, "invalid_json: body is not valid JSON")
+		return "invalid_json: body is not valid JSON"
 	}
-	id, err := MessageID(tenant, msg.Metadata.Get(amqpsub.MetaMessageID))
+	return ""
+}
+
+func receivedAt(msg *message.Message) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(amqpsub.MetaReceivedAt))
 	if err != nil {
-		msg.Nack()
-		return OutcomeRequeued
+		return time.Now()
 	}
-	received, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(amqpsub.MetaReceivedAt))
-	if err != nil {
-		received = time.Now()
-	}
-	res := s.writer.Store(ctx, messages.Row{TenantID: tenant.String(), ID: id.String(), Payload: msg.Payload, CreatedAt: received})
-	switch {
-	case res.Err == nil && res.Inserted:
-		msg.Ack()
-		return OutcomeStored
-	case res.Err == nil:
-		msg.Ack()
-		return OutcomeDuplicate
-	case errors.Is(res.Err, store.ErrInvalidRow):
-		return s.deadLetter(ctx, tenantID, msg, "rejected_by_database: payload cannot be stored as jsonb")
-	case errors.Is(res.Err, store.ErrNoPartition):
-		// The tenant is deleted or not set up: requeue; the quorum queue dead-letters it
-		// after x-delivery-limit, so this never loops forever.
-		s.log.Warn("no partition for message, requeueing", "tenant_id", tenantID, "err", res.Err)
-		msg.Nack()
-		return OutcomeRequeued
-	default:
-		// Shutdown deadline or a pool forced down: not stored, so not acked. The
-		// broker redelivers it (and counts that delivery).
-		msg.Nack()
-		return OutcomeAbandoned
-	}
+	return t
 }
 
 // deadLetter publishes msg to the tenant's DLQ (retrying while the broker is away) and

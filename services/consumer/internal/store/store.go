@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -54,15 +55,26 @@ type Config struct {
 	OnCommit func(rows int)
 }
 
+// request is one caller's rows; res is filled and done closed once all are answered.
 type request struct {
-	row  messages.Row
-	done chan Result
+	rows []messages.Row
+	res  []Result
+	done chan struct{}
 }
+
+// item is one row of a request inside a flush.
+type item struct {
+	req *request
+	i   int
+}
+
+func (it item) row() messages.Row { return it.req.rows[it.i] }
+func (it item) answer(r Result)   { it.req.res[it.i] = r }
 
 // Writer groups rows into transactions. Run must be running for Store to return.
 type Writer struct {
 	cfg  Config
-	reqs chan request
+	reqs chan *request
 }
 
 // New returns a Writer.
@@ -82,25 +94,41 @@ func New(cfg Config) *Writer {
 	if cfg.OnCommit == nil {
 		cfg.OnCommit = func(int) {}
 	}
-	return &Writer{cfg: cfg, reqs: make(chan request)}
+	return &Writer{cfg: cfg, reqs: make(chan *request)}
 }
 
 // Store queues row and blocks until it is committed (or known to be a duplicate), its
 // data is refused, or ctx ends. A database outage does not fail it: the writer retries
 // the batch in place with backoff, holding the caller (and so its unacked delivery).
 func (w *Writer) Store(ctx context.Context, row messages.Row) Result {
-	req := request{row: row, done: make(chan Result, 1)}
+	return w.StoreBatch(ctx, []messages.Row{row})[0]
+}
+
+// StoreBatch is Store for several rows at once (one result per row, same order); the
+// rows may share a transaction with other callers' rows. When ctx ends first, every
+// row's result is ctx's error (some rows may still be committed later: the caller must
+// then not ack them, and a redelivery is stored once).
+func (w *Writer) StoreBatch(ctx context.Context, rows []messages.Row) []Result {
+	req := &request{rows: rows, res: make([]Result, len(rows)), done: make(chan struct{})}
 	select {
 	case w.reqs <- req:
 	case <-ctx.Done():
-		return Result{Err: fmt.Errorf("store message %s: %w", row.ID, ctx.Err())}
+		return failAll(len(rows), ctx.Err())
 	}
 	select {
-	case res := <-req.done:
-		return res
+	case <-req.done:
+		return req.res
 	case <-ctx.Done():
-		return Result{Err: fmt.Errorf("store message %s: %w", row.ID, ctx.Err())}
+		return failAll(len(rows), ctx.Err())
 	}
+}
+
+func failAll(n int, err error) []Result {
+	res := make([]Result, n)
+	for i := range res {
+		res[i] = Result{Err: fmt.Errorf("store message: %w", err)}
+	}
+	return res
 }
 
 // Run flushes until ctx ends. Stop all callers of Store first: a row still queued when
@@ -120,32 +148,45 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 func (w *Writer) flushLoop(ctx context.Context) {
-	batch := make([]request, 0, w.cfg.MaxBatch)
+	var reqs []*request
+	var items []item
 	for {
-		batch = batch[:0]
+		reqs, items = reqs[:0], items[:0]
 		select {
 		case r := <-w.reqs:
-			batch = append(batch, r)
+			reqs = append(reqs, r)
+			items = appendItems(items, r)
 		case <-ctx.Done():
 			return
 		}
 		// Natural batching: take whatever else is waiting right now, never wait for more.
 	fill:
-		for len(batch) < w.cfg.MaxBatch {
+		for len(items) < w.cfg.MaxBatch {
 			select {
 			case r := <-w.reqs:
-				batch = append(batch, r)
+				reqs = append(reqs, r)
+				items = appendItems(items, r)
 			default:
 				break fill
 			}
 		}
-		w.flush(ctx, batch)
+		w.flush(ctx, items)
+		for _, r := range reqs {
+			close(r.done)
+		}
 	}
 }
 
+func appendItems(items []item, r *request) []item {
+	for i := range r.rows {
+		items = append(items, item{req: r, i: i})
+	}
+	return items
+}
+
 // flush commits batch, retrying transient failures with backoff until ctx ends, and
-// answers every request.
-func (w *Writer) flush(ctx context.Context, batch []request) {
+// answers every item.
+func (w *Writer) flush(ctx context.Context, batch []item) {
 	pending := batch
 	backoff := 50 * time.Millisecond
 	partitionFixes := 0
@@ -153,8 +194,8 @@ func (w *Writer) flush(ctx context.Context, batch []request) {
 		inserted, err := w.insert(ctx, pending)
 		if err == nil {
 			w.cfg.OnCommit(len(pending))
-			for i, r := range pending {
-				r.done <- Result{Inserted: inserted[i]}
+			for i, it := range pending {
+				it.answer(Result{Inserted: inserted[i]})
 			}
 			return
 		}
@@ -174,8 +215,8 @@ func (w *Writer) flush(ctx context.Context, batch []request) {
 			continue
 		}
 		if ctx.Err() != nil {
-			for _, r := range pending {
-				r.done <- Result{Err: ErrStopped}
+			for _, it := range pending {
+				it.answer(Result{Err: ErrStopped})
 			}
 			return
 		}
@@ -189,10 +230,10 @@ func (w *Writer) flush(ctx context.Context, batch []request) {
 	}
 }
 
-func (w *Writer) insert(ctx context.Context, reqs []request) ([]bool, error) {
-	rows := make([]messages.Row, len(reqs))
-	for i, r := range reqs {
-		rows[i] = r.row
+func (w *Writer) insert(ctx context.Context, items []item) ([]bool, error) {
+	rows := make([]messages.Row, len(items))
+	for i, it := range items {
+		rows[i] = it.row()
 	}
 	var inserted []bool
 	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
@@ -203,34 +244,35 @@ func (w *Writer) insert(ctx context.Context, reqs []request) ([]bool, error) {
 	return inserted, err
 }
 
-// fixPartitions ensures the partition of every tenant in reqs and returns the requests
-// still to insert; requests of tenants that cannot get a partition are answered.
-func (w *Writer) fixPartitions(ctx context.Context, reqs []request, cause error) []request {
-	failed := map[string]error{}
-	for _, r := range reqs {
-		if _, seen := failed[r.row.TenantID]; seen {
+// fixPartitions ensures the partition of every tenant in items and returns the items
+// still to insert; items of tenants that cannot get a partition are answered.
+func (w *Writer) fixPartitions(ctx context.Context, items []item, cause error) []item {
+	failed := map[uuid.UUID]error{}
+	for _, it := range items {
+		tenant := it.row().TenantID
+		if _, seen := failed[tenant]; seen {
 			continue
 		}
-		ok, err := messages.PartitionExists(ctx, w.cfg.Pool, r.row.TenantID)
+		ok, err := messages.PartitionExists(ctx, w.cfg.Pool, tenant.String())
 		if err == nil && ok {
-			failed[r.row.TenantID] = nil
+			failed[tenant] = nil
 			continue
 		}
 		if err == nil {
-			err = w.cfg.EnsurePartition(ctx, r.row.TenantID)
+			err = w.cfg.EnsurePartition(ctx, tenant.String())
 		}
-		failed[r.row.TenantID] = err
+		failed[tenant] = err
 		if err != nil {
-			w.cfg.Log.Warn("tenant partition missing", "tenant_id", r.row.TenantID, "err", err, "cause", cause)
+			w.cfg.Log.Warn("tenant partition missing", "tenant_id", tenant, "err", err, "cause", cause)
 		}
 	}
-	keep := reqs[:0:0]
-	for _, r := range reqs {
-		if err := failed[r.row.TenantID]; err != nil {
-			r.done <- Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)}
+	keep := items[:0:0]
+	for _, it := range items {
+		if err := failed[it.row().TenantID]; err != nil {
+			it.answer(Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)})
 			continue
 		}
-		keep = append(keep, r)
+		keep = append(keep, it)
 	}
 	return keep
 }
@@ -238,18 +280,18 @@ func (w *Writer) fixPartitions(ctx context.Context, reqs []request, cause error)
 // isolate inserts rows one by one to find the ones Postgres refuses; those are
 // answered with an error, the rest with their outcome. Transient failures leave the
 // remaining rows for the caller's retry loop.
-func (w *Writer) isolate(ctx context.Context, reqs []request) []request {
-	for i, r := range reqs {
-		inserted, err := w.insert(ctx, []request{r})
+func (w *Writer) isolate(ctx context.Context, items []item) []item {
+	for i, it := range items {
+		inserted, err := w.insert(ctx, items[i:i+1])
 		switch {
 		case err == nil:
-			r.done <- Result{Inserted: inserted[0]}
+			it.answer(Result{Inserted: inserted[0]})
 		case isCode(err, "23514"):
-			r.done <- Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)}
+			it.answer(Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)})
 		case isDataError(err):
-			r.done <- Result{Err: fmt.Errorf("%w: %w", ErrInvalidRow, err)}
+			it.answer(Result{Err: fmt.Errorf("%w: %w", ErrInvalidRow, err)})
 		default:
-			return reqs[i:]
+			return items[i:]
 		}
 	}
 	return nil
