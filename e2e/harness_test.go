@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -135,7 +136,8 @@ func Run(t *testing.T, name string, env map[string]string, args ...string) (int,
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	out, err := cmd.CombinedOutput()
-	if exit, ok := err.(*exec.ExitError); ok {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
 		return exit.ExitCode(), string(out)
 	}
 	require.NoError(t, err)
@@ -207,7 +209,6 @@ type proxy struct {
 	addr     string
 	mu       sync.Mutex
 	conns    []net.Conn
-	stop     chan struct{}
 }
 
 func newProxy(t *testing.T, upstream string) *proxy {

@@ -55,7 +55,7 @@ func find(defaultURL string) (string, error) {
 	}
 	u, dockerErr := startContainer()
 	if dockerErr != nil {
-		return "", fmt.Errorf("RabbitMQ is missing: nothing answers at %s (%v) and no test container could be started (%v); start RabbitMQ (make deps), set TEST_RABBITMQ_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
+		return "", fmt.Errorf("RabbitMQ is missing: nothing answers at %s (%w) and no test container could be started (%w); start RabbitMQ (make deps), set TEST_RABBITMQ_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
 	}
 	return u, nil
 }

@@ -60,7 +60,7 @@ func TestAppendLoadReplay(t *testing.T) {
 		envelope(t, a, 2, events.TenantConcurrencyChanged{Workers: 4, PreviousWorkers: 2}),
 		envelope(t, a, 3, events.TenantDeleted{Name: "a"}),
 	)
-	if len(p1) != 1 || len(p3) != 2 || !(p1[0] < p3[0] && p3[0] < p3[1]) {
+	if len(p1) != 1 || len(p3) != 2 || p1[0] >= p3[0] || p3[0] >= p3[1] {
 		t.Fatalf("positions not increasing: %v %v", p1, p3)
 	}
 

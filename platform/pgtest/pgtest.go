@@ -58,7 +58,7 @@ func findServer(defaultURL string) (string, error) {
 	}
 	u, dockerErr := startContainer()
 	if dockerErr != nil {
-		return "", fmt.Errorf("PostgreSQL is missing: nothing answers at %s (%v) and no test container could be started (%v); start PostgreSQL (make deps), set TEST_DATABASE_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
+		return "", fmt.Errorf("PostgreSQL is missing: nothing answers at %s (%w) and no test container could be started (%w); start PostgreSQL (make deps), set TEST_DATABASE_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
 	}
 	return u, nil
 }

@@ -113,7 +113,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 	case w := <-waited:
 		if w.err != nil {
 			stopConsumers()
-			<-consumed
+			<-consumed //nolint:errcheck // w.err is the failure to report
 			return w.err
 		}
 		st = w.st

@@ -148,7 +148,7 @@ func (b *bench) rawConsume(ctx context.Context, pool *pgxpool.Pool, queues map[s
 	}
 	err := g.Wait()
 	if ctx.Err() != nil {
-		return nil
+		return nil //nolint:nilerr // cancellation is how a drain ends
 	}
 	return err
 }
@@ -196,7 +196,7 @@ func rawWorker(ctx context.Context, pool *pgxpool.Pool, ch *amqp.Channel, tenant
 		}
 		if _, err := pool.Exec(ctx, rawInsertSQL, tenant, ids, payloads); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // cancellation is how a drain ends
 			}
 			return fmt.Errorf("baseline insert of %d rows: %w", len(ids), err)
 		}

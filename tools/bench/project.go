@@ -216,7 +216,7 @@ func (b *bench) probe(ctx context.Context, tenants []string, stop <-chan struct{
 		}
 		res.lat = append(res.lat, time.Since(sent))
 		if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-			res.err = fmt.Errorf("probe not confirmed (acked=%v): %v", ok, err)
+			res.err = fmt.Errorf("probe not confirmed (acked=%v): %w", ok, err)
 			return res
 		}
 	}

@@ -229,7 +229,7 @@ func (cc *confirmChannel) loop(returns <-chan amqp.Return, closed <-chan *amqp.E
 			_, ok := seen[q.id]
 			delete(seen, q.id)
 			q.reply <- ok
-		case <-closed:
+		case <-closed: //nolint:errcheck // the close reason is logged by rabbit.Conn
 			return
 		}
 	}
