@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -235,13 +234,9 @@ func (w *Writer) insert(ctx context.Context, items []item) ([]bool, error) {
 	for i, it := range items {
 		rows[i] = it.row()
 	}
-	var inserted []bool
-	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
-		var err error
-		inserted, err = messages.Insert(ctx, tx, rows)
-		return err
-	})
-	return inserted, err
+	// One statement in autocommit is its own transaction: no BEGIN/COMMIT round trips.
+	// Its result is read through ReadyForQuery, so a failed commit is an error here.
+	return messages.Insert(ctx, w.cfg.Pool, rows)
 }
 
 // fixPartitions ensures the partition of every tenant in items and returns the items
