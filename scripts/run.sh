@@ -6,10 +6,15 @@ cd "$(dirname "$0")/.."
 
 ./bin/command -migrate
 
+# Job control puts each service in its own process group, so a terminal's Ctrl+C reaches
+# only this script, which then sends each service exactly one SIGTERM (a second signal
+# would make a service skip its graceful shutdown).
+set -m
 pids=()
 start() { # name
-	# Process substitution keeps $! the service's own pid, so signals reach it directly.
-	"./bin/$1" > >(sed -u "s/^/[$1] /") 2>&1 &
+	# Process substitution keeps $! the service's own pid. The prefixing sed ignores
+	# INT/TERM so it outlives the service and no shutdown log line is lost.
+	"./bin/$1" > >(trap '' INT TERM; exec sed -u "s/^/[$1] /") 2>&1 &
 	pids+=($!)
 }
 stop() {
