@@ -38,6 +38,10 @@ lint: lint-deploy ## gofmt, go vet, golangci-lint (pinned in tools/lint), deploy
 	$(GO) vet -tags=integration $(MODULES)
 	@$(MAKE) --no-print-directory bin/golangci-lint
 	@for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && $(CURDIR)/bin/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+	@for s in command query; do tmp=$$(mktemp -d); \
+		(cd services/$$s && $(GO) tool swag init --quiet -g main.go -o $$tmp --parseDependency --parseInternal) || exit 1; \
+		cmp -s $$tmp/swagger.json services/$$s/docs/swagger.json || { echo "services/$$s/docs is stale: run make swagger"; exit 1; }; \
+		rm -rf $$tmp; done
 
 # golangci-lint stays out of the workspace (its dependencies would move ours); the version
 # is pinned by the tool directive in tools/lint/go.mod.
