@@ -52,7 +52,10 @@ type Config struct {
 	Prefetch int
 	// TagPrefix starts every consumer tag, so an operator can tell our consumers apart.
 	TagPrefix string
-	Log       *slog.Logger
+	// AckDelay is how long a settled delivery's ack may wait for later ones to share
+	// one multiple ack (0: send as soon as the walk stops). Acks never delay storing.
+	AckDelay time.Duration
+	Log      *slog.Logger
 }
 
 // Subscriber implements message.Subscriber over Config.Sources. The topic passed to
@@ -211,15 +214,29 @@ func (sub *subscription) emit(d amqp.Delivery) bool {
 // On a quorum queue every basic.ack is a command in the Raft log, so one ack per
 // delivery costs the broker several times the CPU of the message itself. Acked
 // messages are therefore coalesced: the settler walks the deliveries in order and
-// sends one multiple=true ack for the longest settled prefix when it reaches a message
-// that is not settled yet (or runs out of emitted ones). A nack is sent on its own,
-// after acking everything before it, so a multiple ack never covers an unsettled or
-// nacked delivery. A handler that settles a batch in reverse order lets the whole
-// batch go out as a single ack.
+// sends one multiple=true ack for the longest settled prefix. It sends it once the
+// walk stops at a delivery that is not settled yet (or runs out of emitted ones) and
+// either AckDelay has passed since the oldest unsent ack or a quarter of the prefetch
+// window is waiting; at low rates the delay lets one ack carry several deliveries.
+// A nack is sent on its own, after acking everything before it, so a multiple ack
+// never covers an unsettled or nacked delivery. A handler that settles a batch in
+// reverse order lets the whole batch go out as a single ack.
 func (sub *subscription) settle() {
 	defer close(sub.settled)
-	var ackTag uint64 // highest delivery acked by its handler, not yet sent (0: none)
+	var (
+		ackTag  uint64 // highest delivery acked by its handler, not yet sent (0: none)
+		unsent  int    // deliveries that ack would settle
+		timer   = time.NewTimer(time.Hour)
+		timerC  <-chan time.Time
+		maxHeld = max(1, sub.s.cfg.Prefetch/4)
+	)
+	timer.Stop()
+	defer timer.Stop()
 	flush := func() {
+		if timerC != nil {
+			timer.Stop()
+			timerC = nil
+		}
 		if ackTag == 0 {
 			return
 		}
@@ -227,7 +244,22 @@ func (sub *subscription) settle() {
 			// The channel is gone: the broker returns the deliveries itself.
 			sub.s.cfg.Log.Warn("settle deliveries", "queue", sub.queue, "err", err)
 		}
-		ackTag = 0
+		ackTag, unsent = 0, 0
+	}
+	acked := func(tag uint64) {
+		ackTag = tag
+		unsent++
+	}
+	// hold is called when the walk has to wait: send now, or arm the delay.
+	hold := func() {
+		switch {
+		case ackTag == 0:
+		case sub.s.cfg.AckDelay <= 0 || unsent >= maxHeld:
+			flush()
+		case timerC == nil:
+			timer.Reset(sub.s.cfg.AckDelay)
+			timerC = timer.C
+		}
 	}
 	nack := func(tag uint64) {
 		flush()
@@ -241,12 +273,18 @@ func (sub *subscription) settle() {
 		select {
 		case e, ok = <-sub.pending:
 		default:
-			// Everything emitted so far is settled: tell the broker before waiting.
-			flush()
-			select {
-			case e, ok = <-sub.pending:
-			case <-sub.s.closing:
-				return
+			// Everything emitted so far is settled.
+			hold()
+			for received := false; !received; {
+				select {
+				case e, ok = <-sub.pending:
+					received = true
+				case <-timerC:
+					timerC = nil
+					flush()
+				case <-sub.s.closing:
+					return
+				}
 			}
 		}
 		if !ok {
@@ -255,7 +293,7 @@ func (sub *subscription) settle() {
 		}
 		select {
 		case <-e.msg.Acked():
-			ackTag = e.tag
+			acked(e.tag)
 			continue
 		case <-e.msg.Nacked():
 			nack(e.tag)
@@ -263,20 +301,27 @@ func (sub *subscription) settle() {
 		default:
 		}
 		// The oldest delivery is still being processed: settle the prefix before it.
-		flush()
-		select {
-		case <-e.msg.Acked():
-			ackTag = e.tag
-		case <-e.msg.Nacked():
-			nack(e.tag)
-		case amqpErr := <-sub.chClosed:
-			// The channel is gone; the broker already returned the deliveries.
-			if amqpErr != nil {
-				sub.s.cfg.Log.Warn("consumer channel closed by broker", "queue", sub.queue, "err", amqpErr)
+		hold()
+		for settled := false; !settled; {
+			select {
+			case <-e.msg.Acked():
+				acked(e.tag)
+				settled = true
+			case <-e.msg.Nacked():
+				nack(e.tag)
+				settled = true
+			case <-timerC:
+				timerC = nil
+				flush()
+			case amqpErr := <-sub.chClosed:
+				// The channel is gone; the broker already returned the deliveries.
+				if amqpErr != nil {
+					sub.s.cfg.Log.Warn("consumer channel closed by broker", "queue", sub.queue, "err", amqpErr)
+				}
+				return
+			case <-sub.s.closing:
+				return
 			}
-			return
-		case <-sub.s.closing:
-			return
 		}
 	}
 }

@@ -13,6 +13,9 @@ type Settings struct {
 	// Prefetch is the unacked window per worker (basic.qos): deliveries a worker holds
 	// in flight so they can share group commits.
 	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"128"`
+	// AckDelay is how long an ack may wait to be merged with later ones into one
+	// multiple ack (fewer Raft commands on quorum queues); it never delays storing.
+	AckDelay time.Duration `env:"CONSUMER_ACK_DELAY" envDefault:"10ms"`
 	// Connections is how many AMQP connections worker channels are spread over.
 	Connections int `env:"CONSUMER_CONNECTIONS" envDefault:"4"`
 	// ReconcileInterval is how often pools are re-checked against desired state and
@@ -35,6 +38,8 @@ func (s Settings) Validate() error {
 	switch {
 	case s.Prefetch < 1 || s.Prefetch > 65535:
 		return fmt.Errorf("CONSUMER_PREFETCH: must be between 1 and 65535, got %d", s.Prefetch)
+	case s.AckDelay < 0 || s.AckDelay > time.Second:
+		return fmt.Errorf("CONSUMER_ACK_DELAY: must be between 0 and 1s, got %s", s.AckDelay)
 	case s.Connections < 1 || s.Connections > 64:
 		return fmt.Errorf("CONSUMER_CONNECTIONS: must be between 1 and 64, got %d", s.Connections)
 	case s.ReconcileInterval <= 0:

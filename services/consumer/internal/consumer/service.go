@@ -96,7 +96,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		s.conns = append(s.conns, c)
 		sources[i] = c
 	}
-	sub, err := amqpsub.New(amqpsub.Config{Sources: sources, Prefetch: cfg.Prefetch, TagPrefix: "consumer", Log: d.Log})
+	sub, err := amqpsub.New(amqpsub.Config{Sources: sources, Prefetch: cfg.Prefetch, AckDelay: cfg.AckDelay, TagPrefix: "consumer", Log: d.Log})
 	if err != nil {
 		return nil, err
 	}
