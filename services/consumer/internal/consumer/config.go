@@ -24,7 +24,7 @@ type Settings struct {
 	// MaxBatch caps the rows of one group-commit transaction.
 	MaxBatch int `env:"STORE_MAX_BATCH" envDefault:"1000"`
 	// Flushers is the number of group-commit transactions in flight at once.
-	Flushers int `env:"STORE_FLUSHERS" envDefault:"2"`
+	Flushers int `env:"STORE_FLUSHERS" envDefault:"4"`
 	// DrainTimeout bounds how long a deleted tenant's in-flight messages may take to
 	// finish before its pool is stopped anyway (its queue is deleted next).
 	DrainTimeout time.Duration `env:"DELETE_DRAIN_TIMEOUT" envDefault:"10s"`
