@@ -6,7 +6,7 @@ MODULES := $(shell $(GO) list -m -f '{{.Dir}}/...')
 SERVICES := command consumer query
 TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build run test test-unit deps migrate replay bench lint swagger tidy clean
+.PHONY: build run test test-unit deps migrate replay bench chaos lint swagger tidy clean
 
 build: ## bin/command, bin/consumer, bin/query
 	@mkdir -p bin
@@ -29,6 +29,9 @@ test: deps ## unit and integration tests of every module against real Postgres a
 
 test-unit: ## tests that need no server
 	$(GO) test $(TEST_FLAGS) $(MODULES)
+
+chaos: deps ## stop and restart the local Postgres and RabbitMQ under load (disturbs other users of them)
+	$(GO) test -count=1 -tags=integration,chaos -run TestSurvivesRealRestarts -v ./e2e/
 
 bench: deps build ## benchmark harness against the real services
 	$(GO) run ./tools/bench $(BENCH_FLAGS)
