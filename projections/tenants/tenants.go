@@ -63,48 +63,142 @@ func (t Tenant) Position() cursor.Position {
 	return cursor.Position{CreatedAt: t.CreatedAt, ID: t.ID}
 }
 
-// Apply applies one event, stored at position, inside tx and records position in the
-// checkpoint. It is idempotent by stream version: an event whose version is not
-// newer than the row's changes nothing, so redelivery and replay are safe. Events of
-// unknown types (rec.Event nil) only advance the checkpoint. It reports whether the
-// read model changed.
-func Apply(ctx context.Context, tx Execer, position int64, rec events.Recorded) (bool, error) {
+// Row is a tenant as the read model stores it (without the consumer's worker report).
+type Row struct {
+	ID             uuid.UUID
+	Name           string
+	Status         string
+	WorkersDesired int
+	Version        int
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Target returns the tenant an event is about. ok is false for an event of unknown
+// type (rec.Event nil): it changes no row, only the checkpoint moves past it. An event
+// whose tenant id is not a UUID is ErrInvalidEvent: it can never apply.
+func Target(position int64, rec events.Recorded) (id uuid.UUID, ok bool, err error) {
 	if rec.Event == nil {
-		return false, SaveCheckpoint(ctx, tx, position)
+		return uuid.Nil, false, nil
 	}
-	id, err := uuid.Parse(rec.TenantID)
+	id, err = uuid.Parse(rec.TenantID)
 	if err != nil {
-		return false, fmt.Errorf("%w at position %d: tenant id %q is not a UUID", ErrInvalidEvent, position, rec.TenantID)
+		return uuid.Nil, false, fmt.Errorf("%w at position %d: tenant id %q is not a UUID", ErrInvalidEvent, position, rec.TenantID)
 	}
+	return id, true, nil
+}
+
+// Next is the one place that decides what an event does to a tenant row; the live
+// projection (Apply) and the in-memory replay (Rebuild) both use it, so they cannot
+// disagree. cur is the tenant's row before the event (nil: none yet). It returns the
+// row after the event and whether it changed; unchanged means the event is a no-op.
+// Idempotent by stream version: a creation never overwrites an existing row, and a
+// change applies only to an existing row with an older version.
+func Next(cur *Row, id uuid.UUID, rec events.Recorded) (Row, bool, error) {
 	at := rec.Metadata.OccurredAt.UTC()
-	var tag pgconn.CommandTag
 	switch e := rec.Event.(type) {
 	case events.TenantCreated:
-		tag, err = tx.Exec(ctx, `
-			INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $6)
-			ON CONFLICT (id) DO NOTHING`,
-			id, e.Name, StatusActive, e.Workers, rec.Version, at)
+		if cur != nil {
+			return *cur, false, nil
+		}
+		return Row{ID: id, Name: e.Name, Status: StatusActive, WorkersDesired: e.Workers,
+			Version: rec.Version, CreatedAt: at, UpdatedAt: at}, true, nil
 	case events.TenantConcurrencyChanged:
-		tag, err = tx.Exec(ctx, `
-			UPDATE tenants SET workers_desired = $2, version = $3, updated_at = $4
-			WHERE id = $1 AND version < $3`,
-			id, e.Workers, rec.Version, at)
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		next.WorkersDesired, next.Version, next.UpdatedAt = e.Workers, rec.Version, at
+		return next, true, nil
 	case events.TenantDeleted:
-		tag, err = tx.Exec(ctx, `
-			UPDATE tenants SET status = $2, version = $3, updated_at = $4
-			WHERE id = $1 AND version < $3`,
-			id, StatusDeleted, rec.Version, at)
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		next.Status, next.Version, next.UpdatedAt = StatusDeleted, rec.Version, at
+		return next, true, nil
 	default:
-		return false, fmt.Errorf("event at position %d: unhandled type %T", position, e)
+		return zeroOr(cur), false, fmt.Errorf("%s v%d of %s: unhandled event type %T", rec.Type, rec.Version, id, e)
 	}
+}
+
+func zeroOr(cur *Row) Row {
+	if cur == nil {
+		return Row{}
+	}
+	return *cur
+}
+
+// Tx is what Apply needs: pgx.Tx satisfies it.
+type Tx interface {
+	Execer
+	Querier
+}
+
+// Apply applies one event, stored at position, inside tx and records position in the
+// checkpoint. It locks the tenant's row, lets Next decide, and writes only a change.
+// It is idempotent by stream version (see Next), so redelivery and replay are safe.
+// Events of unknown types (rec.Event nil) only advance the checkpoint. It reports
+// whether the read model changed.
+func Apply(ctx context.Context, tx Tx, position int64, rec events.Recorded) (bool, error) {
+	id, ok, err := Target(position, rec)
 	if err != nil {
-		return false, fmt.Errorf("apply %s v%d of %s: %w", rec.Type, rec.Version, id, err)
+		return false, err
+	}
+	if !ok {
+		return false, SaveCheckpoint(ctx, tx, position)
+	}
+	row, found, err := lockRow(ctx, tx, id)
+	if err != nil {
+		return false, err
+	}
+	var cur *Row
+	if found {
+		cur = &row
+	}
+	next, changed, err := Next(cur, id, rec)
+	if err != nil {
+		return false, fmt.Errorf("event at position %d: %w", position, err)
+	}
+	if changed {
+		// The writes repeat Next's guards, so a row that appeared or moved on since the
+		// lock (a concurrent creation is not blocked by FOR UPDATE) is never overwritten.
+		var tag pgconn.CommandTag
+		if cur == nil {
+			tag, err = tx.Exec(ctx, `
+				INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)
+				ON CONFLICT (id) DO NOTHING`,
+				next.ID, next.Name, next.Status, next.WorkersDesired, next.Version, next.CreatedAt, next.UpdatedAt)
+		} else {
+			tag, err = tx.Exec(ctx, `
+				UPDATE tenants SET name = $2, status = $3, workers_desired = $4, version = $5, updated_at = $6
+				WHERE id = $1 AND version < $5`,
+				next.ID, next.Name, next.Status, next.WorkersDesired, next.Version, next.UpdatedAt)
+		}
+		if err != nil {
+			return false, fmt.Errorf("apply %s v%d of %s: %w", rec.Type, rec.Version, id, err)
+		}
+		changed = tag.RowsAffected() > 0
 	}
 	if err := SaveCheckpoint(ctx, tx, position); err != nil {
 		return false, err
 	}
-	return tag.RowsAffected() > 0, nil
+	return changed, nil
+}
+
+// lockRow reads a tenant's row for update; found is false when there is none.
+func lockRow(ctx context.Context, q Querier, id uuid.UUID) (r Row, found bool, err error) {
+	err = q.QueryRow(ctx, `SELECT id, name, status, workers_desired, version, created_at, updated_at
+		FROM tenants WHERE id = $1 FOR UPDATE`, id).
+		Scan(&r.ID, &r.Name, &r.Status, &r.WorkersDesired, &r.Version, &r.CreatedAt, &r.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Row{}, false, nil
+	}
+	if err != nil {
+		return Row{}, false, fmt.Errorf("lock tenant %s: %w", id, err)
+	}
+	return r, true, nil
 }
 
 // SaveCheckpoint records that the projection has applied position. Positions can

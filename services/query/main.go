@@ -35,8 +35,8 @@ import (
 // Config is the query service's configuration.
 type Config struct {
 	config.Base
-	// ReplayBatch is how many events -replay reads per query.
-	ReplayBatch int `env:"REPLAY_BATCH" envDefault:"500"`
+	// ReplayBatch is how many events -replay reads per query (projector.DefaultReplayBatch).
+	ReplayBatch int `env:"REPLAY_BATCH" envDefault:"10000"`
 }
 
 // Validate checks the query-specific settings.
@@ -121,11 +121,11 @@ func runReplay(ctx context.Context, a *app.App, batch int) int {
 		return 1
 	}
 	start := time.Now()
-	res, err := projector.Replay(ctx, a.Pool, eventstore.New(a.DB, a.WLog), batch)
+	res, err := projector.Replay(ctx, a.Pool, batch)
 	if err != nil {
 		a.Log.Error("replay failed", "err", err)
 		return 1
 	}
-	a.Log.Info("replay done", "events", res.Events, "position", res.Position, "took", time.Since(start).Round(time.Millisecond))
+	a.Log.Info("replay done", "events", res.Events, "skipped", res.Skipped, "tenants", res.Tenants, "position", res.Position, "took", time.Since(start).Round(time.Millisecond))
 	return 0
 }

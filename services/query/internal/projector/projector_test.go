@@ -253,14 +253,14 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	require.NotEqual(t, before, take(t, b.pool))
 
 	// Small batches, so the batching loop runs several times.
-	res, err := projector.Replay(ctx, b.pool, b.store, 4)
+	res, err := projector.Replay(ctx, b.pool, 4)
 	require.NoError(t, err)
 	require.Equal(t, 19, res.Events)
 	require.Equal(t, head, res.Position)
 	require.Equal(t, before, take(t, b.pool), "replayed state equals the live state")
 
 	// Replay again: still equal (idempotent), and the consumer's report survives.
-	_, err = projector.Replay(ctx, b.pool, b.store, 500)
+	_, err = projector.Replay(ctx, b.pool, 500)
 	require.NoError(t, err)
 	require.Equal(t, before, take(t, b.pool))
 	tn, err := tenants.Get(ctx, b.pool, ids[2])
@@ -271,11 +271,11 @@ func TestReplayEqualsLiveState(t *testing.T) {
 func TestReplayEmptyStore(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	res, err := projector.Replay(context.Background(), b.pool, b.store, 10)
+	res, err := projector.Replay(context.Background(), b.pool, 10)
 	require.NoError(t, err)
 	require.Zero(t, res.Events)
 	require.Equal(t, snapshot{}, take(t, b.pool))
-	_, err = projector.Replay(context.Background(), b.pool, b.store, 0)
+	_, err = projector.Replay(context.Background(), b.pool, 0)
 	require.Error(t, err)
 }
 
