@@ -5,6 +5,7 @@ package projector_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -289,4 +291,106 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) (float64, b
 		}
 	}
 	return 0, false
+}
+
+// rawEvent stores an event row as is, bypassing the store's version checks, so the
+// history can hold what Append would refuse (gaps, stale versions, a tenant id that is
+// not a UUID, a type this build does not know).
+func (b bundle) rawEvent(t *testing.T, stream uuid.UUID, version int, env events.Envelope) {
+	t.Helper()
+	payload, err := env.Marshal()
+	require.NoError(t, err)
+	_, err = b.pool.Exec(context.Background(), `
+		INSERT INTO event_store (stream_id, version, event_id, event_type, payload, occurred_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		stream, version, uuid.New(), env.Type, payload, env.Metadata.OccurredAt)
+	require.NoError(t, err)
+}
+
+// referenceReplay rebuilds the read model the way replay used to, and the way the live
+// projection does: one tenants.Apply per event, in position order, in one transaction.
+func (b bundle) referenceReplay(t *testing.T) (skipped int) {
+	t.Helper()
+	ctx := context.Background()
+	evs, err := b.store.ReadAll(ctx, 0, 1_000_000)
+	require.NoError(t, err)
+	require.NoError(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if err := tenants.Reset(ctx, tx); err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			_, err := tenants.Apply(ctx, tx, ev.Position, ev.Recorded)
+			if errors.Is(err, tenants.ErrInvalidEvent) {
+				skipped++
+				err = tenants.SaveCheckpoint(ctx, tx, ev.Position)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	return skipped
+}
+
+// The in-memory replay equals event-by-event application on an awkward history, at
+// every batch size (page boundaries inside a tenant's stream included).
+func TestReplayEqualsPerEventApply(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	t0 := time.Date(2025, 6, 1, 12, 0, 0, 987654321, time.FixedZone("cest", 2*3600))
+	env := func(id string, version int, at time.Time, e events.Event) events.Envelope {
+		t.Helper()
+		en, err := events.NewEnvelope(id, version, events.Metadata{EventID: uuid.NewString(), OccurredAt: at}, e)
+		require.NoError(t, err)
+		return en
+	}
+	var ids []uuid.UUID
+	for i := range 40 {
+		id := uuid.New()
+		ids = append(ids, id)
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		switch i % 5 {
+		case 0: // plain life: created, two resizes, deleted, resized after deletion
+			b.rawEvent(t, id, 1, env(id.String(), 1, at, events.TenantCreated{Name: "t" + id.String()[:8], Workers: 1}))
+			b.rawEvent(t, id, 2, env(id.String(), 2, at.Add(time.Second), events.TenantConcurrencyChanged{Workers: 2}))
+			b.rawEvent(t, id, 3, env(id.String(), 3, at.Add(2*time.Second), events.TenantConcurrencyChanged{Workers: 3}))
+			b.rawEvent(t, id, 4, env(id.String(), 4, at.Add(3*time.Second), events.TenantDeleted{Name: "x"}))
+			b.rawEvent(t, id, 5, env(id.String(), 5, at.Add(4*time.Second), events.TenantConcurrencyChanged{Workers: 9}))
+		case 1: // versions out of order: the older resize arrives last and changes nothing
+			b.rawEvent(t, id, 1, env(id.String(), 1, at, events.TenantCreated{Name: "t" + id.String()[:8], Workers: 1}))
+			b.rawEvent(t, id, 3, env(id.String(), 3, at.Add(time.Second), events.TenantConcurrencyChanged{Workers: 6}))
+			b.rawEvent(t, id, 2, env(id.String(), 2, at.Add(2*time.Second), events.TenantConcurrencyChanged{Workers: 5}))
+		case 2: // resize before creation, then a second creation
+			b.rawEvent(t, id, 2, env(id.String(), 2, at, events.TenantConcurrencyChanged{Workers: 7}))
+			b.rawEvent(t, id, 1, env(id.String(), 1, at.Add(time.Second), events.TenantCreated{Name: "t" + id.String()[:8], Workers: 2}))
+			b.rawEvent(t, id, 3, env(id.String(), 3, at.Add(2*time.Second), events.TenantCreated{Name: "again", Workers: 8}))
+		case 3: // an unknown type and a tenant id that is not a UUID
+			b.rawEvent(t, id, 1, env(id.String(), 1, at, events.TenantCreated{Name: "t" + id.String()[:8], Workers: 4}))
+			unknown := env(id.String(), 2, at, events.TenantDeleted{})
+			unknown.Type = "tenant.renamed.v9"
+			b.rawEvent(t, id, 2, unknown)
+			b.rawEvent(t, id, 3, env("not-a-uuid", 3, at, events.TenantDeleted{Name: "x"}))
+		case 4: // only a deletion: no row at all
+			b.rawEvent(t, id, 1, env(id.String(), 1, at, events.TenantDeleted{Name: "x"}))
+		}
+	}
+	head, err := b.store.Head(ctx)
+	require.NoError(t, err)
+
+	wantSkipped := b.referenceReplay(t)
+	require.Equal(t, 8, wantSkipped, "the 8 events with a non-UUID tenant id")
+	want := take(t, b.pool)
+	require.Equal(t, head, want.Checkpoint)
+	require.Len(t, want.Tenants, 32, "every tenant but the deletion-only ones")
+
+	for _, batch := range []int{1, 3, 7, 10_000} {
+		_, err := b.pool.Exec(ctx, `UPDATE tenants SET workers_desired = 99 WHERE id = $1`, ids[0])
+		require.NoError(t, err)
+		res, err := projector.Replay(ctx, b.pool, batch)
+		require.NoError(t, err)
+		require.Equal(t, projector.ReplayResult{Events: 120, Skipped: wantSkipped, Position: head, Tenants: 32}, res, "batch %d", batch)
+		require.Equal(t, want, take(t, b.pool), "batch %d", batch)
+	}
 }

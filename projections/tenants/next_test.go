@@ -1,0 +1,102 @@
+package tenants_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/events"
+	"github.com/multitenant/mtm/projections/tenants"
+)
+
+func rec(id string, version int, at time.Time, e events.Event) events.Recorded {
+	typ := "tenant.renamed.v9"
+	if e != nil {
+		typ = e.EventType()
+	}
+	return events.Recorded{Envelope: events.Envelope{Type: typ, TenantID: id, Version: version,
+		Metadata: events.Metadata{OccurredAt: at}}, Event: e}
+}
+
+// Next is the whole decision table of the projection; the live Apply and the replay's
+// Rebuild both delegate to it.
+func TestNextTransitions(t *testing.T) {
+	t.Parallel()
+	id := uuid.New()
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 6000, time.FixedZone("x", 3600))
+	active := tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 3, Version: 2,
+		CreatedAt: t0.UTC(), UpdatedAt: t0.UTC()}
+	later := t0.Add(time.Hour)
+	cases := []struct {
+		name    string
+		cur     *tenants.Row
+		ev      events.Recorded
+		want    tenants.Row
+		changed bool
+	}{
+		{"create", nil, rec(id.String(), 1, t0, events.TenantCreated{Name: "acme", Workers: 3}),
+			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 3, Version: 1, CreatedAt: t0.UTC(), UpdatedAt: t0.UTC()}, true},
+		{"create over an existing row", &active, rec(id.String(), 5, later, events.TenantCreated{Name: "other", Workers: 9}), active, false},
+		{"resize without a row", nil, rec(id.String(), 2, later, events.TenantConcurrencyChanged{Workers: 5}), tenants.Row{}, false},
+		{"resize at the same version", &active, rec(id.String(), 2, later, events.TenantConcurrencyChanged{Workers: 5}), active, false},
+		{"resize at an older version", &active, rec(id.String(), 1, later, events.TenantConcurrencyChanged{Workers: 5}), active, false},
+		{"resize", &active, rec(id.String(), 3, later, events.TenantConcurrencyChanged{Workers: 5}),
+			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 5, Version: 3, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
+		{"delete", &active, rec(id.String(), 3, later, events.TenantDeleted{Name: "acme"}),
+			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusDeleted, WorkersDesired: 3, Version: 3, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
+		{"delete at the same version", &active, rec(id.String(), 2, later, events.TenantDeleted{Name: "acme"}), active, false},
+		{"delete without a row", nil, rec(id.String(), 3, later, events.TenantDeleted{Name: "acme"}), tenants.Row{}, false},
+	}
+	for _, c := range cases {
+		var before tenants.Row
+		if c.cur != nil {
+			before = *c.cur
+		}
+		got, changed, err := tenants.Next(c.cur, id, c.ev)
+		require.NoError(t, err, c.name)
+		require.Equal(t, c.want, got, c.name)
+		require.Equal(t, c.changed, changed, c.name)
+		if c.cur != nil {
+			require.Equal(t, before, *c.cur, "%s: Next does not modify its input", c.name)
+		}
+	}
+}
+
+func TestTarget(t *testing.T) {
+	t.Parallel()
+	id := uuid.New()
+	got, ok, err := tenants.Target(1, rec(id.String(), 1, time.Now(), events.TenantDeleted{}))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, id, got)
+	_, ok, err = tenants.Target(2, rec("not-a-uuid", 1, time.Now(), nil))
+	require.NoError(t, err, "an unknown type is not invalid, whatever its tenant id")
+	require.False(t, ok)
+	_, ok, err = tenants.Target(3, rec("not-a-uuid", 1, time.Now(), events.TenantDeleted{}))
+	require.ErrorIs(t, err, tenants.ErrInvalidEvent)
+	require.False(t, ok)
+}
+
+func TestRebuildFoldsAndCounts(t *testing.T) {
+	t.Parallel()
+	a, b := uuid.New(), uuid.New()
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	rb := tenants.NewRebuild(2)
+	for i, ev := range []events.Recorded{
+		rec(a.String(), 1, t0, events.TenantCreated{Name: "a", Workers: 1}),
+		rec(b.String(), 2, t0, events.TenantConcurrencyChanged{Workers: 4}), // before its creation: no row
+		rec("bad", 1, t0, events.TenantCreated{Name: "bad", Workers: 1}),   // skipped
+		rec(b.String(), 1, t0, events.TenantCreated{Name: "b", Workers: 2}),
+		rec(a.String(), 3, t0, events.TenantDeleted{Name: "a"}),
+		rec(a.String(), 2, t0, events.TenantConcurrencyChanged{Workers: 7}), // older than the deletion
+		rec(b.String(), 1, t0, nil),                                        // unknown type
+	} {
+		require.NoError(t, rb.Add(int64(10+i), ev))
+	}
+	require.Equal(t, 7, rb.Events)
+	require.Equal(t, 1, rb.Skipped)
+	require.Equal(t, int64(16), rb.Position)
+	require.Equal(t, 2, rb.Len())
+}
