@@ -87,11 +87,11 @@ func TestRebuildFoldsAndCounts(t *testing.T) {
 	for i, ev := range []events.Recorded{
 		rec(a.String(), 1, t0, events.TenantCreated{Name: "a", Workers: 1}),
 		rec(b.String(), 2, t0, events.TenantConcurrencyChanged{Workers: 4}), // before its creation: no row
-		rec("bad", 1, t0, events.TenantCreated{Name: "bad", Workers: 1}),   // skipped
+		rec("bad", 1, t0, events.TenantCreated{Name: "bad", Workers: 1}),    // skipped
 		rec(b.String(), 1, t0, events.TenantCreated{Name: "b", Workers: 2}),
 		rec(a.String(), 3, t0, events.TenantDeleted{Name: "a"}),
 		rec(a.String(), 2, t0, events.TenantConcurrencyChanged{Workers: 7}), // older than the deletion
-		rec(b.String(), 1, t0, nil),                                        // unknown type
+		rec(b.String(), 1, t0, nil),                                         // unknown type
 	} {
 		require.NoError(t, rb.Add(int64(10+i), ev))
 	}
