@@ -81,7 +81,8 @@ func (r *Rebuild) Save(ctx context.Context, tx CopyTx) error {
 			[]string{"id", "name", "status", "workers_desired", "version", "created_at", "updated_at"},
 			pgx.CopyFromSlice(len(r.rows), func(i int) ([]any, error) {
 				row := &r.rows[i]
-				return []any{row.ID, row.Name, row.Status, row.WorkersDesired, row.Version, row.CreatedAt, row.UpdatedAt}, nil
+				// [16]byte encodes directly; uuid.UUID would take pgx's slower driver.Valuer path.
+				return []any{[16]byte(row.ID), row.Name, row.Status, row.WorkersDesired, row.Version, row.CreatedAt, row.UpdatedAt}, nil
 			}))
 		if err != nil {
 			return fmt.Errorf("copy %d tenants: %w", len(r.rows), err)

@@ -394,3 +394,29 @@ func TestReplayEqualsPerEventApply(t *testing.T) {
 		require.Equal(t, want, take(t, b.pool), "batch %d", batch)
 	}
 }
+
+// An undecodable payload in the store stops the replay (as it always has) and the
+// transaction rolls back: the read model keeps its previous state.
+func TestReplayUndecodableEventFailsAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.seed(t)
+	_, err := projector.Replay(ctx, b.pool, 500)
+	require.NoError(t, err)
+	before := take(t, b.pool)
+	_, err = b.pool.Exec(ctx, `
+		INSERT INTO event_store (stream_id, version, event_id, event_type, payload, occurred_at)
+		VALUES ($1, 1, $2, 'tenant.created.v1', '{"type":"tenant.created.v1","data":"not an object"}', now())`,
+		uuid.New(), uuid.New())
+	require.NoError(t, err)
+	id := uuid.New()
+	b.append(t, id, 1, time.Now(), events.TenantCreated{Name: "behind-the-bad-one", Workers: 1})
+
+	// Batch 1: pages behind the bad one are in flight when the fold fails.
+	for _, batch := range []int{1, 500} {
+		_, err = projector.Replay(ctx, b.pool, batch)
+		require.ErrorContains(t, err, "event at position 20", "batch %d", batch)
+		require.Equal(t, before, take(t, b.pool), "batch %d", batch)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,14 +57,8 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, batch int) (ReplayResult, e
 		return ReplayResult{}, err
 	}
 	rb := tenants.NewRebuild(0)
-	for {
-		n, err := foldPage(ctx, tx, rb, batch)
-		if err != nil {
-			return ReplayResult{}, err
-		}
-		if n < batch {
-			break
-		}
+	if err := foldAll(ctx, tx, rb, batch); err != nil {
+		return ReplayResult{}, err
 	}
 	if err := rb.Save(ctx, tx); err != nil {
 		return ReplayResult{}, fmt.Errorf("replay: %w", err)
@@ -73,35 +69,108 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, batch int) (ReplayResult, e
 	return ReplayResult{Events: rb.Events, Skipped: rb.Skipped, Position: rb.Position, Tenants: rb.Len()}, nil
 }
 
-// foldPage reads up to batch events after rb.Position into rb and returns how many.
-func foldPage(ctx context.Context, tx pgx.Tx, rb *tenants.Rebuild, batch int) (int, error) {
-	after := rb.Position
+// page is a run of raw events in position order.
+type page struct {
+	positions []int64
+	payloads  [][]byte
+}
+
+// foldAll reads the event store page by page into rb. One goroutine reads the next page
+// while this one decodes and folds the last, so Postgres (sending rows) and Go (JSON
+// decoding, most of replay's CPU time) work at the same time.
+func foldAll(ctx context.Context, tx pgx.Tx, rb *tenants.Rebuild, batch int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan page, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		readErr <- readPages(ctx, tx, batch, pages)
+	}()
+	var foldErr error
+	for p := range pages {
+		if foldErr != nil {
+			continue // drain until the reader sees the cancellation
+		}
+		if foldErr = foldPage(rb, p); foldErr != nil {
+			cancel()
+		}
+	}
+	if err := <-readErr; foldErr == nil && err != nil {
+		return err
+	}
+	return foldErr
+}
+
+// readPages sends the events after position 0, batch per query (keyset on position).
+func readPages(ctx context.Context, tx pgx.Tx, batch int, out chan<- page) error {
+	var after int64
+	for {
+		p, err := readPage(ctx, tx, after, batch)
+		if err != nil {
+			return err
+		}
+		if len(p.positions) == 0 {
+			return nil
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if len(p.positions) < batch {
+			return nil
+		}
+		after = p.positions[len(p.positions)-1]
+	}
+}
+
+func readPage(ctx context.Context, tx pgx.Tx, after int64, batch int) (page, error) {
 	rows, err := tx.Query(ctx,
 		`SELECT position, payload FROM event_store WHERE position > $1 ORDER BY position LIMIT $2`, after, batch)
 	if err != nil {
-		return 0, fmt.Errorf("replay after position %d: %w", after, err)
+		return page{}, fmt.Errorf("replay after position %d: %w", after, err)
 	}
 	defer rows.Close()
-	n := 0
-	var pos int64
-	var raw []byte
+	p := page{positions: make([]int64, 0, min(batch, 10_000)), payloads: make([][]byte, 0, min(batch, 10_000))}
 	for rows.Next() {
+		var pos int64
+		var raw []byte // fresh each row: the page keeps them all
 		if err := rows.Scan(&pos, &raw); err != nil {
-			return 0, fmt.Errorf("replay: scan event after position %d: %w", after, err)
+			return page{}, fmt.Errorf("replay: scan event after position %d: %w", after, err)
 		}
-		// The event store's own rule: an unknown type is kept (it only moves the
-		// checkpoint); an undecodable payload stops the replay.
-		rec, err := events.Decode(raw)
-		if err != nil && !errors.Is(err, events.ErrUnknownType) {
-			return 0, fmt.Errorf("replay: event at position %d: %w", pos, err)
-		}
-		if err := rb.Add(pos, rec); err != nil {
-			return 0, fmt.Errorf("replay: %w", err)
-		}
-		n++
+		p.positions, p.payloads = append(p.positions, pos), append(p.payloads, raw)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("replay after position %d: %w", after, err)
+		return page{}, fmt.Errorf("replay after position %d: %w", after, err)
 	}
-	return n, nil
+	return p, nil
+}
+
+// foldPage decodes a page on all cores, then folds it into rb in position order.
+func foldPage(rb *tenants.Rebuild, p page) error {
+	recs, errs := make([]events.Recorded, len(p.payloads)), make([]error, len(p.payloads))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(p.payloads)/256))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(p.payloads); i += workers {
+				recs[i], errs[i] = events.Decode(p.payloads[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, pos := range p.positions {
+		// The event store's own rule: an unknown type is kept (it only moves the
+		// checkpoint); an undecodable payload stops the replay.
+		if err := errs[i]; err != nil && !errors.Is(err, events.ErrUnknownType) {
+			return fmt.Errorf("replay: event at position %d: %w", pos, err)
+		}
+		if err := rb.Add(pos, recs[i]); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+	}
+	return nil
 }
