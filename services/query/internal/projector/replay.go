@@ -14,8 +14,9 @@ import (
 	"github.com/multitenant/mtm/projections/tenants"
 )
 
-// DefaultReplayBatch is the events read per query by default: large enough that the
-// round trips do not matter, while rows still stream (pgx does not buffer a result).
+// DefaultReplayBatch is the events read per query by default (REPLAY_BATCH in main.go):
+// large enough that round trips do not matter, small enough that the two pages in
+// flight (one being read, one being folded; ~300 bytes of JSON per event) stay a few MB.
 const DefaultReplayBatch = 10_000
 
 // ReplayResult says what a replay rebuilt.
