@@ -97,6 +97,12 @@ func (s *Store) Append(ctx context.Context, envs []events.Envelope, extra func(c
 		msg.Metadata.Set(MetaCorrelationID, env.Metadata.CorrelationID)
 		msgs = append(msgs, msg)
 	}
+	// Taken last, just before the outbox insert, so an append never holds it while it
+	// waits on another transaction (a name or version conflict): no deadlock, and the
+	// serialised section is only the insert and the commit.
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, appendLockKey); err != nil {
+		return nil, fmt.Errorf("lock outbox: %w", err)
+	}
 	if err := pub.Publish(events.Topic, msgs...); err != nil {
 		return nil, fmt.Errorf("publish to outbox: %w", err)
 	}
@@ -160,15 +166,16 @@ func scan(rows *sql.Rows) ([]Stored, error) {
 	return out, nil
 }
 
-// NewSubscriber subscribes a consumer group to events.Topic. Polling every 20ms keeps
-// tenant spawn latency low; the query is an index probe, so idle cost is small.
+// NewSubscriber subscribes a consumer group to events.Topic, reading the outbox in offset
+// order (outboxSchema). Polling every 20ms keeps tenant spawn latency low; the query is an
+// index probe, so idle cost is small.
 func NewSubscriber(db *sql.DB, consumerGroup string, log watermill.LoggerAdapter) (*wsql.Subscriber, error) {
 	sub, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
 		ConsumerGroup:  consumerGroup,
 		PollInterval:   20 * time.Millisecond,
 		ResendInterval: 200 * time.Millisecond,
 		RetryInterval:  time.Second,
-		SchemaAdapter:  wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: 100},
+		SchemaAdapter:  outboxSchema{wsql.DefaultPostgreSQLSchema{SubscribeBatchSize: 100}},
 		OffsetsAdapter: wsql.DefaultPostgreSQLOffsetsAdapter{},
 	}, log)
 	if err != nil {
