@@ -83,3 +83,28 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 		}
 	}
 }
+
+// A service started while its database is unreachable stays up, logs, is not ready, and
+// becomes ready once the database answers (here: a proxy brought up later).
+func TestDatabaseDownAtStartRecovers(t *testing.T) {
+	env := Env(t)
+	code, out := Run(t, "command", env, "-migrate")
+	require.Equal(t, 0, code, out)
+	u, err := url.Parse(env["DATABASE_URL"])
+	require.NoError(t, err)
+	px := newProxy(t, u.Host)
+	px.Down()
+	env["DATABASE_URL"] = replaceHost(env["DATABASE_URL"], u.Host, px.addr)
+
+	procs := []*Proc{Start(t, "command", env), Start(t, "consumer", env), Start(t, "query", env)}
+	for _, p := range procs {
+		p.WaitStatus(t, "/healthz", 200, 30*time.Second)
+		require.Equal(t, 503, p.Status("/readyz"), p.Name)
+	}
+	px.Up()
+	for _, p := range procs {
+		p.WaitStatus(t, "/readyz", 200, 15*time.Second)
+		code, _ := p.Terminate(t, 10*time.Second)
+		require.Equal(t, 0, code, p.Output())
+	}
+}
