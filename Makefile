@@ -39,6 +39,7 @@ bench: deps build ## benchmark harness against the real services
 lint: lint-deploy ## gofmt, go vet, golangci-lint (pinned in tools/lint), deployment checks
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags=integration $(MODULES)
+	@for d in $$($(GO) list -m -f '{{.Dir}}') $(CURDIR)/tools/lint; do (cd $$d && GOWORK=off $(GO) mod tidy -diff >/dev/null) || { echo "$$d: go.mod/go.sum not tidy: run make tidy"; exit 1; }; done
 	@$(MAKE) --no-print-directory bin/golangci-lint
 	@for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && $(CURDIR)/bin/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
 	@for s in command query; do tmp=$$(mktemp -d); \
@@ -55,8 +56,8 @@ bin/golangci-lint: tools/lint/go.mod
 swagger: ## regenerate the OpenAPI docs from annotations
 	@for s in command query; do (cd services/$$s && $(GO) tool swag init -g main.go -o docs --parseDependency --parseInternal) || exit 1; done
 
-tidy:
-	@for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && GOWORK=off $(GO) mod tidy) || exit 1; done
+tidy: ## go mod tidy in every module (each builds alone with GOWORK=off)
+	@for d in $$($(GO) list -m -f '{{.Dir}}') $(CURDIR)/tools/lint; do (cd $$d && GOWORK=off $(GO) mod tidy) || exit 1; done
 
 clean:
 	rm -rf bin
