@@ -173,7 +173,7 @@ const docTemplate = `{
                     },
                     {
                         "type": "string",
-                        "description": "Expected version: \\",
+                        "description": "Expected version as one strong entity tag: \\",
                         "name": "If-Match",
                         "in": "header"
                     },

@@ -99,17 +99,16 @@ func parseInt(raw json.RawMessage) (int, bool) {
 }
 
 // parseIfMatch returns the version an If-Match header requires, or nil without one.
-// It accepts "3", 3 and W/"3"; "*" matches any version. A value that is not a
-// version can match nothing, so it is returned as -1 and yields 412.
+// It takes one strong entity tag ("3", or bare 3); "*" matches any version. If-Match
+// uses strong comparison (RFC 9110 13.1.1), so a weak tag (W/"3"), a list, or a value
+// that is not a version matches nothing: it is returned as -1 and yields 412.
 func parseIfMatch(h string) *int {
 	h = strings.TrimSpace(h)
 	if h == "" || h == "*" {
 		return nil
 	}
-	h = strings.TrimPrefix(h, "W/")
-	h = strings.Trim(h, `"`)
-	v, err := strconv.Atoi(h)
-	if err != nil || v < 1 {
+	v, err := strconv.Atoi(strings.Trim(h, `"`))
+	if err != nil || v < 1 || strings.HasPrefix(h, "W/") {
 		v = -1
 	}
 	return &v

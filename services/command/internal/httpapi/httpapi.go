@@ -20,6 +20,7 @@ import (
 	_ "github.com/multitenant/mtm/services/command/docs" // registers the generated OpenAPI spec
 
 	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/projections/messages"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
@@ -195,7 +196,7 @@ func (a *API) createTenant(c *fiber.Ctx) error {
 //	@Accept			json
 //	@Produce		json
 //	@Param			id					path		string				true	"Tenant id (UUID)"
-//	@Param			If-Match			header		string				false	"Expected version: \"3\", 3 or W/\"3\""
+//	@Param			If-Match			header		string				false	"Expected version as one strong entity tag: \"3\" (or 3); weak tags never match"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
 //	@Param			body				body		ConcurrencyRequest	true	"Worker count"
 //	@Success		200					{object}	ConcurrencyResponse	"ETag: the new version"
@@ -295,8 +296,13 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 		return httpserver.BadRequest("invalid_idempotency_key", "Idempotency-Key must be 1..200 printable ASCII characters")
 	}
 	body := c.Body()
-	if !json.Valid(body) {
-		return httpserver.BadRequest("malformed_json", "request body is not valid JSON")
+	// The same rule the consumer applies: a body the jsonb column would refuse is
+	// rejected here rather than acknowledged and dead-lettered later.
+	switch err := messages.CheckPayload(body); {
+	case errors.Is(err, messages.ErrNulChar):
+		return httpserver.Unprocessable(`request body contains \u0000, which cannot be stored`)
+	case err != nil:
+		return httpserver.BadRequest("malformed_json", "request body is not valid JSON ("+err.Error()+")")
 	}
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return httpserver.Unprocessable("request body must be a JSON object")

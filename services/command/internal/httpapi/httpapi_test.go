@@ -242,7 +242,7 @@ func TestChangeConcurrency(t *testing.T) {
 	assert.Equal(t, []int{1, 2}, f.env.Versions(t, id))
 
 	// If-Match in every accepted spelling.
-	for i, ifMatch := range []string{`"2"`, `3`, `W/"4"`, `*`} {
+	for i, ifMatch := range []string{`"2"`, `3`, `"4"`, `*`} {
 		r = f.json("PUT", path, fmt.Sprintf(`{"workers":%d}`, 10+i), "If-Match", ifMatch)
 		require.Equal(t, http.StatusOK, r.status, "If-Match %s: %s", ifMatch, r.raw)
 		assert.EqualValues(t, 3+i, r.body["version"])
@@ -259,6 +259,7 @@ func TestChangeConcurrency(t *testing.T) {
 	}{
 		{"stale If-Match", "application/json", `{"workers":2}`, []string{"If-Match", `"2"`}, 412},
 		{"garbage If-Match", "application/json", `{"workers":2}`, []string{"If-Match", `"abc"`}, 412},
+		{"weak If-Match never matches", "application/json", `{"workers":2}`, []string{"If-Match", `W/"6"`}, 412},
 		{"workers 0", "application/json", `{"workers":0}`, nil, 422},
 		{"workers -1", "application/json", `{"workers":-1}`, nil, 422},
 		{"workers 3.5", "application/json", `{"workers":3.5}`, nil, 422},
@@ -353,6 +354,8 @@ func TestPublishMessage(t *testing.T) {
 		{"non-UUID tenant", "/tenants/abc/messages", "application/json", `{}`, nil, 404},
 		{"not JSON", path, "text/plain", `hello`, nil, 415},
 		{"malformed JSON", path, "application/json", `{"a":`, nil, 400},
+		{"invalid UTF-8", path, "application/json", "{\"a\":\"\xff\"}", nil, 400},
+		{"NUL escape jsonb cannot store", path, "application/json", `{"a":"x\u0000y"}`, nil, 422},
 		{"array", path, "application/json", `[1,2]`, nil, 422},
 		{"string", path, "application/json", `"x"`, nil, 422},
 		{"too large", path, "application/json", `{"a":"` + strings.Repeat("x", bodyLimit) + `"}`, nil, 413},

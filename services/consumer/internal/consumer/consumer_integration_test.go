@@ -154,6 +154,7 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 		amqp.Publishing{MessageId: "bad-json", Body: []byte(`{"broken":`)},
 		amqp.Publishing{MessageId: "too-big", Body: []byte(`{"pad":"` + strings.Repeat("x", 100) + `"}`)},
 		amqp.Publishing{MessageId: "nul", Body: []byte(`{"s":"\u0000"}`)},
+		amqp.Publishing{MessageId: "latin1", Body: []byte("{\"s\":\"\xe9\"}")},
 		jsonMsg("good", map[string]int{"ok": 1}),
 	)
 	e.requireStored(id, 1)
@@ -168,11 +169,13 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 		if ok {
 			reasons[d.MessageId] = fmt.Sprint(d.Headers[rabbit.HeaderDeadLetterReason])
 		}
-		return len(reasons) == 3
+		return len(reasons) == 4
 	}, 5*time.Second, 20*time.Millisecond)
 	require.Contains(t, reasons["bad-json"], "invalid_json")
 	require.Contains(t, reasons["too-big"], "too_large")
-	require.Contains(t, reasons["nul"], "rejected_by_database")
+	// Refused before the database would refuse them (the HTTP ingest path applies the same check).
+	require.Contains(t, reasons["nul"], `\u0000`)
+	require.Contains(t, reasons["latin1"], "UTF-8")
 	require.Equal(t, 1, e.consumers(rabbit.QueueName(id)), "the worker survived")
 }
 

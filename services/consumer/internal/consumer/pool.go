@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -229,8 +228,8 @@ func (s *Service) refuse(msg *message.Message) string {
 	if len(msg.Payload) > s.d.MaxMessageBytes {
 		return "too_large: body of " + strconv.Itoa(len(msg.Payload)) + " bytes exceeds MAX_MESSAGE_BYTES=" + strconv.Itoa(s.d.MaxMessageBytes)
 	}
-	if !json.Valid(msg.Payload) {
-		return "invalid_json: body is not valid JSON"
+	if err := messages.CheckPayload(msg.Payload); err != nil {
+		return "invalid_json: " + err.Error()
 	}
 	return ""
 }
