@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/multitenant/mtm/events"
@@ -13,12 +14,16 @@ import (
 const replayBatch = 1000
 
 // runEvents rebuilds desired state from the whole event store, then follows the events
-// outbox. Replay and subscription overlap; Apply ignores versions already seen.
+// outbox from the head it saw before the replay. Replay and subscription may overlap;
+// Apply ignores versions already seen.
 func (s *Service) runEvents(ctx context.Context) {
 	es := eventstore.New(s.d.DB, s.d.WLog)
 	backoff := 200 * time.Millisecond
 	for {
-		err := s.replay(ctx, es)
+		err := s.startAtHead(ctx)
+		if err == nil {
+			err = s.replay(ctx, es)
+		}
 		if err == nil {
 			break
 		}
@@ -43,6 +48,36 @@ func (s *Service) runEvents(ctx context.Context) {
 	}
 }
 
+// outboxOffsetsTable is watermill-sql's offsets table for events.Topic.
+const outboxOffsetsTable = "watermill_offsets_" + events.Topic
+
+// startAtHead creates this process's consumer group at the outbox's current head M, so
+// the subscription does not re-read history: every event at or below M is committed
+// (appends commit in offset order) and so in event_store, which the replay reads next;
+// everything after M arrives through the subscription. watermill's own "zero offset"
+// insert then does nothing (ON CONFLICT DO NOTHING). Idempotent, so a retry is safe.
+func (s *Service) startAtHead(ctx context.Context) error {
+	_, err := s.d.Pool.Exec(ctx, `
+		INSERT INTO `+outboxOffsetsTable+` (consumer_group, offset_acked, last_processed_transaction_id)
+		SELECT $1, COALESCE(max("offset"), 0), '0' FROM watermill_`+events.Topic+`
+		ON CONFLICT (consumer_group) DO NOTHING`, s.group)
+	if err != nil {
+		return fmt.Errorf("start consumer group %s at the outbox head: %w", s.group, err)
+	}
+	return nil
+}
+
+// forgetGroup deletes this process's offsets row on graceful shutdown; the next process
+// uses a new group. A crashed process leaves its small row behind (harmless: nothing
+// reads it again).
+func (s *Service) forgetGroup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM `+outboxOffsetsTable+` WHERE consumer_group = $1`, s.group); err != nil {
+		s.log.Warn("could not delete the events consumer group", "group", s.group, "err", err)
+	}
+}
+
 func (s *Service) replay(ctx context.Context, es *eventstore.Store) error {
 	var after int64
 	n := 0
@@ -64,7 +99,7 @@ func (s *Service) replay(ctx context.Context, es *eventstore.Store) error {
 }
 
 func (s *Service) follow(ctx context.Context) error {
-	sub, err := eventstore.NewSubscriber(s.d.DB, ConsumerGroup, s.d.WLog)
+	sub, err := eventstore.NewSubscriber(s.d.DB, s.group, s.d.WLog)
 	if err != nil {
 		return err
 	}

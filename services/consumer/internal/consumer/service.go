@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,9 +24,12 @@ import (
 	"github.com/multitenant/mtm/services/consumer/internal/store"
 )
 
-// ConsumerGroup is the consumer's offset name on the events outbox. Never rename it:
-// a new name re-reads every event (harmless, but slow on a long history).
-const ConsumerGroup = "consumer"
+// ConsumerGroupPrefix starts each process's own offset name on the events outbox.
+// Every replica must see every tenant event, so replicas never share a group (a
+// shared group splits the events between them, e.g. during a rolling update): each
+// process subscribes as ConsumerGroupPrefix + a random id, starting at the outbox head
+// it read before replaying the event store (see startAtHead).
+const ConsumerGroupPrefix = "consumer-"
 
 // Deps are the shared infrastructure the service runs on (see platform/app).
 type Deps struct {
@@ -52,6 +56,8 @@ type Service struct {
 	sub    *amqpsub.Subscriber
 	writer *store.Writer
 	dl     *deadLetterer
+	// group is this process's outbox consumer group (ConsumerGroupPrefix + random id).
+	group string
 
 	wake       chan struct{} // reconcile now
 	eventsLive atomic.Bool
@@ -86,6 +92,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		wake:     make(chan struct{}, 1),
 		pools:    map[string]*pool{},
 		removed:  map[string]bool{},
+		group:    ConsumerGroupPrefix + uuid.NewString(),
 		stopReq:  make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -155,6 +162,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// in-flight messages commit and ack, then close channels, writer and connections.
 	stopControl()
 	control.Wait()
+	s.forgetGroup(stopCtx)
 	for _, p := range s.pools {
 		p.stopConsuming()
 	}
