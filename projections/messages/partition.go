@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // DB is what partition management needs from a pool or connection.
@@ -84,6 +87,32 @@ func DropPartition(ctx context.Context, db DB, tenantID string) error {
 		return fmt.Errorf("drop partition %s: %w", PartitionName(id), err)
 	}
 	return nil
+}
+
+// DropPartitionWithin is DropPartition with every lock wait bounded by wait (and each
+// statement by 3*wait), on a dedicated connection of pool. DETACH ... CONCURRENTLY
+// otherwise waits, without limit, for every transaction that touched messages, and
+// meanwhile holds a lock that blocks every ATTACH (new tenants). A timeout returns an
+// error and leaves the partition pending detach; the next call finishes it (FINALIZE).
+func DropPartitionWithin(ctx context.Context, pool *pgxpool.Pool, tenantID string, wait time.Duration) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("drop partition: acquire connection: %w", err)
+	}
+	// The session settings must not leak to the pool's other users: the connection is
+	// taken out of the pool and closed afterwards (tenant deletion is rare).
+	defer func() {
+		pc := conn.Hijack()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = pc.Close(cctx)
+	}()
+	ms := strconv.FormatInt(max(wait.Milliseconds(), 1), 10)
+	if _, err := conn.Exec(ctx, `SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)`,
+		ms, strconv.FormatInt(3*max(wait.Milliseconds(), 1), 10)); err != nil {
+		return fmt.Errorf("drop partition: set timeouts: %w", err)
+	}
+	return DropPartition(ctx, conn, tenantID)
 }
 
 // PartitionExists reports whether the tenant's partition table exists and is attached.

@@ -20,6 +20,8 @@ import (
 func (s *Service) runReconciler(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.ReconcileInterval)
 	defer tick.Stop()
+	// ctx has ended when this runs, so removals stop early.
+	defer s.remWG.Wait()
 	insp := &inspector{conn: s.d.Rabbit}
 	defer insp.close()
 	for {
@@ -44,14 +46,7 @@ func (s *Service) reconcile(ctx context.Context) {
 			return
 		}
 		if t.Deleted {
-			if s.removed[t.ID] {
-				continue
-			}
-			if err := s.remove(ctx, t.ID); err != nil {
-				s.log.Warn("removing deleted tenant failed, will retry", "tenant_id", t.ID, "err", err)
-				continue
-			}
-			s.removed[t.ID] = true
+			s.startRemoval(ctx, t.ID)
 			continue
 		}
 		if err := s.converge(ctx, t); err != nil {
@@ -113,33 +108,82 @@ func (s *Service) report(ctx context.Context, p *pool) error {
 	return nil
 }
 
-// remove stops a deleted tenant's pool (in-flight messages get DrainTimeout to commit),
-// then deletes its queues, partition and worker report. Every step is idempotent, so a
-// restarted consumer can repeat it.
-func (s *Service) remove(ctx context.Context, tenantID string) error {
+// partitionLockWait bounds each lock wait of a partition detach: a long transaction
+// on messages makes the detach give up (and retry later) instead of holding the
+// lock that blocks every new tenant's ATTACH.
+const partitionLockWait = time.Second
+
+// removal is a deleted tenant's clean-up state (guarded by Service.remMu).
+type removal struct {
+	running, done bool
+	backoff       time.Duration
+	retryAt       time.Time
+}
+
+// startRemoval stops a deleted tenant's consumers at once and removes the rest in the
+// background, so a slow drain or detach never holds up other tenants. A failed removal
+// is retried on a later pass, with backoff.
+func (s *Service) startRemoval(ctx context.Context, tenantID string) {
+	s.remMu.Lock()
+	r := s.removals[tenantID]
+	if r == nil {
+		r = &removal{}
+		s.removals[tenantID] = r
+	}
+	if r.done || r.running || time.Now().Before(r.retryAt) {
+		s.remMu.Unlock()
+		return
+	}
+	r.running = true
+	s.remMu.Unlock()
+
+	var retiring []*worker
 	if p := s.pools[tenantID]; p != nil {
 		p.stopConsuming()
-		deadline := time.NewTimer(s.cfg.DrainTimeout)
-		for _, w := range p.retiring {
-			select {
-			case <-w.done:
-			case <-deadline.C:
-				s.log.Warn("deleted tenant's messages did not finish in time; giving up on them", "tenant_id", tenantID)
-				for _, w := range p.retiring {
-					w.giveUp()
-				}
-				<-w.done
-			case <-ctx.Done():
-				deadline.Stop()
-				return ctx.Err()
-			}
-		}
-		deadline.Stop()
-		for _, w := range p.retiring {
-			<-w.done
-		}
-		p.retiring = nil
+		retiring = p.retiring
 		delete(s.pools, tenantID)
+	}
+	s.remWG.Add(1)
+	go func() {
+		defer s.remWG.Done()
+		err := s.remove(ctx, tenantID, retiring)
+		s.remMu.Lock()
+		defer s.remMu.Unlock()
+		r.running = false
+		if err == nil {
+			r.done = true
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.backoff = min(max(2*r.backoff, s.cfg.ReconcileInterval), 30*time.Second)
+		r.retryAt = time.Now().Add(r.backoff)
+		s.log.Warn("removing deleted tenant failed, will retry", "tenant_id", tenantID, "err", err, "retry_in", r.backoff)
+	}()
+}
+
+// remove waits for a deleted tenant's retiring workers (in-flight messages get
+// DrainTimeout to commit), then deletes its queues, partition and worker report. Every
+// step is idempotent, so a retry or a restarted consumer can repeat it.
+func (s *Service) remove(ctx context.Context, tenantID string, retiring []*worker) error {
+	deadline := time.NewTimer(s.cfg.DrainTimeout)
+	defer deadline.Stop()
+	for _, w := range retiring {
+		select {
+		case <-w.done:
+		case <-deadline.C:
+			s.log.Warn("deleted tenant's messages did not finish in time; giving up on them", "tenant_id", tenantID)
+			for _, w := range retiring {
+				w.giveUp()
+			}
+			<-w.done
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, w := range retiring {
+		<-w.done
 	}
 	ch, err := s.d.Rabbit.Channel()
 	if err != nil {
@@ -150,7 +194,7 @@ func (s *Service) remove(ctx context.Context, tenantID string) error {
 	if err != nil {
 		return err
 	}
-	if err := messages.DropPartition(ctx, s.d.Pool, tenantID); err != nil {
+	if err := messages.DropPartitionWithin(ctx, s.d.Pool, tenantID, partitionLockWait); err != nil {
 		return err
 	}
 	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM tenant_workers WHERE tenant_id = $1`, tenantID); err != nil {

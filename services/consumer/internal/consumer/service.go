@@ -64,8 +64,13 @@ type Service struct {
 
 	// pools is owned by the reconciler goroutine (and by shutdown after it stopped).
 	pools   map[string]*pool
-	removed map[string]bool
 	workers sync.WaitGroup // every worker goroutine
+
+	// Deleted tenants are removed off the reconciler goroutine (draining and dropping
+	// the partition can take long); the reconciler starts them and waits for them on exit.
+	remMu    sync.Mutex
+	removals map[string]*removal
+	remWG    sync.WaitGroup
 
 	// abort makes handlers give up waiting for a commit (shutdown deadline).
 	abortCtx context.Context
@@ -91,7 +96,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		dl:       &deadLetterer{conn: d.Rabbit},
 		wake:     make(chan struct{}, 1),
 		pools:    map[string]*pool{},
-		removed:  map[string]bool{},
+		removals: map[string]*removal{},
 		group:    ConsumerGroupPrefix + uuid.NewString(),
 		stopReq:  make(chan struct{}),
 		finished: make(chan struct{}),
