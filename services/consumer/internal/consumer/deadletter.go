@@ -13,13 +13,20 @@ import (
 	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
 )
 
+// errUnroutable: the broker returned the dead letter (no DLQ bound to its routing key).
+var errUnroutable = errors.New("dead letter unroutable")
+
 // deadLetterer publishes refused messages to dlx_exchange with a reason header and
 // waits for the broker's confirm, so the original is acked only once the copy is safe.
 // Poison messages are rare: one confirm channel, used under a mutex, is enough.
 type deadLetterer struct {
 	conn *rabbit.Conn
-	mu   sync.Mutex
-	ch   *amqp.Channel
+	// declare re-declares the tenant's topology after a copy came back unroutable
+	// (DLQ deleted by hand); it must refuse tenants that are no longer live.
+	declare func(tenantID string) error
+	mu      sync.Mutex
+	ch      *amqp.Channel
+	returns chan amqp.Return
 }
 
 func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *message.Message, reason string) error {
@@ -34,7 +41,19 @@ func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *messag
 			_ = ch.Close()
 			return fmt.Errorf("dead-letter confirm mode: %w", err)
 		}
-		d.ch = ch
+		// The client hands a basic.return to this channel before it resolves the
+		// publish's confirm (same frame order as the broker sent), so after the
+		// confirm a return is already waiting here. One publish at a time, so the
+		// buffer never fills (a full one would stall the connection's reader).
+		d.ch, d.returns = ch, ch.NotifyReturn(make(chan amqp.Return, 4))
+	}
+	// A return left over from an abandoned publish must not be taken for this one.
+	for drained := false; !drained; {
+		select {
+		case <-d.returns:
+		default:
+			drained = true
+		}
 	}
 	headers := amqp.Table{
 		rabbit.HeaderDeadLetterReason: reason,
@@ -43,7 +62,7 @@ func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *messag
 	if n := msg.Metadata.Get(amqpsub.MetaDeliveryCount); n != "" {
 		headers["x-original-delivery-count"] = n
 	}
-	conf, err := d.ch.PublishWithDeferredConfirmWithContext(ctx, rabbit.DeadLetterExchange, rabbit.DLQName(tenantID), false, false, amqp.Publishing{
+	conf, err := d.ch.PublishWithDeferredConfirmWithContext(ctx, rabbit.DeadLetterExchange, rabbit.DLQName(tenantID), true, false, amqp.Publishing{
 		Headers:      headers,
 		MessageId:    msg.Metadata.Get(amqpsub.MetaMessageID),
 		DeliveryMode: amqp.Persistent,
@@ -58,6 +77,18 @@ func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *messag
 	}
 	if !ok {
 		return errors.New("dead letter nacked by broker")
+	}
+	// mandatory=true: an unroutable copy is confirmed too, but returned first.
+	select {
+	case r, returned := <-d.returns:
+		if !returned {
+			return errors.New("dead-letter channel closed")
+		}
+		if err := d.declare(tenantID); err != nil {
+			return fmt.Errorf("%w (%s); declaring the tenant's queues again: %w", errUnroutable, r.ReplyText, err)
+		}
+		return fmt.Errorf("%w (%s); the tenant's queues were declared again", errUnroutable, r.ReplyText)
+	default:
 	}
 	return nil
 }

@@ -92,6 +92,15 @@ func (s *Service) declare(tenantID string) error {
 	return rabbit.DeclareTenant(ch, tenantID)
 }
 
+// declareIfLive declares a live tenant's topology again (a dead letter found its DLQ
+// missing); a deleted tenant's queues are not brought back.
+func (s *Service) declareIfLive(tenantID string) error {
+	if !s.state.Live(tenantID) {
+		return fmt.Errorf("tenant %s is not live", tenantID)
+	}
+	return s.declare(tenantID)
+}
+
 // report writes the running worker count for the query side when it changed.
 func (s *Service) report(ctx context.Context, p *pool) error {
 	n := len(p.active)
@@ -205,17 +214,22 @@ func (s *Service) remove(ctx context.Context, tenantID string, retiring []*worke
 	return nil
 }
 
-// sample records each live tenant's queue depth; a queue that vanished (deleted by
-// hand, broker data lost) sends the tenant back through set-up.
+// sample records each live tenant's queue depth; a queue or DLQ that vanished (deleted
+// by hand, broker data lost) sends the tenant back through set-up.
 func (s *Service) sample(insp *inspector) {
 	for id, p := range s.pools {
 		if !p.ready {
 			continue
 		}
 		q, err := insp.inspect(rabbit.QueueName(id))
+		if err == nil {
+			s.m.pending.WithLabelValues(id).Set(float64(q.Messages))
+			// Dead letters published while the DLQ is missing would be unroutable.
+			_, err = insp.inspect(rabbit.DLQName(id))
+		}
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
-			s.log.Warn("tenant queue missing, declaring it again", "tenant_id", id)
+			s.log.Warn("tenant queue or DLQ missing, declaring them again", "tenant_id", id)
 			p.ready = false
 			s.poke()
 			continue
@@ -223,7 +237,6 @@ func (s *Service) sample(insp *inspector) {
 		if err != nil {
 			return // broker away: try next tick
 		}
-		s.m.pending.WithLabelValues(id).Set(float64(q.Messages))
 	}
 }
 

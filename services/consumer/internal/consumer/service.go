@@ -93,7 +93,6 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		log:      d.Log,
 		m:        newMetrics(d.Registry),
 		state:    desired.New(),
-		dl:       &deadLetterer{conn: d.Rabbit},
 		wake:     make(chan struct{}, 1),
 		pools:    map[string]*pool{},
 		removals: map[string]*removal{},
@@ -102,6 +101,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		finished: make(chan struct{}),
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
+	s.dl = &deadLetterer{conn: d.Rabbit, declare: s.declareIfLive}
 	sources := make([]amqpsub.ChannelSource, cfg.Connections)
 	for i := range cfg.Connections {
 		c := rabbit.NewConn(d.URL, "consumer-workers-"+strconv.Itoa(i), d.Log)
