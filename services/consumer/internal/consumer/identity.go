@@ -6,8 +6,10 @@ import (
 	"github.com/google/uuid"
 )
 
-// MessageID is a message's stored identity (DESIGN.md 4.5): an AMQP message_id that
-// parses as a UUID is used as is; any other non-empty string maps to UUIDv5 in the
+// MessageID is a message's stored identity (DESIGN.md 4.5): an AMQP message_id that is
+// a UUID in its canonical 36-character form (8-4-4-4-12 hex digits) is used as is; any
+// other non-empty string (including the urn:uuid:, braced and 32-digit forms
+// uuid.Parse also accepts, which are different message ids) maps to UUIDv5 in the
 // tenant's namespace (the same string always gives the same id, and two tenants'
 // ids never collide); without one, a fresh UUIDv7 (time-ordered, index friendly).
 func MessageID(tenant uuid.UUID, amqpMessageID string) (uuid.UUID, error) {
@@ -18,8 +20,11 @@ func MessageID(tenant uuid.UUID, amqpMessageID string) (uuid.UUID, error) {
 		}
 		return id, nil
 	}
-	if id, err := uuid.Parse(amqpMessageID); err == nil {
-		return id, nil
+	if len(amqpMessageID) == 36 {
+		// At length 36 uuid.Parse accepts only the canonical form.
+		if id, err := uuid.Parse(amqpMessageID); err == nil {
+			return id, nil
+		}
 	}
 	return uuid.NewSHA1(tenant, []byte(amqpMessageID)), nil
 }

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -15,6 +16,19 @@ func TestMessageID(t *testing.T) {
 	got, err := MessageID(tenantA, given.String())
 	require.NoError(t, err)
 	require.Equal(t, given, got, "a UUID message_id is kept")
+
+	// Only the canonical form is kept: other spellings uuid.Parse accepts are other
+	// message ids, so they get their own v5 ids (and never collide with the canonical one).
+	for _, alt := range []string{
+		"urn:uuid:" + given.String(),
+		"{" + given.String() + "}",
+		strings.ReplaceAll(given.String(), "-", ""),
+	} {
+		got, err := MessageID(tenantA, alt)
+		require.NoError(t, err)
+		require.Equal(t, uuid.NewSHA1(tenantA, []byte(alt)), got, alt)
+		require.NotEqual(t, given, got, alt)
+	}
 
 	k1, err := MessageID(tenantA, "order-42")
 	require.NoError(t, err)
