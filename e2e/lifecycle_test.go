@@ -3,11 +3,14 @@
 package e2e
 
 import (
+	"context"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -107,4 +110,39 @@ func TestDatabaseDownAtStartRecovers(t *testing.T) {
 		code, _ := p.Terminate(t, 10*time.Second)
 		require.Equal(t, 0, code, p.Output())
 	}
+}
+
+// A request stuck in the database (here: a read behind a table lock another session
+// holds) cannot keep a stopping service alive past SHUTDOWN_TIMEOUT.
+func TestShutdownIsBoundedByTimeout(t *testing.T) {
+	env := Env(t)
+	code, out := Run(t, "command", env, "-migrate")
+	require.Equal(t, 0, code, out)
+	env["SHUTDOWN_TIMEOUT"] = "2s"
+	p := Start(t, "query", env)
+	p.WaitStatus(t, "/readyz", 200, 30*time.Second)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env["DATABASE_URL"])
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+
+	go func() {
+		if resp, err := http.Get(p.URL() + "/tenants"); err == nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&waiting)
+		return waiting > 0
+	}, 10*time.Second, 20*time.Millisecond, "the request waits on the lock")
+
+	_, took := p.Terminate(t, 5*time.Second)
+	require.Less(t, took, 3500*time.Millisecond, "exit within SHUTDOWN_TIMEOUT (2s) plus process teardown")
 }

@@ -111,23 +111,53 @@ func (a *App) Migrate(ctx context.Context) error {
 
 // Run runs the broker connection, the given components and the HTTP server until
 // SIGINT/SIGTERM, then stops them in reverse order: HTTP first (after /readyz turns
-// 503), then the components, then the broker connection and the pool.
+// 503 and SHUTDOWN_DRAIN_DELAY has passed), then the components, then the broker
+// connection and the database pool — all within SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
 	rabbitCtx, stopRabbit := context.WithCancel(context.WithoutCancel(ctx))
-	all := []lifecycle.Component{{
-		Name: "rabbitmq",
-		Run:  func(context.Context) error { return a.Rabbit.Run(rabbitCtx) },
-		Stop: func(context.Context) error { stopRabbit(); return nil },
-	}}
+	defer stopRabbit()
+	all := []lifecycle.Component{
+		{
+			Name: "postgres",
+			Run:  func(context.Context) error { return nil },
+			Stop: a.closeDatabase,
+		},
+		{
+			Name: "rabbitmq",
+			Run:  func(context.Context) error { return a.Rabbit.Run(rabbitCtx) },
+			Stop: func(context.Context) error { stopRabbit(); return nil },
+		},
+	}
 	all = append(all, comps...)
 	all = append(all, lifecycle.Component{Name: "http", Run: a.HTTP.Run, Stop: a.HTTP.Stop})
-	err := lifecycle.Runner{Log: a.Log, Timeout: a.Config.ShutdownTimeout, BeforeStop: a.Ready.SetDraining}.Run(ctx, all...)
-	stopRabbit()
-	_ = a.DB.Close()
-	a.Pool.Close()
-	if err != nil {
+	runner := lifecycle.Runner{
+		Log:        a.Log,
+		Timeout:    a.Config.ShutdownTimeout,
+		DrainDelay: a.Config.ShutdownDrainDelay,
+		BeforeStop: a.Ready.SetDraining,
+	}
+	if err := runner.Run(ctx, all...); err != nil {
 		return err
 	}
 	a.Log.Info("stopped cleanly")
 	return nil
+}
+
+// closeDatabase closes the pool within the shutdown deadline. pgxpool.Close waits for
+// every acquired connection to be released, so a query stuck behind a lock would
+// otherwise hold the process past SHUTDOWN_TIMEOUT; past the deadline the process exits
+// and the server drops the connections.
+func (a *App) closeDatabase(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		_ = a.DB.Close()
+		a.Pool.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close database pool: %w", ctx.Err())
+	}
 }

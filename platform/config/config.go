@@ -28,9 +28,13 @@ type Base struct {
 	JWTAudience     string        `env:"JWT_AUDIENCE"`
 	CursorSecret    string        `env:"CURSOR_SECRET"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
-	MaxMessageBytes int           `env:"MAX_MESSAGE_BYTES" envDefault:"262144"`
+	// ShutdownDrainDelay keeps serving (not ready) this long after SIGTERM before the
+	// listener closes; part of SHUTDOWN_TIMEOUT. 0 where the platform already stops routing
+	// first (Kubernetes endpoint removal plus a preStop sleep).
+	ShutdownDrainDelay time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0s"`
+	LogLevel           string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat          string        `env:"LOG_FORMAT" envDefault:"text"`
+	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" envDefault:"262144"`
 }
 
 // Validator is implemented by service configs that check more than Base.
@@ -134,6 +138,9 @@ func (b *Base) Validate() error {
 	}
 	if b.ShutdownTimeout <= 0 {
 		return fmt.Errorf("SHUTDOWN_TIMEOUT: must be positive, got %s", b.ShutdownTimeout)
+	}
+	if b.ShutdownDrainDelay < 0 || b.ShutdownDrainDelay >= b.ShutdownTimeout {
+		return fmt.Errorf("SHUTDOWN_DRAIN_DELAY: must be at least 0 and less than SHUTDOWN_TIMEOUT (%s), got %s", b.ShutdownTimeout, b.ShutdownDrainDelay)
 	}
 	if b.MaxMessageBytes < 1 {
 		return fmt.Errorf("MAX_MESSAGE_BYTES: must be positive, got %d", b.MaxMessageBytes)

@@ -29,6 +29,9 @@ type Runner struct {
 	Timeout time.Duration
 	// BeforeStop runs first on shutdown (e.g. mark the service not-ready).
 	BeforeStop func()
+	// DrainDelay is how long to keep serving after BeforeStop, so load balancers that
+	// poll readiness see the service go not-ready before its listener closes.
+	DrainDelay time.Duration
 }
 
 // Run starts every component and waits for SIGINT/SIGTERM, ctx cancellation or the
@@ -68,6 +71,12 @@ func (r Runner) Run(ctx context.Context, comps ...Component) error {
 	defer cancelStop()
 	if r.BeforeStop != nil {
 		r.BeforeStop()
+	}
+	if r.DrainDelay > 0 {
+		select {
+		case <-time.After(r.DrainDelay):
+		case <-stopCtx.Done():
+		}
 	}
 	var stopErrs []error
 	for i := len(comps) - 1; i >= 0; i-- {

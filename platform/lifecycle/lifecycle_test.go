@@ -76,3 +76,19 @@ func TestStopOverrunIsReported(t *testing.T) {
 	require.Error(t, err)
 	require.Less(t, time.Since(start), 5*time.Second, "shutdown must be bounded by the timeout")
 }
+
+func TestDrainDelayKeepsServingNotReady(t *testing.T) {
+	var order []string
+	var mu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	var drainedAt time.Time
+	done := make(chan error)
+	go func() {
+		done <- Runner{Log: quiet(), Timeout: 5 * time.Second, DrainDelay: 200 * time.Millisecond,
+			BeforeStop: func() { drainedAt = time.Now() }}.Run(ctx, blocker("a", &order, &mu))
+	}()
+	cancel()
+	require.NoError(t, <-done)
+	require.GreaterOrEqual(t, time.Since(drainedAt), 200*time.Millisecond, "components stop only after the drain delay")
+	require.Equal(t, []string{"a"}, order)
+}

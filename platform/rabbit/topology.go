@@ -1,7 +1,6 @@
 package rabbit
 
 import (
-	"errors"
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -53,14 +52,11 @@ func DeclareTenant(ch *amqp.Channel, tenantID string) error {
 	return nil
 }
 
-// DeleteTenant deletes the tenant's work queue and DLQ. Missing queues are not an error.
+// DeleteTenant deletes the tenant's work queue and DLQ. Deleting a missing queue
+// succeeds in RabbitMQ, so this is idempotent.
 func DeleteTenant(ch *amqp.Channel, tenantID string) error {
 	for _, q := range []string{QueueName(tenantID), DLQName(tenantID)} {
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			var amqpErr *amqp.Error
-			if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
-				return nil
-			}
 			return fmt.Errorf("delete %s: %w", q, err)
 		}
 	}
