@@ -267,7 +267,7 @@ func (s *Service) deadLetter(ctx context.Context, tenantID string, msg *message.
 func (s *Service) ensurePartitionIfLive(ctx context.Context, tenantID string) error {
 	t, ok := s.state.Get(tenantID)
 	if !ok || t.Deleted {
-		return fmt.Errorf("tenant %s is not live", tenantID)
+		return fmt.Errorf("%w: tenant %s is not live", store.ErrNoPartition, tenantID)
 	}
 	return messages.EnsurePartition(ctx, s.d.Pool, tenantID)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,7 +42,9 @@ type Config struct {
 	Pool *pgxpool.Pool
 	Log  *slog.Logger
 	// EnsurePartition is called when an insert hits a missing partition (SQLSTATE
-	// 23514). It creates the partition if the tenant is live, or returns an error.
+	// 23514). It creates the partition if the tenant is live, or returns an error
+	// wrapping ErrNoPartition if the tenant may not have one. Any other error is taken
+	// as transient: the rows stay in the batch and are retried in place.
 	EnsurePartition func(ctx context.Context, tenantID string) error
 	// MaxBatch caps the rows per transaction (default 1000).
 	MaxBatch int
@@ -74,6 +77,8 @@ func (it item) answer(r Result)   { it.req.res[it.i] = r }
 type Writer struct {
 	cfg  Config
 	reqs chan *request
+	// inserts counts insert round trips (tests check isolate's cost with it).
+	inserts atomic.Int64
 }
 
 // New returns a Writer.
@@ -201,16 +206,20 @@ func (w *Writer) flush(ctx context.Context, batch []item) {
 		switch {
 		case isCode(err, "23514") && partitionFixes < 3:
 			// A tenant in the batch has no partition. Ensure each tenant's partition;
-			// rows of tenants that may not have one are answered and dropped from the batch.
-			partitionFixes++
-			pending = w.fixPartitions(ctx, pending, err)
-			continue
+			// rows of tenants that may not have one are answered and dropped from the
+			// batch. A transient failure doing so is retried like any other.
+			var fixErr error
+			if pending, fixErr = w.fixPartitions(ctx, pending, err); fixErr == nil {
+				partitionFixes++
+				continue
+			}
+			err = fixErr
 		case isCode(err, "23514"):
 			w.cfg.Log.Error("insert keeps failing on a missing partition", "err", err)
-			pending = w.isolate(ctx, pending)
+			pending = pending[w.isolate(ctx, pending, err):]
 			continue
 		case isDataError(err):
-			pending = w.isolate(ctx, pending)
+			pending = pending[w.isolate(ctx, pending, err):]
 			continue
 		}
 		if ctx.Err() != nil {
@@ -236,60 +245,85 @@ func (w *Writer) insert(ctx context.Context, items []item) ([]bool, error) {
 	}
 	// One statement in autocommit is its own transaction: no BEGIN/COMMIT round trips.
 	// Its result is read through ReadyForQuery, so a failed commit is an error here.
+	w.inserts.Add(1)
 	return messages.Insert(ctx, w.cfg.Pool, rows)
 }
 
 // fixPartitions ensures the partition of every tenant in items and returns the items
-// still to insert; items of tenants that cannot get a partition are answered.
-func (w *Writer) fixPartitions(ctx context.Context, items []item, cause error) []item {
-	failed := map[uuid.UUID]error{}
+// still to insert; items of tenants that may not get a partition are answered. A
+// transient error (looking the partition up or creating it) is returned with every
+// item still pending, for the caller's in-place retry: it must never requeue them.
+func (w *Writer) fixPartitions(ctx context.Context, items []item, cause error) ([]item, error) {
+	refused := map[uuid.UUID]error{}
+	seen := map[uuid.UUID]bool{}
 	for _, it := range items {
 		tenant := it.row().TenantID
-		if _, seen := failed[tenant]; seen {
+		if seen[tenant] {
 			continue
 		}
+		seen[tenant] = true
 		ok, err := messages.PartitionExists(ctx, w.cfg.Pool, tenant.String())
-		if err == nil && ok {
-			failed[tenant] = nil
+		if err != nil {
+			return items, err
+		}
+		if ok {
 			continue
 		}
-		if err == nil {
-			err = w.cfg.EnsurePartition(ctx, tenant.String())
-		}
-		failed[tenant] = err
-		if err != nil {
+		err = w.cfg.EnsurePartition(ctx, tenant.String())
+		switch {
+		case errors.Is(err, ErrNoPartition):
+			refused[tenant] = err
 			w.cfg.Log.Warn("tenant partition missing", "tenant_id", tenant, "err", err, "cause", cause)
+		case err != nil:
+			return items, fmt.Errorf("ensure partition of tenant %s: %w", tenant, err)
 		}
 	}
 	keep := items[:0:0]
 	for _, it := range items {
-		if err := failed[it.row().TenantID]; err != nil {
-			it.answer(Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)})
+		if err := refused[it.row().TenantID]; err != nil {
+			it.answer(Result{Err: err})
 			continue
 		}
 		keep = append(keep, it)
 	}
-	return keep
+	return keep, nil
 }
 
-// isolate inserts rows one by one to find the ones Postgres refuses; those are
-// answered with an error, the rest with their outcome. Transient failures leave the
-// remaining rows for the caller's retry loop.
-func (w *Writer) isolate(ctx context.Context, items []item) []item {
-	for i, it := range items {
-		inserted, err := w.insert(ctx, items[i:i+1])
+// isolate finds the rows Postgres refuses in items, whose insert as a whole failed
+// with err (a row error), by bisection: one bad row among n costs about 2*log2(n)
+// round trips. Refused rows are answered with an error, the rest with their outcome.
+// It returns how many items (a prefix) are answered; after a transient failure the
+// rest is left for the caller's retry loop.
+func (w *Writer) isolate(ctx context.Context, items []item, err error) int {
+	if len(items) == 1 {
+		if isCode(err, "23514") {
+			items[0].answer(Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)})
+		} else {
+			items[0].answer(Result{Err: fmt.Errorf("%w: %w", ErrInvalidRow, err)})
+		}
+		return 1
+	}
+	mid := len(items) / 2
+	done := 0
+	for _, half := range [][]item{items[:mid], items[mid:]} {
+		inserted, err := w.insert(ctx, half)
 		switch {
 		case err == nil:
-			it.answer(Result{Inserted: inserted[0]})
-		case isCode(err, "23514"):
-			it.answer(Result{Err: fmt.Errorf("%w: %w", ErrNoPartition, err)})
-		case isDataError(err):
-			it.answer(Result{Err: fmt.Errorf("%w: %w", ErrInvalidRow, err)})
+			for i, it := range half {
+				it.answer(Result{Inserted: inserted[i]})
+			}
+			done += len(half)
+		case isCode(err, "23514") || isDataError(err):
+			n := w.isolate(ctx, half, err)
+			done += n
+			if n < len(half) {
+				return done
+			}
 		default:
-			return items[i:]
+			return done
 		}
 	}
-	return nil
+	return done
 }
 
 func isCode(err error, code string) bool {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestStoreBatchAnswersEveryRow(t *testing.T) {
 		EnsurePartition: func(ctx context.Context, tenantID string) error {
 			ensured.Store(tenantID, true)
 			if tenantID == gone.String() {
-				return errors.New("tenant is deleted")
+				return fmt.Errorf("%w: tenant is deleted", ErrNoPartition)
 			}
 			return messages.EnsurePartition(ctx, db.Pool, tenantID)
 		},
@@ -94,4 +95,72 @@ func TestStoreBatchGivesUpWithCtx(t *testing.T) {
 	for _, r := range res {
 		require.ErrorIs(t, r.Err, context.DeadlineExceeded)
 	}
+}
+
+// runWriter runs w until the test ends.
+func runWriter(t *testing.T, w *Writer) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
+// A transient failure while repairing a missing partition is retried in place: the
+// row is stored, never refused (which would requeue the delivery).
+func TestPartitionRepairRetriesTransientErrors(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	late := uuid.New()
+	var calls, retries atomic.Int64
+	w := New(Config{
+		Pool:     db.Pool,
+		Flushers: 1,
+		EnsurePartition: func(ctx context.Context, tenantID string) error {
+			if calls.Add(1) <= 2 {
+				return errors.New("connection reset by peer")
+			}
+			return messages.EnsurePartition(ctx, db.Pool, tenantID)
+		},
+		OnRetry: func(error) { retries.Add(1) },
+	})
+	runWriter(t, w)
+
+	res := w.Store(ctx, row(late, `{"n":1}`))
+	require.NoError(t, res.Err)
+	require.True(t, res.Inserted)
+	require.EqualValues(t, 3, calls.Load())
+	require.GreaterOrEqual(t, retries.Load(), int64(2))
+}
+
+// One row jsonb refuses among 1000 is found by bisection, not one row per round trip.
+func TestIsolateBisects(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	tenant := uuid.New()
+	require.NoError(t, messages.EnsurePartition(ctx, db.Pool, tenant.String()))
+	w := New(Config{Pool: db.Pool, Flushers: 1, MaxBatch: 1000})
+	runWriter(t, w)
+
+	const n, bad = 1000, 637
+	rows := make([]messages.Row, n)
+	for i := range rows {
+		rows[i] = row(tenant, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	rows[bad] = row(tenant, `{"bad":"\u0000"}`)
+	res := w.StoreBatch(ctx, rows)
+	for i, r := range res {
+		if i == bad {
+			require.ErrorIs(t, r.Err, ErrInvalidRow)
+			continue
+		}
+		require.Equal(t, Result{Inserted: true}, r, "row %d", i)
+	}
+	var stored int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM messages`).Scan(&stored))
+	require.Equal(t, n-1, stored)
+	// The whole batch, then two halves per level down to the bad row.
+	require.LessOrEqual(t, w.inserts.Load(), int64(1+2*10))
+	t.Logf("%d round trips to isolate one bad row in %d", w.inserts.Load(), n)
 }
