@@ -93,6 +93,7 @@ func main() {
 		Log:        a.Log.With("component", "tenants-projection"),
 		Metrics:    projector.NewMetrics(a.Registry),
 	})
+	a.Ready.Add("tenants-projection", proj.Ready)
 	// Authentication sits in front of every route except probes, metrics and docs; with
 	// JWT_SECRET unset every request passes as admin. A tenant principal reads only its
 	// own tenant (others get the unknown tenant's 404).

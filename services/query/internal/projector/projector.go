@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -77,6 +78,7 @@ type Projector struct {
 	opts     Options
 	stopOnce sync.Once
 	stopping chan struct{}
+	live     atomic.Bool // the event subscription is open
 }
 
 // New builds a projector; Run starts it.
@@ -121,6 +123,8 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	p.live.Store(true)
+	defer p.live.Store(false)
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,6 +136,15 @@ func (p *Projector) Run(ctx context.Context) error {
 			p.handle(ctx, msg)
 		}
 	}
+}
+
+// Ready backs /readyz: a query service whose projection is not following the events
+// would serve a read model that silently stops changing.
+func (p *Projector) Ready(context.Context) error {
+	if !p.live.Load() {
+		return errors.New("tenants projection is not subscribed to the event stream")
+	}
+	return nil
 }
 
 // Stop ends Run. The event being applied, if any, finishes; the subscriber is closed,

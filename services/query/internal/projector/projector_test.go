@@ -126,7 +126,8 @@ func TestLiveProjectionAndLag(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	ids := b.seed(t)
-	_, reg := b.startProjector(t)
+	p, reg := b.startProjector(t)
+	require.Eventually(t, func() bool { return p.Ready(ctx) == nil }, 5*time.Second, 10*time.Millisecond, "ready once subscribed")
 	head, err := b.store.Head(ctx)
 	require.NoError(t, err)
 
@@ -207,6 +208,11 @@ func counterValue(t *testing.T, reg *prometheus.Registry, outcome string) float6
 		}
 	}
 	return 0
+}
+
+func TestNotReadyBeforeSubscribed(t *testing.T) {
+	p := projector.New(projector.Options{})
+	require.Error(t, p.Ready(context.Background()))
 }
 
 func TestLagCountsUnappliedEvents(t *testing.T) {
