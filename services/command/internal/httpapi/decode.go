@@ -10,6 +10,7 @@ import (
 	"mime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -32,6 +33,11 @@ func requireJSON(c *fiber.Ctx) error {
 func decodeBody(c *fiber.Ctx, dst any) error {
 	if err := requireJSON(c); err != nil {
 		return err
+	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD (a tenant name the
+	// client never sent); RFC 8259 JSON is UTF-8, so such a body is malformed.
+	if !utf8.Valid(c.Body()) {
+		return httpserver.BadRequest("malformed_json", "request body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(c.Body()))
 	dec.DisallowUnknownFields()

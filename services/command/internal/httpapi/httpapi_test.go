@@ -189,6 +189,7 @@ func TestCreateTenantBadInput(t *testing.T) {
 		field       string
 	}{
 		{"malformed JSON", "application/json", `{"name":`, 400, ""},
+		{"invalid UTF-8 name", "application/json", "{\"name\":\"a\xffb\"}", 400, ""},
 		{"trailing garbage", "application/json", `{"name":"a"} x`, 400, ""},
 		{"empty body", "application/json", ``, 400, ""},
 		{"not JSON content type", "text/plain", `{"name":"a"}`, 415, ""},
