@@ -21,6 +21,10 @@ import (
 // ErrConcurrency means another command appended to the stream at the same version first.
 var ErrConcurrency = errors.New("stream version conflict")
 
+// ErrCommitUnknown means the commit failed in a way that does not say whether it took
+// effect (e.g. the connection dropped during COMMIT): callers must not undo side effects.
+var ErrCommitUnknown = errors.New("append commit outcome unknown")
+
 // Metadata keys on published watermill messages.
 const (
 	MetaEventType     = "event_type"
@@ -110,7 +114,7 @@ func (s *Store) Append(ctx context.Context, envs []events.Envelope, extra func(c
 		if postgres.IsUniqueViolation(err, "event_store_stream_id_version_key") {
 			return nil, ErrConcurrency
 		}
-		return nil, fmt.Errorf("commit append: %w", err)
+		return nil, fmt.Errorf("commit append: %w: %w", ErrCommitUnknown, err)
 	}
 	return positions, nil
 }

@@ -94,7 +94,11 @@ func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *i
 		return nil
 	})
 	if err != nil {
-		s.dropQueues(ctx, id)
+		// After an unknown commit outcome the tenant may exist: keep its queues (the
+		// consumer declares them again anyway when it sees the event).
+		if !errors.Is(err, eventstore.ErrCommitUnknown) {
+			s.dropQueues(ctx, id)
+		}
 		return State{}, fmt.Errorf("create tenant %s: %w", id, err)
 	}
 	return State{}.Apply(1, ev).withID(id), nil
