@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -23,6 +24,20 @@ type worker struct {
 	stopConsuming context.CancelFunc // basic.cancel; in-flight messages still finish
 	giveUp        context.CancelFunc // handlers stop waiting for commits
 	done          chan struct{}
+	// consuming is true while the worker's consumer is registered with the broker
+	// (tenant_workers reports these, not the workers merely trying to subscribe).
+	consuming atomic.Bool
+}
+
+// consuming counts the pool's workers whose consumer is registered.
+func (p *pool) consuming() int {
+	n := 0
+	for _, w := range p.active {
+		if w.consuming.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // pool is one tenant's workers. Only the reconciler (and shutdown) touch it.
@@ -82,14 +97,14 @@ func (s *Service) startWorker(p *pool) *worker {
 		defer s.workers.Done()
 		defer close(w.done)
 		defer giveUp()
-		s.runWorker(consumeCtx, handleCtx, p.tenantID, p.uuid)
+		s.runWorker(consumeCtx, handleCtx, w, p.tenantID, p.uuid)
 	}()
 	return w
 }
 
 // runWorker keeps one consumer on the tenant's queue until consumeCtx ends,
 // subscribing again (with backoff) when the channel or connection is lost.
-func (s *Service) runWorker(consumeCtx, handleCtx context.Context, tenantID string, tenant uuid.UUID) {
+func (s *Service) runWorker(consumeCtx, handleCtx context.Context, w *worker, tenantID string, tenant uuid.UUID) {
 	queue := rabbit.QueueName(tenantID)
 	t := s.newTenantHandler(tenantID, tenant)
 	backoff := 100 * time.Millisecond
@@ -107,12 +122,17 @@ func (s *Service) runWorker(consumeCtx, handleCtx context.Context, tenantID stri
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		// Poke the reconciler so the report follows the consumer count promptly.
+		w.consuming.Store(true)
+		s.poke()
 		// The subscription closes its output only after every emitted message was
 		// settled, so when this loop ends the handlers are done or abandoned.
 		for msg := range msgs {
 			batch := collect(msg, msgs, s.cfg.MaxBatch)
 			go t.handle(handleCtx, batch)
 		}
+		w.consuming.Store(false)
+		s.poke()
 	}
 }
 

@@ -101,9 +101,10 @@ func (s *Service) declareIfLive(tenantID string) error {
 	return s.declare(tenantID)
 }
 
-// report writes the running worker count for the query side when it changed.
+// report writes the count of workers actually consuming for the query side when it
+// changed (while the broker is away that is fewer than desired).
 func (s *Service) report(ctx context.Context, p *pool) error {
-	n := len(p.active)
+	n := p.consuming()
 	if p.reported == n {
 		return nil
 	}
