@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/multitenant/mtm/platform/amqptest"
@@ -91,6 +92,18 @@ type Proc struct {
 func Env(t *testing.T) map[string]string {
 	t.Helper()
 	db := pgtest.New(t)
+	// Registered before the services start, so it runs after they are gone: delete the
+	// queues of every tenant the test created (a running consumer would re-declare them).
+	t.Cleanup(func() {
+		rows, err := db.Pool.Query(context.Background(), `SELECT DISTINCT stream_id::text FROM event_store`)
+		if err != nil {
+			return
+		}
+		ids, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, id := range ids {
+			amqptest.DeleteTenant(t, id)
+		}
+	})
 	return map[string]string{
 		"DATABASE_URL":     db.URL,
 		"RABBITMQ_URL":     amqptest.URL(t),

@@ -110,22 +110,32 @@ func Dial(t testing.TB) *amqp.Connection {
 }
 
 // CleanupTenant deletes the tenant's queues when the test ends (tests use fresh UUIDs,
-// so queue names never collide between tests).
+// so queue names never collide between tests). Cleanups run last-registered first: a
+// service still running then may declare the queues again, so tests that run services
+// should also call DeleteTenant from a cleanup registered before the service starts.
 func CleanupTenant(t testing.TB, tenantID string) {
 	t.Helper()
-	u := URL(t)
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(u)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		_ = rabbit.DeleteTenant(ch, tenantID)
-	})
+	t.Cleanup(func() { DeleteTenant(t, tenantID) })
+}
+
+// DeleteTenant deletes the tenant's queues now (best effort: a test's leftovers must not
+// fail it, but they must not pile up on a shared broker either).
+func DeleteTenant(t testing.TB, tenantID string) {
+	t.Helper()
+	conn, err := amqp.DialConfig(URL(t), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+	if err != nil {
+		t.Logf("amqptest: delete queues of %s: %v", tenantID, err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Logf("amqptest: delete queues of %s: %v", tenantID, err)
+		return
+	}
+	if err := rabbit.DeleteTenant(ch, tenantID); err != nil {
+		t.Logf("amqptest: delete queues of %s: %v", tenantID, err)
+	}
 }
 
 // Inspect returns the queue's message and consumer counts, or an error if it does not exist.
