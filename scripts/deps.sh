@@ -11,6 +11,16 @@ MQ_PORT=${MQ_PORT:-5672}
 
 up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# amqp_answers: the broker completes the first step of the AMQP handshake (an open port
+# alone is not enough: a wedged broker accepts connections and never answers).
+amqp_answers() {
+	(
+		exec 3<>"/dev/tcp/$1/$2" || exit 1
+		printf 'AMQP\x00\x00\x09\x01' >&3
+		[ "$(timeout 10 head -c 1 <&3 | od -An -tu1 | tr -d ' ')" = "1" ]
+	) 2>/dev/null
+}
+
 wait_up() { # name host port seconds
 	for _ in $(seq 1 "$4"); do
 		up "$2" "$3" && return 0
@@ -48,5 +58,16 @@ if ! up "$MQ_HOST" "$MQ_PORT"; then
 		exit 1
 	fi
 	wait_up RabbitMQ "$MQ_HOST" "$MQ_PORT" 120
+fi
+if ! amqp_answers "$MQ_HOST" "$MQ_PORT"; then
+	if command -v rabbitmq-server >/dev/null && pgrep -u rabbitmq beam.smp >/dev/null; then
+		echo "deps: RabbitMQ accepts connections but does not answer the AMQP handshake; restarting the local broker" >&2
+		pkill -KILL -u rabbitmq beam.smp || true
+		sleep 2
+		rabbitmq-server -detached || true
+		wait_up RabbitMQ "$MQ_HOST" "$MQ_PORT" 120
+		for _ in $(seq 1 60); do amqp_answers "$MQ_HOST" "$MQ_PORT" && break; sleep 1; done
+	fi
+	amqp_answers "$MQ_HOST" "$MQ_PORT" || { echo "deps: RabbitMQ on $MQ_HOST:$MQ_PORT does not answer AMQP" >&2; exit 1; }
 fi
 echo "deps: PostgreSQL $PG_HOST:$PG_PORT and RabbitMQ $MQ_HOST:$MQ_PORT are up"
