@@ -7,6 +7,7 @@
 package amqptest
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/dockertest/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -116,6 +119,29 @@ func Dial(t testing.TB) *amqp.Connection {
 func CleanupTenant(t testing.TB, tenantID string) {
 	t.Helper()
 	t.Cleanup(func() { DeleteTenant(t, tenantID) })
+}
+
+// CleanupEventStoreTenants deletes, when the test ends, the queues of every tenant in
+// the event store of pool's database. Register it before starting services (cleanups run
+// last-registered first) so it runs after they stopped: a running consumer would
+// declare the queues of live tenants again.
+func CleanupEventStoreTenants(t testing.TB, pool *pgxpool.Pool) {
+	t.Helper()
+	t.Cleanup(func() {
+		rows, err := pool.Query(context.Background(), `SELECT DISTINCT stream_id::text FROM event_store`)
+		if err != nil {
+			t.Logf("amqptest: list tenants: %v", err)
+			return
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Logf("amqptest: list tenants: %v", err)
+			return
+		}
+		for _, id := range ids {
+			DeleteTenant(t, id)
+		}
+	})
 }
 
 // DeleteTenant deletes the tenant's queues now (best effort: a test's leftovers must not

@@ -6,14 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,14 +22,9 @@ import (
 	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/pgtest"
 	"github.com/multitenant/mtm/platform/postgres"
+	"github.com/multitenant/mtm/platform/proctest"
 	"github.com/multitenant/mtm/platform/rabbit"
 )
-
-// proc is one run of the consumer binary.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-}
 
 // TestSIGKILLStoresEveryMessageOnce publishes 5,000 messages over 5 tenants, kills the
 // consumer with SIGKILL twice while it works, restarts it, and checks every message is
@@ -49,10 +39,8 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 	conn := amqptest.Dial(t)
 
 	dir := t.TempDir()
+	require.NoError(t, proctest.Build(dir, "."), "build consumer")
 	bin := filepath.Join(dir, "consumer")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run(), "build consumer")
 
 	// Registered before the process cleanup, so the consumer is killed before its
 	// queues are deleted.
@@ -61,44 +49,18 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 		ids[i] = uuid.NewString()
 		amqptest.CleanupTenant(t, ids[i])
 	}
-	addr := freeAddr(t)
-	logFile, err := os.Create(filepath.Join(dir, "consumer.log"))
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var current *proc
+	addr := proctest.FreeAddr(t)
+	env := map[string]string{
+		"DATABASE_URL": db.URL, "RABBITMQ_URL": amqptest.URL(t),
+		"LOG_LEVEL": "warn", "SHUTDOWN_TIMEOUT": "10s", "CONFIG_FILE": "",
+	}
+	// Every run reuses the address; each Proc logs its output if the test fails.
+	var current *proctest.Proc
 	start := func() {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(),
-			"DATABASE_URL="+db.URL, "RABBITMQ_URL="+amqptest.URL(t), "HTTP_ADDR="+addr,
-			"LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=10s", "CONFIG_FILE=")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		require.NoError(t, cmd.Start())
-		p := &proc{cmd: cmd, done: make(chan error, 1)}
-		go func() { p.done <- cmd.Wait() }()
-		mu.Lock()
-		current = p
-		mu.Unlock()
-		waitReady(t, addr, p)
+		current = proctest.Start(t, bin, addr, env)
+		current.WaitStatus(t, "/readyz", http.StatusOK, 20*time.Second)
 	}
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if current != nil && current.cmd.ProcessState == nil {
-			_ = current.cmd.Process.Kill()
-			<-current.done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("consumer log:\n%s", b)
-		}
-	})
-	kill := func() {
-		mu.Lock()
-		p := current
-		mu.Unlock()
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-		<-p.done
-	}
+	kill := func() { current.Kill(t) }
 
 	start()
 	for i := range ids {
@@ -161,18 +123,10 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond, "metrics exposed")
 
 	// Graceful shutdown exits 0.
-	mu.Lock()
-	p := current
-	mu.Unlock()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-p.done:
-		require.NoError(t, err, "exit status after SIGTERM")
-	case <-time.After(15 * time.Second):
-		t.Fatal("consumer did not exit within SHUTDOWN_TIMEOUT after SIGTERM")
-	}
+	code, _ := current.Terminate(t, 15*time.Second)
+	require.Equal(t, 0, code, "exit status after SIGTERM")
 	// Queues survive shutdown.
-	_, err = amqptest.Inspect(t, conn, rabbit.QueueName(ids[0]))
+	_, err := amqptest.Inspect(t, conn, rabbit.QueueName(ids[0]))
 	require.NoError(t, err)
 }
 
@@ -213,34 +167,6 @@ func publishAll(conn *amqp.Connection, ids []string, perTenant int) error {
 		}
 	}
 	return nil
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, addr string, p *proc) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-p.done:
-			t.Fatalf("consumer exited during start: %v", err)
-		default:
-		}
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("consumer never became ready")
 }
 
 func httpGet(t *testing.T, url string) string {

@@ -3,19 +3,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +22,7 @@ import (
 	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/pgtest"
 	"github.com/multitenant/mtm/platform/postgres"
+	"github.com/multitenant/mtm/platform/proctest"
 )
 
 // bin is the query binary built once for these tests: they exercise main's wiring
@@ -41,43 +36,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "query")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build query:", err)
+	if err := proctest.Build(dir, "."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func command(env map[string]string, args ...string) (*exec.Cmd, *lockedBuffer) {
-	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	return cmd, out
 }
 
 func appendEvent(t *testing.T, store *eventstore.Store, id uuid.UUID, version int, e events.Event) {
@@ -86,15 +51,6 @@ func appendEvent(t *testing.T, store *eventstore.Store, id uuid.UUID, version in
 	require.NoError(t, err)
 	_, err = store.Append(context.Background(), []events.Envelope{env}, nil)
 	require.NoError(t, err)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -130,20 +86,18 @@ func TestReplayFlag(t *testing.T) {
 		return s
 	}
 	for range 2 {
-		cmd, out := command(env, "-replay")
-		require.NoError(t, cmd.Run(), out.String())
-		require.Contains(t, out.String(), "replay done")
+		code, out := proctest.Run(t, bin, env, "-replay")
+		require.Equal(t, 0, code, out)
+		require.Contains(t, out, "replay done")
 	}
 	got := dump()
 	require.Contains(t, got, a.String()+"|a|active|6|2|")
 	require.Contains(t, got, b.String()+"|b|deleted|3|2|")
 	require.True(t, strings.HasSuffix(got, "#4"), got)
 
-	cmd, out := command(map[string]string{"DATABASE_URL": db.URL, "REPLAY_BATCH": "0"}, "-replay")
-	err := cmd.Run()
-	var exit *exec.ExitError
-	require.True(t, errors.As(err, &exit), "bad config must fail: %v", err)
-	require.Contains(t, out.String(), "REPLAY_BATCH")
+	code, out := proctest.Run(t, bin, map[string]string{"DATABASE_URL": db.URL, "REPLAY_BATCH": "0"}, "-replay")
+	require.NotEqual(t, 0, code, "bad config must fail: %s", out)
+	require.Contains(t, out, "REPLAY_BATCH")
 	require.Equal(t, got, dump(), "a failed start changes nothing")
 }
 
@@ -153,24 +107,15 @@ func TestServe(t *testing.T) {
 	sqlDB := postgres.OpenDB(db.Pool)
 	t.Cleanup(func() { _ = sqlDB.Close() })
 	store := eventstore.New(sqlDB, watermill.NopLogger{})
-	addr := freeAddr(t)
-	base := "http://" + addr
-	cmd, out := command(map[string]string{
+	p := proctest.Start(t, bin, "", map[string]string{
 		"DATABASE_URL":     db.URL,
 		"RABBITMQ_URL":     amqptest.URL(t),
-		"HTTP_ADDR":        addr,
 		"CURSOR_SECRET":    "serve-test",
 		"SHUTDOWN_TIMEOUT": "10s",
 	})
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	base := p.URL()
 	require.Eventually(t, func() bool { s, _ := get(t, base+"/readyz"); return s == http.StatusOK },
-		15*time.Second, 50*time.Millisecond, "ready; output:\n%s", out)
+		15*time.Second, 50*time.Millisecond, "ready; output:\n%s", p.Output())
 
 	// A tenant created in the event store shows up through the projection.
 	id := uuid.New()
@@ -208,12 +153,6 @@ func TestServe(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, body, `http_request_duration_seconds_count{method="GET",route="/tenants/:id",status="200"}`)
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "clean exit on SIGTERM; output:\n%s", out)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no exit after SIGTERM; output:\n%s", out)
-	}
-	exited <- nil // for the cleanup
+	code, _ := p.Terminate(t, 15*time.Second)
+	require.Equal(t, 0, code, "clean exit on SIGTERM; output:\n%s", p.Output())
 }

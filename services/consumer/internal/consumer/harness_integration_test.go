@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
@@ -41,18 +40,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := pgtest.New(t)
-	// Registered before any service starts, so it runs after they stopped: a running
-	// consumer would declare the queues of live tenants again.
-	t.Cleanup(func() {
-		rows, err := db.Pool.Query(context.Background(), `SELECT DISTINCT stream_id::text FROM event_store`)
-		if err != nil {
-			return
-		}
-		ids, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-		for _, id := range ids {
-			amqptest.DeleteTenant(t, id)
-		}
-	})
+	amqptest.CleanupEventStoreTenants(t, db.Pool) // before any service starts: runs after they stopped
 	return &env{t: t, db: db, es: eventstore.New(postgres.OpenDB(db.Pool), watermill.NopLogger{}), amqp: amqptest.Dial(t)}
 }
 
