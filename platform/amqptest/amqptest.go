@@ -8,16 +8,12 @@ package amqptest
 
 import (
 	"context"
-	"fmt"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/ory/dockertest/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/multitenant/mtm/platform/internal/dockerhost"
@@ -43,47 +39,15 @@ func URL(t testing.TB) string {
 	return brokerURL
 }
 
-// find returns TEST_RABBITMQ_URL, else defaultURL, else a container's URL; its errors
-// say which service is missing and how to provide it.
-func find(defaultURL string) (string, error) {
-	if u := os.Getenv("TEST_RABBITMQ_URL"); u != "" {
-		if err := ping(u); err != nil {
-			return "", fmt.Errorf("RabbitMQ is missing: TEST_RABBITMQ_URL=%s is not reachable: %w", redact(u), err)
-		}
-		return u, nil
-	}
-	localErr := ping(defaultURL)
-	if localErr == nil {
-		return defaultURL, nil
-	}
-	u, dockerErr := startContainer()
-	if dockerErr != nil {
-		return "", fmt.Errorf("RabbitMQ is missing: nothing answers at %s (%w) and no test container could be started (%w); start RabbitMQ (make deps), set TEST_RABBITMQ_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
-	}
-	return u, nil
+var server = dockerhost.Server{
+	Name: "RabbitMQ", EnvVar: "TEST_RABBITMQ_URL", Ping: ping,
+	Repository: "rabbitmq", Tag: "3.13-alpine",
+	Port: "5672/tcp", URLFormat: "amqp://guest:guest@%s/",
+	MaxWait: 90 * time.Second,
 }
 
-func startContainer() (string, error) {
-	pool, err := dockertest.NewPool("")
-	if err != nil {
-		return "", fmt.Errorf("no Docker engine: %w", err)
-	}
-	if err := pool.Client.Ping(); err != nil {
-		return "", fmt.Errorf("no Docker engine: %w", err)
-	}
-	pool.MaxWait = 90 * time.Second
-	res, err := pool.Run("rabbitmq", "3.13-alpine", nil)
-	if err != nil {
-		return "", fmt.Errorf("start rabbitmq container: %w", err)
-	}
-	_ = res.Expire(dockerhost.ExpireSeconds) // reaped even if the test binary dies
-	u := fmt.Sprintf("amqp://guest:guest@%s/", dockerhost.HostPort(res, "5672/tcp"))
-	if err := pool.Retry(func() error { return ping(u) }); err != nil {
-		_ = pool.Purge(res)
-		return "", fmt.Errorf("rabbitmq container never answered: %w", err)
-	}
-	return u, nil
-}
+// find returns TEST_RABBITMQ_URL, else defaultURL, else a container's URL.
+func find(defaultURL string) (string, error) { return server.Find(defaultURL) }
 
 func ping(u string) error {
 	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)}) // generous: a loaded broker answers slowly
@@ -91,14 +55,6 @@ func ping(u string) error {
 		return err
 	}
 	return conn.Close()
-}
-
-func redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return p.Redacted()
 }
 
 // Dial opens a connection closed at test end.

@@ -7,9 +7,7 @@ package pgtest
 
 import (
 	"context"
-	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/ory/dockertest/v3"
 
 	"github.com/multitenant/mtm/platform/internal/dockerhost"
 	"github.com/multitenant/mtm/platform/postgres"
@@ -43,25 +40,15 @@ func ServerURL(t testing.TB) string {
 	return serverURL
 }
 
-// findServer returns TEST_DATABASE_URL, else defaultURL, else a container's URL; its
-// errors say which service is missing and how to provide it.
-func findServer(defaultURL string) (string, error) {
-	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
-		if err := ping(u); err != nil {
-			return "", fmt.Errorf("PostgreSQL is missing: TEST_DATABASE_URL=%s is not reachable: %w", redact(u), err)
-		}
-		return u, nil
-	}
-	localErr := ping(defaultURL)
-	if localErr == nil {
-		return defaultURL, nil
-	}
-	u, dockerErr := startContainer()
-	if dockerErr != nil {
-		return "", fmt.Errorf("PostgreSQL is missing: nothing answers at %s (%w) and no test container could be started (%w); start PostgreSQL (make deps), set TEST_DATABASE_URL, or run a Docker engine", redact(defaultURL), localErr, dockerErr)
-	}
-	return u, nil
+var server = dockerhost.Server{
+	Name: "PostgreSQL", EnvVar: "TEST_DATABASE_URL", Ping: ping,
+	Repository: "postgres", Tag: "16-alpine", Env: []string{"POSTGRES_PASSWORD=postgres"},
+	Port: "5432/tcp", URLFormat: "postgres://postgres:postgres@%s/postgres?sslmode=disable",
+	MaxWait: 60 * time.Second,
 }
+
+// findServer returns TEST_DATABASE_URL, else defaultURL, else a container's URL.
+func findServer(defaultURL string) (string, error) { return server.Find(defaultURL) }
 
 func ping(u string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -71,36 +58,6 @@ func ping(u string) error {
 		return err
 	}
 	return conn.Close(ctx)
-}
-
-func startContainer() (string, error) {
-	pool, err := dockertest.NewPool("")
-	if err != nil {
-		return "", fmt.Errorf("no Docker engine: %w", err)
-	}
-	if err := pool.Client.Ping(); err != nil {
-		return "", fmt.Errorf("no Docker engine: %w", err)
-	}
-	pool.MaxWait = 60 * time.Second
-	res, err := pool.Run("postgres", "16-alpine", []string{"POSTGRES_PASSWORD=postgres"})
-	if err != nil {
-		return "", fmt.Errorf("start postgres container: %w", err)
-	}
-	_ = res.Expire(dockerhost.ExpireSeconds) // reaped even if the test binary dies
-	u := fmt.Sprintf("postgres://postgres:postgres@%s/postgres?sslmode=disable", dockerhost.HostPort(res, "5432/tcp"))
-	if err := pool.Retry(func() error { return ping(u) }); err != nil {
-		_ = pool.Purge(res)
-		return "", fmt.Errorf("postgres container never answered: %w", err)
-	}
-	return u, nil
-}
-
-func redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return p.Redacted()
 }
 
 // DB is one test's database.
