@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/multitenant/mtm/events"
@@ -48,23 +47,10 @@ func (s *Service) runEvents(ctx context.Context) {
 	}
 }
 
-// outboxOffsetsTable is watermill-sql's offsets table for events.Topic.
-const outboxOffsetsTable = "watermill_offsets_" + events.Topic
-
-// startAtHead creates this process's consumer group at the outbox's current head M, so
-// the subscription does not re-read history: every event at or below M is committed
-// (appends commit in offset order) and so in event_store, which the replay reads next;
-// everything after M arrives through the subscription. watermill's own "zero offset"
-// insert then does nothing (ON CONFLICT DO NOTHING). Idempotent, so a retry is safe.
+// startAtHead creates this process's consumer group at the outbox head before the
+// replay reads the event store (see eventstore.StartGroupAtHead).
 func (s *Service) startAtHead(ctx context.Context) error {
-	_, err := s.d.Pool.Exec(ctx, `
-		INSERT INTO `+outboxOffsetsTable+` (consumer_group, offset_acked, last_processed_transaction_id)
-		SELECT $1, COALESCE(max("offset"), 0), '0' FROM watermill_`+events.Topic+`
-		ON CONFLICT (consumer_group) DO NOTHING`, s.group)
-	if err != nil {
-		return fmt.Errorf("start consumer group %s at the outbox head: %w", s.group, err)
-	}
-	return nil
+	return eventstore.StartGroupAtHead(ctx, s.d.DB, s.group)
 }
 
 // forgetGroup deletes this process's offsets row on graceful shutdown; the next process
@@ -73,7 +59,7 @@ func (s *Service) startAtHead(ctx context.Context) error {
 func (s *Service) forgetGroup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM `+outboxOffsetsTable+` WHERE consumer_group = $1`, s.group); err != nil {
+	if err := eventstore.DeleteGroup(ctx, s.d.DB, s.group); err != nil {
 		s.log.Warn("could not delete the events consumer group", "group", s.group, "err", err)
 	}
 }
