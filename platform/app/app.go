@@ -6,9 +6,11 @@ package app
 import (
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,20 +42,79 @@ type App struct {
 
 // Options tune New.
 type Options struct {
-	// DefaultAddr is the HTTP address when HTTP_ADDR is unset.
-	DefaultAddr string
 	// MaxDBConns caps the pool (0: pgx default).
 	MaxDBConns int32
 	// BodyLimit caps request bodies (0: 1 MiB).
 	BodyLimit int
 }
 
-// LoadConfig fills cfg (embedding base) and exits the process with one line naming
-// the bad variable if it is invalid.
-func LoadConfig(name string, cfg any, base *config.Base, defaultAddr string) {
+// Exit codes shared by the three binaries.
+const (
+	ExitFailure = 1 // start-up, migration or shutdown failed
+	ExitUsage   = 2 // bad configuration or flags: nothing was started
+)
+
+// Boot is the start-up path every service's main shares: command line, configuration,
+// infrastructure and -migrate. Each main registers its own flags on flag.CommandLine,
+// calls Configure, then Start, and keeps only its own wiring.
+type Boot struct {
+	name    string
+	base    *config.Base
+	migrate bool
+}
+
+// Configure adds -migrate to the service's flags, parses the command line and fills cfg
+// (a struct embedding base) from CONFIG_FILE and the environment, using defaultAddr when
+// HTTP_ADDR is unset. A bad value exits the process with one line naming the variable.
+func Configure(name string, cfg any, base *config.Base, defaultAddr string) *Boot {
+	b := &Boot{name: name, base: base}
+	flag.BoolVar(&b.migrate, "migrate", false, "apply database migrations and exit")
+	flag.Parse()
 	if err := config.Load(cfg, base, defaultAddr); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: invalid configuration: %v\n", name, err)
-		os.Exit(2)
+		Exit(name, ExitUsage, fmt.Errorf("invalid configuration: %w", err))
+	}
+	return b
+}
+
+// Start builds the infrastructure (nothing connects yet). With -migrate it applies the
+// migrations and exits instead of returning.
+func (b *Boot) Start(ctx context.Context, opts Options) *App {
+	a, err := New(ctx, b.name, b.base, opts)
+	if err != nil {
+		Exit(b.name, ExitFailure, err)
+	}
+	if b.migrate {
+		mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+		err := a.Migrate(mctx)
+		cancel()
+		if err != nil {
+			a.Fatal("migrate failed", err)
+		}
+		os.Exit(0)
+	}
+	return a
+}
+
+// migrateTimeout bounds -migrate, including the wait for the database to come up.
+const migrateTimeout = 2 * time.Minute
+
+// Exit prints "name: err" on stderr and exits with code: for errors before the logger
+// exists or that an operator must read on the terminal (bad flags or configuration).
+func Exit(name string, code int, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	os.Exit(code)
+}
+
+// Fatal logs a start-up failure and exits 1.
+func (a *App) Fatal(msg string, err error) {
+	a.Log.Error(msg, "err", err)
+	os.Exit(ExitFailure)
+}
+
+// Serve runs the service (see Run) and exits 1 if it stopped with an error; main's last call.
+func (a *App) Serve(ctx context.Context, comps ...lifecycle.Component) {
+	if err := a.Run(ctx, comps...); err != nil {
+		a.Fatal("exited with error", err)
 	}
 }
 

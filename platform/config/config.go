@@ -26,7 +26,6 @@ type Base struct {
 	JWTSecret       string        `env:"JWT_SECRET"`
 	JWTIssuer       string        `env:"JWT_ISSUER"`
 	JWTAudience     string        `env:"JWT_AUDIENCE"`
-	CursorSecret    string        `env:"CURSOR_SECRET"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	// ShutdownDrainDelay keeps serving (not ready) this long after SIGTERM before the
 	// listener closes; part of SHUTDOWN_TIMEOUT. 0 where the platform already stops routing

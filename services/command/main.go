@@ -49,36 +49,19 @@ func (c *Config) Validate() error {
 }
 
 func main() {
-	migrate := flag.Bool("migrate", false, "apply database migrations and exit")
 	token := auth.RegisterTokenFlags(flag.CommandLine)
-	flag.Parse()
-
 	var cfg Config
-	app.LoadConfig("command", &cfg, &cfg.Base, ":8080")
+	boot := app.Configure("command", &cfg, &cfg.Base, ":8080")
 	if token.Requested() {
 		// Minting needs only the secret: nothing connects.
 		if err := token.Print(auth.ConfigFrom(&cfg.Base), os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "command: %v\n", err)
-			os.Exit(2)
+			app.Exit("command", app.ExitUsage, err)
 		}
 		return
 	}
 	ctx := context.Background()
 	// Message bodies are the largest requests; tenant commands are far below the limit.
-	a, err := app.New(ctx, "command", &cfg.Base, app.Options{BodyLimit: cfg.MaxMessageBytes})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "command: %v\n", err)
-		os.Exit(1)
-	}
-	if *migrate {
-		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		if err := a.Migrate(mctx); err != nil {
-			a.Log.Error("migrate failed", "err", err)
-			os.Exit(1)
-		}
-		return
-	}
+	a := boot.Start(ctx, app.Options{BodyLimit: cfg.MaxMessageBytes})
 
 	// Publishing gets its own connection, so topology calls and broker flow control
 	// on the shared one never stall the ingest path.
@@ -110,8 +93,5 @@ func main() {
 		Run:  func(context.Context) error { return pubConn.Run(pubCtx) },
 		Stop: func(context.Context) error { pub.Close(); stopPub(); return nil },
 	}
-	if err := a.Run(ctx, publisher); err != nil {
-		a.Log.Error("exited with error", "err", err)
-		os.Exit(1)
-	}
+	a.Serve(ctx, publisher)
 }

@@ -4,10 +4,6 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"time"
 
 	"github.com/gofiber/fiber/v2/middleware/pprof"
 
@@ -26,28 +22,12 @@ type Config struct {
 func (c *Config) Validate() error { return c.Settings.Validate() }
 
 func main() {
-	migrate := flag.Bool("migrate", false, "apply database migrations and exit")
-	flag.Parse()
-
 	var cfg Config
-	app.LoadConfig("consumer", &cfg, &cfg.Base, ":8082")
+	boot := app.Configure("consumer", &cfg, &cfg.Base, ":8082")
 	ctx := context.Background()
 	// Group-commit flushers, partition DDL, the events subscription and reporting each
 	// take a connection; leave headroom over the flushers.
-	a, err := app.New(ctx, "consumer", &cfg.Base, app.Options{MaxDBConns: int32(cfg.Flushers + 8)})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "consumer: %v\n", err)
-		os.Exit(1)
-	}
-	if *migrate {
-		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		if err := a.Migrate(mctx); err != nil {
-			a.Log.Error("migrate failed", "err", err)
-			os.Exit(1)
-		}
-		return
-	}
+	a := boot.Start(ctx, app.Options{MaxDBConns: int32(cfg.Flushers + 8)})
 	if cfg.PProf {
 		a.HTTP.App.Use(pprof.New())
 	}
@@ -63,11 +43,7 @@ func main() {
 		MaxMessageBytes: cfg.MaxMessageBytes,
 	})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "consumer: %v\n", err)
-		os.Exit(2)
+		a.Fatal("consumer", err)
 	}
-	if err := a.Run(ctx, svc.Component()); err != nil {
-		a.Log.Error("exited with error", "err", err)
-		os.Exit(1)
-	}
+	a.Serve(ctx, svc.Component())
 }

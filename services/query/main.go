@@ -35,6 +35,8 @@ import (
 // Config is the query service's configuration.
 type Config struct {
 	config.Base
+	// CursorSecret signs pagination cursors; empty falls back to JWT_SECRET (see api.NewCodec).
+	CursorSecret string `env:"CURSOR_SECRET"`
 	// ReplayBatch is how many events -replay reads per query (projector.DefaultReplayBatch).
 	ReplayBatch int `env:"REPLAY_BATCH" envDefault:"10000"`
 }
@@ -48,43 +50,25 @@ func (c *Config) Validate() error {
 }
 
 func main() {
-	migrate := flag.Bool("migrate", false, "apply database migrations and exit")
 	replay := flag.Bool("replay", false, "rebuild the query-side read models from the event store and exit")
-	flag.Parse()
-
 	var cfg Config
-	app.LoadConfig("query", &cfg, &cfg.Base, ":8081")
+	boot := app.Configure("query", &cfg, &cfg.Base, ":8081")
 	ctx := context.Background()
 	// Room for HTTP reads plus the projection (the event subscriber holds one connection
 	// while it hands over an event, the apply needs another).
-	a, err := app.New(ctx, "query", &cfg.Base, app.Options{MaxDBConns: 16})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "query: %v\n", err)
-		os.Exit(1)
-	}
-	switch {
-	case *migrate:
-		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		if err := a.Migrate(mctx); err != nil {
-			a.Log.Error("migrate failed", "err", err)
-			os.Exit(1)
-		}
-		return
-	case *replay:
+	a := boot.Start(ctx, app.Options{MaxDBConns: 16})
+	if *replay {
 		os.Exit(runReplay(ctx, a, cfg.ReplayBatch))
 	}
 
 	codec, err := api.NewCodec(cfg.CursorSecret, cfg.JWTSecret, a.Log)
 	if err != nil {
-		a.Log.Error("cursor key", "err", err)
-		os.Exit(1)
+		a.Fatal("cursor key", err)
 	}
 	store := eventstore.New(a.DB, a.WLog)
 	sub, err := eventstore.NewSubscriber(a.DB, projector.ConsumerGroup, a.WLog)
 	if err != nil {
-		a.Log.Error("event subscriber", "err", err)
-		os.Exit(1)
+		a.Fatal("event subscriber", err)
 	}
 	proj := projector.New(projector.Options{
 		Pool:       a.Pool,
@@ -104,10 +88,7 @@ func main() {
 	}).Register(a.HTTP.App)
 	a.HTTP.App.Get("/swagger/*", swagger.HandlerDefault)
 
-	if err := a.Run(ctx, proj.Component()); err != nil {
-		a.Log.Error("exited with error", "err", err)
-		os.Exit(1)
-	}
+	a.Serve(ctx, proj.Component())
 }
 
 func runReplay(ctx context.Context, a *app.App, batch int) int {
