@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Base is the configuration every service shares (DESIGN.md 4.1).
+// Base is the configuration every service shares (README "Configuration").
 type Base struct {
 	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable"`
 	RabbitMQURL     string        `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`

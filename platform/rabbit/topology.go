@@ -6,7 +6,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Names of the AMQP topology (DESIGN.md 4.5). One place, so a rename is deliberate.
+// Names of the AMQP topology (README "Producing over AMQP"). One place, so a rename is deliberate.
 const (
 	DeadLetterExchange = "dlx_exchange"
 	// DeliveryLimit is how often a quorum queue redelivers a message before dead-lettering it.

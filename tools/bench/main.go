@@ -1,4 +1,4 @@
-// Command bench is the benchmark harness of Multi-Tenant Messaging (issue 8). It runs
+// Command bench is the benchmark harness of Multi-Tenant Messaging (README "Performance"). It runs
 // the raw baseline (amqp091 + pgx, no services) and the project scenarios against the
 // real binaries, Postgres and RabbitMQ, prints one table and writes it as JSON.
 //

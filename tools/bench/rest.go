@@ -41,7 +41,7 @@ func (b *bench) queryURL(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", b.opt.queryPort, path)
 }
 
-// createTenant is POST /tenants (DESIGN 4.2); workers 0 leaves the service default.
+// createTenant is POST /tenants (README "Command service"); workers 0 leaves the service default.
 // The tenant's queues are tracked for cleanup as soon as its id is known.
 func (b *bench) createTenant(ctx context.Context, name string, workers int) (string, error) {
 	req := map[string]any{"name": name}

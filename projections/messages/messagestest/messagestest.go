@@ -13,7 +13,7 @@ import (
 	"github.com/multitenant/mtm/projections/messages"
 )
 
-// CreatePartition creates the tenant's partition the way production does (DESIGN 4.6):
+// CreatePartition creates the tenant's partition the way production does (see messages.EnsurePartition):
 // a plain table LIKE messages, then ATTACHed, which also builds the partition's copy of
 // the (tenant_id, created_at, id) index.
 func CreatePartition(t testing.TB, pool *pgxpool.Pool, tenantID uuid.UUID) {
