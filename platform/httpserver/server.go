@@ -16,8 +16,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -57,7 +55,9 @@ func New(opts Options) *Server {
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           60 * time.Second,
 	})
-	app.Use(requestid.New(requestid.Config{Generator: func() string { return uuid.NewString() }}))
+	app.Use(requestID)
+	app.Use(refuseAmbiguousLength)
+	app.Use(secureHeaders)
 	app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, e any) {
 		opts.Log.Error("panic in handler", "panic", e, "request_id", RequestID(c), "path", c.Path())
 	}}))
