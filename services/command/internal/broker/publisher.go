@@ -19,6 +19,20 @@ import (
 // queue does not exist (any more).
 var ErrNoQueue = errors.New("tenant queue does not exist")
 
+// ErrInvalidMessage means a property of the message cannot be carried by AMQP (a short
+// string over 255 bytes). Nothing was sent: amqp091 would fail the frame and close the
+// whole connection, which every other tenant's publishes share.
+var ErrInvalidMessage = errors.New("message properties cannot be published")
+
+// ErrUnconfirmed means the message was sent but its confirm never arrived (timeout, or
+// the channel or connection closed first): the broker may or may not have it. It also
+// matches ErrUnavailable; callers that answer "nothing was published" must check it
+// first.
+var ErrUnconfirmed = errors.New("publish outcome unknown")
+
+// maxShortString is the AMQP limit on property strings (message id, correlation id).
+const maxShortString = 255
+
 // Message is one tenant message to publish.
 type Message struct {
 	ID            string
@@ -68,7 +82,7 @@ func NewPublisher(conn *rabbit.Conn, log *slog.Logger, opts PublisherOptions) *P
 		timeout: opts.ConfirmTimeout,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "command_messages_published_total",
-			Help: "Messages published through the API, by outcome (confirmed, returned, unavailable).",
+			Help: "Messages published through the API, by outcome (confirmed, returned, unavailable, unconfirmed, invalid).",
 		}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "command_publish_confirm_seconds",
@@ -87,8 +101,14 @@ func NewPublisher(conn *rabbit.Conn, log *slog.Logger, opts PublisherOptions) *P
 
 // Publish sends m to the tenant's queue through the default exchange (persistent,
 // mandatory) and returns once the broker confirmed it: nil on ack, ErrNoQueue when
-// the queue is missing, ErrUnavailable on nack, timeout or a broker outage.
+// the queue is missing, ErrInvalidMessage before sending anything AMQP cannot carry,
+// ErrUnavailable on nack or a broker outage, ErrUnconfirmed (also ErrUnavailable) when
+// it was sent but the confirm is unknown.
 func (p *Publisher) Publish(ctx context.Context, m Message) error {
+	if err := m.check(); err != nil {
+		p.published.WithLabelValues("invalid").Inc()
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	s := p.slots[p.next.Add(1)%uint32(len(p.slots))]
@@ -114,20 +134,35 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	select {
 	case <-dc.Done():
 	case <-ctx.Done():
-		p.published.WithLabelValues("unavailable").Inc()
-		return fmt.Errorf("%w: no confirm within %s: %w", ErrUnavailable, p.timeout, ctx.Err())
+		p.published.WithLabelValues("unconfirmed").Inc()
+		return fmt.Errorf("%w: %w: no confirm within %s: %w", ErrUnconfirmed, ErrUnavailable, p.timeout, ctx.Err())
 	}
 	p.latency.Observe(time.Since(start).Seconds())
 	if !dc.Acked() {
-		// A nack, or the channel closed before the confirm arrived.
+		if cc.isClosed() {
+			// The channel closed before the confirm: the broker may have the message.
+			p.published.WithLabelValues("unconfirmed").Inc()
+			return fmt.Errorf("%w: %w: channel closed before the confirm of message %s", ErrUnconfirmed, ErrUnavailable, m.ID)
+		}
 		p.published.WithLabelValues("unavailable").Inc()
-		return fmt.Errorf("%w: broker did not confirm message %s", ErrUnavailable, m.ID)
+		return fmt.Errorf("%w: broker nacked message %s", ErrUnavailable, m.ID)
 	}
 	if cc.returned(m.ID) {
 		p.published.WithLabelValues("returned").Inc()
 		return ErrNoQueue
 	}
 	p.published.WithLabelValues("confirmed").Inc()
+	return nil
+}
+
+// check refuses what the AMQP encoder would fail on (and so close the connection).
+func (m Message) check() error {
+	if len(m.ID) > maxShortString {
+		return fmt.Errorf("%w: message id is %d bytes (at most %d)", ErrInvalidMessage, len(m.ID), maxShortString)
+	}
+	if len(m.CorrelationID) > maxShortString {
+		return fmt.Errorf("%w: correlation id is %d bytes (at most %d)", ErrInvalidMessage, len(m.CorrelationID), maxShortString)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +115,55 @@ func TestPublishWithBrokerDownFailsAndRecovers(t *testing.T) {
 	assert.GreaterOrEqual(t, q.Messages, 2)
 }
 
+// A property AMQP cannot carry is refused before anything is sent: amqp091 would fail
+// the frame and close the connection every tenant's publishes share.
+func TestInvalidPropertyNeverResetsTheSharedConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin := amqptest.Dial(t)
+	id := declareTenant(t, admin)
+	conn := commandtest.RunConn(t, amqptest.URL(t))
+	pub := broker.NewPublisher(conn, commandtest.Log, broker.PublisherOptions{Channels: 1})
+	t.Cleanup(pub.Close)
+	require.NoError(t, pub.Publish(ctx, broker.Message{ID: uuid.NewString(), TenantID: id, Body: []byte(`{}`)}))
+	before, err := conn.Connection()
+	require.NoError(t, err)
+
+	for _, m := range []broker.Message{
+		{ID: uuid.NewString(), TenantID: id, Body: []byte(`{}`), CorrelationID: strings.Repeat("c", 300)},
+		{ID: strings.Repeat("i", 256), TenantID: id, Body: []byte(`{}`)},
+	} {
+		require.ErrorIs(t, pub.Publish(ctx, m), broker.ErrInvalidMessage)
+	}
+	require.Never(t, before.IsClosed, 500*time.Millisecond, 10*time.Millisecond, "the shared connection must stay up")
+	require.NoError(t, pub.Publish(ctx, broker.Message{ID: uuid.NewString(), TenantID: id, Body: []byte(`{}`), CorrelationID: strings.Repeat("c", 255)}))
+	q, err := amqptest.Inspect(t, admin, rabbit.QueueName(id))
+	require.NoError(t, err)
+	assert.Equal(t, 2, q.Messages, "only the valid messages were sent")
+}
+
+// A publish whose confirm never arrives is unconfirmed, not "nothing published": the
+// broker has it, so only a retry under the same message id is safe.
+func TestLostConfirmIsUnconfirmedNotUnpublished(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin := amqptest.Dial(t)
+	id := declareTenant(t, admin)
+	proxy := newProxy(t, amqptest.URL(t))
+	pub := broker.NewPublisher(commandtest.RunConn(t, proxy.url), commandtest.Log, broker.PublisherOptions{Channels: 1, ConfirmTimeout: 500 * time.Millisecond})
+	t.Cleanup(pub.Close)
+	require.NoError(t, pub.Publish(ctx, broker.Message{ID: uuid.NewString(), TenantID: id, Body: []byte(`{}`)}))
+
+	proxy.freeze()
+	err := pub.Publish(ctx, broker.Message{ID: uuid.NewString(), TenantID: id, Body: []byte(`{}`)})
+	require.ErrorIs(t, err, broker.ErrUnconfirmed)
+	require.Eventually(t, func() bool {
+		q, err := amqptest.Inspect(t, admin, rabbit.QueueName(id))
+		return err == nil && q.Messages == 2
+	}, 5*time.Second, 20*time.Millisecond, "the unconfirmed message did reach the queue")
+	proxy.thaw()
+}
+
 func TestPublishWithoutConnectionIsUnavailable(t *testing.T) {
 	t.Parallel()
 	pub := broker.NewPublisher(commandtest.DownConn(), commandtest.Log, broker.PublisherOptions{})
@@ -133,6 +183,9 @@ type proxy struct {
 	down  bool
 	conns []net.Conn
 	wg    sync.WaitGroup
+	// gate is open (closed channel) unless frozen: then nothing from the broker reaches
+	// the client, as when confirms are lost in a congested network.
+	gate chan struct{}
 }
 
 func newProxy(t *testing.T, brokerURL string) *proxy {
@@ -141,7 +194,8 @@ func newProxy(t *testing.T, brokerURL string) *proxy {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &proxy{target: u.Host, ln: ln}
+	p := &proxy{target: u.Host, ln: ln, gate: make(chan struct{})}
+	close(p.gate)
 	u.Host = ln.Addr().String()
 	p.url = u.String()
 	p.wg.Add(1)
@@ -176,21 +230,61 @@ func (p *proxy) accept() {
 		p.conns = append(p.conns, c, up)
 		p.wg.Add(2)
 		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, true)
+		go p.pipe(up, c, false)
 	}
 }
 
-func (p *proxy) pipe(dst, src net.Conn) {
+func (p *proxy) pipe(dst, src net.Conn, fromBroker bool) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
+	defer func() { _ = dst.Close(); _ = src.Close() }()
+	if !fromBroker {
+		_, _ = io.Copy(dst, src)
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			gate := p.gate
+			p.mu.Unlock()
+			<-gate
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// freeze holds everything the broker sends until thaw (or cut).
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gate = make(chan struct{})
+}
+
+func (p *proxy) thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.gate:
+	default:
+		close(p.gate)
+	}
 }
 
 func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	select {
+	case <-p.gate:
+	default:
+		close(p.gate)
+	}
 	p.down = true
 	for _, c := range p.conns {
 		_ = c.Close()
