@@ -29,11 +29,18 @@ type Config struct {
 	Audience string // checked when set; written by Mint when set
 	// Leeway tolerates clock skew on exp/nbf; zero means none.
 	Leeway time.Duration
+	// MaxTTL refuses tokens valid for longer than this from now (JWT_MAX_TTL); zero means
+	// no bound.
+	MaxTTL time.Duration
 }
+
+// IssuedAtSkew is how far in the future a token's iat may be (clock skew between the
+// minting host and this one); a token "issued" later than that is refused.
+const IssuedAtSkew = 30 * time.Second
 
 // ConfigFrom takes the JWT settings of the shared service configuration.
 func ConfigFrom(b *config.Base) Config {
-	return Config{Secret: b.JWTSecret, Issuer: b.JWTIssuer, Audience: b.JWTAudience}
+	return Config{Secret: b.JWTSecret, Issuer: b.JWTIssuer, Audience: b.JWTAudience, MaxTTL: b.JWTMaxTTL}
 }
 
 // Enabled reports whether requests must carry a token.
@@ -90,6 +97,8 @@ var (
 	ErrExpired      = errors.New("token is expired")
 	ErrMissingExp   = errors.New("token has no exp claim")
 	ErrNotYetValid  = errors.New("token is not valid yet")
+	ErrFutureIat    = errors.New("token is issued in the future")
+	ErrLifetime     = errors.New("token lifetime exceeds JWT_MAX_TTL")
 	ErrIssuer       = errors.New("token issuer is not accepted")
 	ErrAudience     = errors.New("token audience is not accepted")
 	ErrRole         = errors.New("token role is not admin or tenant")
@@ -97,7 +106,7 @@ var (
 	ErrInvalid      = errors.New("token is invalid")
 	ErrSecretNotSet = errors.New("JWT_SECRET is not set")
 	ErrMintRole     = errors.New("role must be admin or tenant")
-	ErrMintTTL      = errors.New("ttl must be positive")
+	ErrMintTTL      = errors.New("ttl must be positive and at most JWT_MAX_TTL")
 	ErrMintTenantID = errors.New("tenant role needs a UUID tenant id")
 )
 
@@ -134,7 +143,22 @@ func Verify(cfg Config, raw string) (Principal, error) {
 	if err != nil {
 		return Principal{}, classify(cfg, &claims, err)
 	}
+	if err := checkTimes(cfg, claims, time.Now()); err != nil {
+		return Principal{}, err
+	}
 	return principalOf(claims)
+}
+
+// checkTimes bounds what the signature cannot: a token "issued" in the future and a
+// token valid for longer than MaxTTL are refused (the secret's holder may mint either).
+func checkTimes(cfg Config, c Claims, now time.Time) error {
+	if c.IssuedAt != nil && c.IssuedAt.After(now.Add(IssuedAtSkew)) {
+		return ErrFutureIat
+	}
+	if cfg.MaxTTL > 0 && c.ExpiresAt.Sub(now) > cfg.MaxTTL+IssuedAtSkew {
+		return ErrLifetime
+	}
+	return nil
 }
 
 // classify maps jwt's errors to this package's reasons. Order matters: jwt reports an
@@ -201,7 +225,7 @@ func Mint(cfg Config, role Role, tenantID string, ttl time.Duration) (string, er
 	if !cfg.Enabled() {
 		return "", ErrSecretNotSet
 	}
-	if ttl <= 0 {
+	if ttl <= 0 || (cfg.MaxTTL > 0 && ttl > cfg.MaxTTL) {
 		return "", ErrMintTTL
 	}
 	now := time.Now()

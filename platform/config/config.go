@@ -24,6 +24,9 @@ type Base struct {
 	Workers         int           `env:"WORKERS" envDefault:"3"`
 	MaxWorkers      int           `env:"MAX_WORKERS" envDefault:"64"`
 	JWTSecret       string        `env:"JWT_SECRET"`
+	// JWTMaxTTL is the longest validity a token may have left: a longer-lived token is
+	// refused even when its signature is good, so a leaked token dies within a day.
+	JWTMaxTTL time.Duration `env:"JWT_MAX_TTL" envDefault:"24h"`
 	JWTIssuer       string        `env:"JWT_ISSUER"`
 	JWTAudience     string        `env:"JWT_AUDIENCE"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
@@ -35,6 +38,11 @@ type Base struct {
 	LogFormat          string        `env:"LOG_FORMAT" envDefault:"text"`
 	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" envDefault:"262144"`
 }
+
+// MinJWTSecretBytes is the shortest HS256 secret accepted: RFC 7518 asks for a key at
+// least as long as the hash (32 bytes); a short one can be brute-forced offline from any
+// token.
+const MinJWTSecretBytes = 32
 
 // Validator is implemented by service configs that check more than Base.
 type Validator interface {
@@ -134,6 +142,12 @@ func (b *Base) Validate() error {
 	}
 	if b.Workers < 1 || b.Workers > b.MaxWorkers {
 		return fmt.Errorf("WORKERS: must be between 1 and MAX_WORKERS (%d), got %d", b.MaxWorkers, b.Workers)
+	}
+	if b.JWTSecret != "" && len(b.JWTSecret) < MinJWTSecretBytes {
+		return fmt.Errorf("JWT_SECRET: must be at least %d bytes (got %d); generate one with: openssl rand -base64 48", MinJWTSecretBytes, len(b.JWTSecret))
+	}
+	if b.JWTMaxTTL <= 0 {
+		return fmt.Errorf("JWT_MAX_TTL: must be positive, got %s", b.JWTMaxTTL)
 	}
 	if b.ShutdownTimeout <= 0 {
 		return fmt.Errorf("SHUTDOWN_TIMEOUT: must be positive, got %s", b.ShutdownTimeout)

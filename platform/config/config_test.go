@@ -18,7 +18,7 @@ type svcConfig struct {
 // clearEnv unsets every variable Load reads so the host environment cannot leak in.
 func clearEnv(t *testing.T) {
 	for _, k := range []string{"DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "WORKERS", "MAX_WORKERS", "JWT_SECRET",
-		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES"} {
+		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -34,6 +34,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 3, c.Workers)
 	require.Equal(t, 64, c.MaxWorkers)
 	require.Equal(t, 30*time.Second, c.ShutdownTimeout)
+	require.Equal(t, 24*time.Hour, c.JWTMaxTTL)
 	require.Equal(t, "info", c.LogLevel)
 	require.Equal(t, 1, c.Extra)
 }
@@ -50,7 +51,7 @@ workers: 7
 server:
   port: 9090
 security:
-  jwt_secret: from-file
+  jwt_secret: from-file-0123456789abcdef0123456789
 `), 0o600))
 	t.Setenv("CONFIG_FILE", path)
 	t.Setenv("WORKERS", "5")
@@ -60,7 +61,7 @@ security:
 	require.Equal(t, "amqp://u:p@mq:5672/", c.RabbitMQURL)
 	require.Equal(t, "postgres://db:5432/x", c.DatabaseURL)
 	require.Equal(t, ":9090", c.HTTPAddr)
-	require.Equal(t, "from-file", c.JWTSecret)
+	require.Equal(t, "from-file-0123456789abcdef0123456789", c.JWTSecret)
 	require.Equal(t, 5, c.Workers, "environment must win over the file")
 }
 
@@ -82,6 +83,10 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT"},
 		{map[string]string{"EXTRA_KNOB": "x"}, "EXTRA_KNOB"},
 		{map[string]string{"CONFIG_FILE": "/does/not/exist.yaml"}, "CONFIG_FILE"},
+		{map[string]string{"JWT_SECRET": "a"}, "JWT_SECRET"},
+		{map[string]string{"JWT_SECRET": strings.Repeat("s", MinJWTSecretBytes-1)}, "JWT_SECRET"},
+		{map[string]string{"JWT_MAX_TTL": "0s"}, "JWT_MAX_TTL"},
+		{map[string]string{"JWT_MAX_TTL": "forever"}, "JWT_MAX_TTL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.wantVar+"="+strings.Join(values(tc.env), ","), func(t *testing.T) {
@@ -96,6 +101,13 @@ func TestLoadRejectsBadValues(t *testing.T) {
 			require.True(t, strings.HasPrefix(err.Error(), tc.wantVar), "error %q must name %s", err, tc.wantVar)
 		})
 	}
+}
+
+func TestJWTSecretOfMinimumLengthIsAccepted(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("JWT_SECRET", strings.Repeat("s", MinJWTSecretBytes))
+	var c svcConfig
+	require.NoError(t, Load(&c, &c.Base, ":8080"))
 }
 
 func values(m map[string]string) []string {
