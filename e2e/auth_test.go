@@ -58,9 +58,9 @@ type seen struct {
 	r    reply
 }
 
-// The full authentication and tenant-isolation matrix against the real binaries
-// (issue 6): every kind of caller × every endpoint of the command and query services,
-// plus the public probes, docs and metrics of all three.
+// The full authentication and tenant-isolation matrix against the real binaries:
+// every kind of caller × every endpoint of the command and query services, plus the
+// public probes, docs and metrics of all three.
 func TestAuthMatrix(t *testing.T) {
 	began := time.Now()
 	const secret = "e2e-auth-matrix-secret-6f1d2c9a"
@@ -402,6 +402,39 @@ func TestAuthMatrix(t *testing.T) {
 		observe(principals[len(principals)-1], "A's cursor on A's list by B", path, r)
 		require.Equal(t, http.StatusNotFound, r.status, "%s", r.body)
 		require.Equal(t, withoutInstance(problem(t, *refTenantMsgs)), withoutInstance(problem(t, r)))
+	})
+
+	// Both services accept one tenant id form: any other spelling in a path, even of
+	// the caller's own live tenant, is the unknown tenant's 404; in tenant_id it is 400.
+	t.Run("malformed tenant ids", func(t *testing.T) {
+		want := withoutInstance(problem(t, *refTenant))
+		for _, bad := range []string{strings.ReplaceAll(A, "-", ""), "urn:uuid:" + A, A[:35], "not-a-uuid"} {
+			for _, tok := range []string{admin, tokA} {
+				for _, c := range []struct {
+					p            *Proc
+					method, path string
+					body         string
+				}{
+					{cmd, http.MethodPut, "/tenants/" + bad + "/config/concurrency", `{"workers":2}`},
+					{cmd, http.MethodDelete, "/tenants/" + bad, ""},
+					{cmd, http.MethodPost, "/tenants/" + bad + "/messages", `{"x":1}`},
+					{qry, http.MethodGet, "/tenants/" + bad, ""},
+					{qry, http.MethodGet, "/tenants/" + bad + "/messages", ""},
+				} {
+					r := call(t, c.method, c.p.URL()+c.path, tok, c.body)
+					if tok == tokA && c.method != http.MethodGet && c.method != http.MethodPost {
+						// Management commands stop a tenant before the id is looked at.
+						require.Equal(t, http.StatusForbidden, r.status, "%s %s: %s", c.method, c.path, r.body)
+						continue
+					}
+					require.Equal(t, http.StatusNotFound, r.status, "%s %s: %s", c.method, c.path, r.body)
+					require.Equal(t, want, withoutInstance(problem(t, r)), "%s %s", c.method, c.path)
+				}
+				r := call(t, http.MethodGet, qry.URL()+"/messages?tenant_id="+url.QueryEscape(bad), tok, "")
+				require.Equal(t, http.StatusBadRequest, r.status, "tenant_id=%s: %s", bad, r.body)
+				require.Equal(t, "invalid_tenant_id", problem(t, r)["code"])
+			}
+		}
 	})
 
 	// No reply to one tenant carries the other's id, name or message ids. A problem's

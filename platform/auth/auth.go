@@ -57,17 +57,36 @@ type Principal struct {
 func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
 
 // CanAccessTenant reports whether p may publish to and read tenant id. Ids are
-// compared as UUIDs, so letter case does not matter; a non-UUID never matches a tenant.
+// compared as UUIDs, so letter case does not matter; anything ParseTenantID refuses
+// never matches a tenant.
 func (p Principal) CanAccessTenant(id string) bool {
 	switch p.Role {
 	case RoleAdmin:
 		return true
 	case RoleTenant:
-		u, err := uuid.Parse(id)
+		u, err := ParseTenantID(id)
 		return err == nil && u.String() == p.TenantID
 	default:
 		return false
 	}
+}
+
+// ErrNotTenantID is why ParseTenantID refuses a string.
+var ErrNotTenantID = errors.New("tenant id is not a canonical UUID")
+
+// ParseTenantID parses a tenant id as both services accept it in paths and query
+// parameters: the canonical 36-character UUID form, in either letter case. uuid.Parse
+// also takes {braces}, urn:uuid: and 32 bare hex digits; refusing them keeps one
+// spelling per tenant in URLs, cursors and logs.
+func ParseTenantID(raw string) (uuid.UUID, error) {
+	if len(raw) != 36 {
+		return uuid.Nil, ErrNotTenantID
+	}
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%w: %w", ErrNotTenantID, err)
+	}
+	return id, nil
 }
 
 // TenantScope returns the only tenant p may see, for filtering lists; ok is false

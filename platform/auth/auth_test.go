@@ -2,6 +2,9 @@ package auth_test
 
 import (
 	"bytes"
+	"flag"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +124,17 @@ func TestConfigFrom(t *testing.T) {
 	assert.False(t, auth.ConfigFrom(&config.Base{}).Enabled())
 }
 
-func TestTokenCommand(t *testing.T) {
+// parseTokenFlags registers the token flags on a fresh flag set, as main does on
+// flag.CommandLine, and parses args.
+func parseTokenFlags(t *testing.T, args ...string) (*auth.TokenFlags, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("command", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := auth.RegisterTokenFlags(fs)
+	return f, fs.Parse(args)
+}
+
+func TestTokenFlags(t *testing.T) {
 	t.Parallel()
 	cfg := auth.Config{Secret: testSecret, Issuer: testIssuer, Audience: testAudience}
 	id := uuid.NewString()
@@ -141,15 +154,15 @@ func TestTokenCommand(t *testing.T) {
 		{name: "admin with tenant", args: []string{"-role", "admin", "-tenant", id}, wantErr: "-tenant:"},
 		{name: "unknown role", args: []string{"-role", "root"}, wantErr: "-role:"},
 		{name: "zero ttl", args: []string{"-ttl", "0s"}, wantErr: "-ttl:"},
-		{name: "bad ttl", args: []string{"-ttl", "soon"}, wantErr: "token flags:"},
-		{name: "unknown flag", args: []string{"-nope"}, wantErr: "token flags:"},
-		{name: "stray argument", args: []string{"-token", "extra"}, wantErr: "unexpected argument"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			f, err := parseTokenFlags(t, tc.args...)
+			require.NoError(t, err)
+			assert.Equal(t, slices.Contains(tc.args, "-token"), f.Requested())
 			var out bytes.Buffer
-			err := auth.TokenCommand(tc.args, cfg, &out)
+			err = f.Print(cfg, &out)
 			if tc.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tc.wantErr)
@@ -170,7 +183,35 @@ func TestTokenCommand(t *testing.T) {
 		})
 	}
 
-	err := auth.TokenCommand([]string{"-token"}, auth.Config{}, &bytes.Buffer{})
+	// Malformed flags fail the parse (main's flag.Parse exits with usage on them).
+	for _, args := range [][]string{{"-ttl", "soon"}, {"-nope"}} {
+		_, err := parseTokenFlags(t, args...)
+		require.Error(t, err, "%q", args)
+		assert.Contains(t, err.Error(), args[0], "%q", args)
+	}
+
+	f, err := parseTokenFlags(t, "-token")
+	require.NoError(t, err)
+	err = f.Print(auth.Config{}, &bytes.Buffer{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "JWT_SECRET")
+}
+
+func TestParseTenantID(t *testing.T) {
+	t.Parallel()
+	id := uuid.New()
+	for _, raw := range []string{id.String(), strings.ToUpper(id.String())} {
+		got, err := auth.ParseTenantID(raw)
+		require.NoError(t, err, raw)
+		assert.Equal(t, id, got, raw)
+	}
+	hex := strings.ReplaceAll(id.String(), "-", "")
+	for _, raw := range []string{"", "not-a-uuid", id.String()[:35], id.String() + "0",
+		"{" + id.String() + "}", "urn:uuid:" + id.String(), hex,
+		strings.Replace(id.String(), "-", "x", 1), "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"} {
+		_, err := auth.ParseTenantID(raw)
+		assert.ErrorIs(t, err, auth.ErrNotTenantID, "%q", raw)
+		// A tenant principal never matches an id in a form the services refuse.
+		assert.False(t, auth.Principal{Role: auth.RoleTenant, TenantID: id.String()}.CanAccessTenant(raw), "%q", raw)
+	}
 }

@@ -1,5 +1,5 @@
-// Package auth authenticates REST requests with HS256 JWTs and decides which tenant's
-// data a caller may see (DESIGN.md 4.1 JWT_SECRET, issue 6).
+// Package auth authenticates REST requests with HS256 JWTs (the JWT_SECRET setting) and
+// decides which tenant's data a caller may see.
 //
 // # Tokens
 //
@@ -22,6 +22,8 @@
 //	auth.RequireAdmin()                        // route middleware: 403 for tenant principals
 //	auth.TenantAccess(c, id)                   // nil, or the 404 tenant_not_found problem
 //	auth.TenantNotFound()                      // that same 404: use it for unknown tenants too
+//	auth.ParseTenantID(raw)                    // the one tenant id form both services accept
+//	auth.PathTenantID(c.Params("id"))          // the same, TenantNotFound when malformed
 //	p.TenantScope()                            // ("<id>", true) for a tenant principal: filter lists
 //	auth.FromContext(c.UserContext())          // the principal below the HTTP layer
 //	auth.Mint(cfg, auth.RoleTenant, id, time.Hour)
@@ -40,6 +42,10 @@
 //
 // # Wiring the services
 //
+// Each service takes these as hooks in a Guards value installed with WithGuards
+// (command: Admin, TenantAccess; query: TenantAccess, TenantScope), so its handlers are
+// tested without tokens and a zero Guards lets everything through.
+//
 // Command service:
 //
 //	POST   /tenants                           auth.RequireAdmin()
@@ -51,9 +57,9 @@
 //
 // Query service:
 //
-//	GET /tenants/:id, GET /tenants/:id/messages   auth.TenantAccess(c, c.Params("id")) first.
-//	GET /messages?tenant_id=                      validate tenant_id as today (400 when
-//	                                              missing/malformed), then TenantAccess.
+//	GET /tenants/:id, GET /tenants/:id/messages   auth.PathTenantID, then auth.TenantAccess.
+//	GET /messages?tenant_id=                      auth.ParseTenantID (400 when missing or
+//	                                              malformed), then auth.TenantAccess.
 //	GET /tenants                                  if id, ok := auth.PrincipalFrom(c).TenantScope(); ok,
 //	                                              list only that row (WHERE id = $1): a tenant
 //	                                              sees a one-row list (or empty if deleted).
@@ -70,6 +76,15 @@
 //		}
 //		return
 //	}
+//
+// # Tenant ids
+//
+// A tenant id is accepted only in the canonical 36-character UUID form, in either letter
+// case (ParseTenantID); braces, urn:uuid: and bare hex are refused, so each tenant has one
+// spelling in URLs, cursors and logs. A malformed id in a path names no tenant and gets
+// the unknown tenant's 404 (PathTenantID); a malformed tenant_id query parameter is a bad
+// request (400 invalid_tenant_id), since a parameter is input to validate, not a resource
+// to look up.
 //
 // Both services answer an unknown tenant with auth.TenantNotFound() so a foreign tenant's
 // 404 is byte-for-byte the 404 of a tenant that does not exist. Cursors are bound to the

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 
 	"github.com/multitenant/mtm/platform/httpserver"
 )
@@ -154,6 +155,17 @@ func TenantAccess(c *fiber.Ctx, tenantID string) error {
 		return nil
 	}
 	return TenantNotFound()
+}
+
+// PathTenantID parses the tenant id of a URL path (/tenants/{id}...). A malformed id
+// names no tenant, so it gets TenantNotFound like any other id that names none; a
+// malformed query parameter is a bad request instead, which the caller answers.
+func PathTenantID(raw string) (uuid.UUID, error) {
+	id, err := ParseTenantID(raw)
+	if err != nil {
+		return uuid.Nil, TenantNotFound()
+	}
+	return id, nil
 }
 
 // TenantNotFound is the 404 for an unknown tenant. Services answer unknown tenants with

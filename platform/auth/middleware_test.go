@@ -53,15 +53,7 @@ func newTestApp(t *testing.T, cfg auth.Config) *testApp {
 	// Registered after the middleware on purpose: it must be skipped by path, not by order.
 	app.Get("/swagger/*", func(c *fiber.Ctx) error { return c.SendString("docs") })
 
-	// canonical mirrors a service parsing the path id as a UUID.
-	canonical := func(id string) string {
-		u, err := uuid.Parse(id)
-		if err != nil {
-			return id
-		}
-		return u.String()
-	}
-	known := func(id string) bool { return canonical(id) == ta.a || canonical(id) == ta.b }
+	known := func(id uuid.UUID) bool { return id.String() == ta.a || id.String() == ta.b }
 	// who reports the principal as the handler sees it through UserContext, so the test
 	// proves the context plumbing too.
 	who := func(c *fiber.Ctx) fiber.Map {
@@ -69,15 +61,21 @@ func newTestApp(t *testing.T, cfg auth.Config) *testApp {
 		require.True(t, ok, "principal missing from user context")
 		return fiber.Map{"role": p.Role, "principal_tenant": p.TenantID}
 	}
-	tenantRoute := func(c *fiber.Ctx, id string, status int) error {
-		if err := auth.TenantAccess(c, id); err != nil {
+	// tenantRoute mirrors a service: access first, then the id parsed as both services
+	// parse it (a malformed one is the unknown tenant's 404).
+	tenantRoute := func(c *fiber.Ctx, raw string, status int) error {
+		if err := auth.TenantAccess(c, raw); err != nil {
+			return err
+		}
+		id, err := auth.PathTenantID(raw)
+		if err != nil {
 			return err
 		}
 		if !known(id) {
 			return auth.TenantNotFound()
 		}
 		body := who(c)
-		body["tenant_ids"] = []string{canonical(id)}
+		body["tenant_ids"] = []string{id.String()}
 		return c.Status(status).JSON(body)
 	}
 	mgmt := func(status int) fiber.Handler {
@@ -107,7 +105,7 @@ func newTestApp(t *testing.T, cfg auth.Config) *testApp {
 	app.Post("/tenants/:id/messages", func(c *fiber.Ctx) error { return tenantRoute(c, c.Params("id"), http.StatusAccepted) })
 	app.Get("/messages", func(c *fiber.Ctx) error {
 		id := c.Query("tenant_id")
-		if _, err := uuid.Parse(id); err != nil {
+		if _, err := auth.ParseTenantID(id); err != nil {
 			return httpserver.BadRequest("invalid_tenant_id", "tenant_id must be a UUID")
 		}
 		return tenantRoute(c, id, http.StatusOK)
@@ -293,6 +291,9 @@ func routes(ta *testApp) []route {
 		{name: "messages by query", method: "GET", path: "/messages?tenant_id=" + a, admin: 200, own: 200, foreign: 404},
 		{name: "list tenants", method: "GET", path: "/tenants", admin: 200, own: 200, foreign: 200, list: true},
 		{name: "unknown tenant", method: "GET", path: "/tenants/" + uuid.NewString(), admin: 404, own: 404, foreign: 404},
+		// uuid.Parse would take 32 bare hex digits; the services do not.
+		{name: "malformed path id", method: "GET", path: "/tenants/" + strings.ReplaceAll(a, "-", ""), admin: 404, own: 404, foreign: 404},
+		{name: "malformed tenant_id", method: "GET", path: "/messages?tenant_id=" + strings.ReplaceAll(a, "-", ""), admin: 400, own: 400, foreign: 400},
 		{name: "unknown route", method: "GET", path: "/nope", admin: 404, own: 404, foreign: 404},
 	}
 }

@@ -82,9 +82,9 @@ func main() {
 	// JWT_SECRET unset every request passes as admin. A tenant principal reads only its
 	// own tenant (others get the unknown tenant's 404).
 	a.HTTP.App.Use(auth.Middleware(auth.ConfigFrom(&cfg.Base)))
-	api.New(a.Pool, codec).WithAccess(api.Access{
-		Tenant: auth.TenantAccess,
-		Scope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
+	api.New(a.Pool, codec).WithGuards(api.Guards{
+		TenantAccess: auth.TenantAccess,
+		TenantScope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
 	}).Register(a.HTTP.App)
 	a.HTTP.App.Get("/swagger/*", swagger.HandlerDefault)
 

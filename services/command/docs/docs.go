@@ -104,7 +104,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "Tenant id (UUID)",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
                         "name": "id",
                         "in": "path",
                         "required": true
@@ -130,7 +130,7 @@ const docTemplate = `{
                         }
                     },
                     "404": {
-                        "description": "Unknown or already deleted tenant",
+                        "description": "Unknown or already deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -166,7 +166,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "Tenant id (UUID)",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
                         "name": "id",
                         "in": "path",
                         "required": true
@@ -207,7 +207,7 @@ const docTemplate = `{
                         }
                     },
                     "404": {
-                        "description": "Unknown or deleted tenant",
+                        "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -255,7 +255,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "Tenant id (UUID)",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
                         "name": "id",
                         "in": "path",
                         "required": true
@@ -290,7 +290,7 @@ const docTemplate = `{
                         }
                     },
                     "404": {
-                        "description": "Unknown or deleted tenant",
+                        "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }

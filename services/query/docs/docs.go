@@ -33,7 +33,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "tenant id (UUID)",
+                        "description": "tenant id: a canonical 36-character UUID (any other form is 400)",
                         "name": "tenant_id",
                         "in": "query",
                         "required": true
@@ -166,7 +166,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "tenant id (UUID)",
+                        "description": "tenant id: a canonical 36-character UUID (any other form is 404)",
                         "name": "id",
                         "in": "path",
                         "required": true
@@ -179,12 +179,6 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.Tenant"
                         }
                     },
-                    "400": {
-                        "description": "id is not a UUID",
-                        "schema": {
-                            "$ref": "#/definitions/httpserver.Problem"
-                        }
-                    },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
@@ -192,7 +186,7 @@ const docTemplate = `{
                         }
                     },
                     "404": {
-                        "description": "unknown or deleted tenant",
+                        "description": "unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -213,7 +207,7 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "Same as GET /messages?tenant_id={id}.",
+                "description": "Same as GET /messages?tenant_id={id}, except that a malformed id names no tenant here: 404, where the query parameter is 400.",
                 "produces": [
                     "application/json"
                 ],
@@ -224,7 +218,7 @@ const docTemplate = `{
                 "parameters": [
                     {
                         "type": "string",
-                        "description": "tenant id (UUID)",
+                        "description": "tenant id: a canonical 36-character UUID (any other form is 404)",
                         "name": "id",
                         "in": "path",
                         "required": true
@@ -253,7 +247,7 @@ const docTemplate = `{
                         }
                     },
                     "400": {
-                        "description": "id not a UUID, invalid limit, or a malformed, tampered or foreign cursor",
+                        "description": "invalid limit, or a malformed, tampered or foreign cursor",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -265,7 +259,7 @@ const docTemplate = `{
                         }
                     },
                     "404": {
-                        "description": "unknown or deleted tenant",
+                        "description": "unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -19,8 +18,9 @@ import (
 
 	_ "github.com/multitenant/mtm/services/command/docs" // registers the generated OpenAPI spec
 
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
-	"github.com/multitenant/mtm/projections/messages"
+	"github.com/multitenant/mtm/platform/payload"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
@@ -38,8 +38,8 @@ type Publisher interface {
 	Publish(ctx context.Context, m broker.Message) error
 }
 
-// Guards are the authorization hooks main installs (platform/auth). The zero value
-// lets everything through.
+// Guards are the authorization hooks main installs (platform/auth); the query service's
+// api.Guards are the same idea. The zero value lets everything through.
 type Guards struct {
 	// Admin runs before the tenant lifecycle routes (create, resize, delete).
 	Admin fiber.Handler
@@ -195,13 +195,13 @@ func (a *API) createTenant(c *fiber.Ctx) error {
 //	@Tags			tenants
 //	@Accept			json
 //	@Produce		json
-//	@Param			id					path		string				true	"Tenant id (UUID)"
+//	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string				false	"Expected version as one strong entity tag: \"3\" (or 3); weak tags never match"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
 //	@Param			body				body		ConcurrencyRequest	true	"Worker count"
 //	@Success		200					{object}	ConcurrencyResponse	"ETag: the new version"
 //	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
-//	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant"
+//	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
 //	@Failure		409					{object}	httpserver.Problem	"Changed concurrently (no If-Match sent)"
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
@@ -238,11 +238,11 @@ func (a *API) changeConcurrency(c *fiber.Ctx) error {
 //	@Description	Records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues and stored messages.
 //	@Tags			tenants
 //	@Produce		json
-//	@Param			id					path		string				true	"Tenant id (UUID)"
+//	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string				false	"Expected version"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
 //	@Success		202					{object}	DeleteResponse
-//	@Failure		404					{object}	httpserver.Problem	"Unknown or already deleted tenant"
+//	@Failure		404					{object}	httpserver.Problem	"Unknown or already deleted tenant, or a malformed id"
 //	@Failure		409					{object}	httpserver.Problem	"Changed concurrently"
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
 //	@Router			/tenants/{id} [delete]
@@ -267,12 +267,12 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 //	@Tags			messages
 //	@Accept			json
 //	@Produce		json
-//	@Param			id				path		string				true	"Tenant id (UUID)"
+//	@Param			id				path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			Idempotency-Key	header		string				false	"Client key (1..200 printable ASCII characters)"
 //	@Param			body			body		object				true	"Any JSON object"
 //	@Success		202				{object}	MessageAccepted
 //	@Failure		400				{object}	httpserver.Problem	"Malformed JSON or bad Idempotency-Key"
-//	@Failure		404				{object}	httpserver.Problem	"Unknown or deleted tenant"
+//	@Failure		404				{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
 //	@Failure		413				{object}	httpserver.Problem	"Body over MAX_MESSAGE_BYTES"
 //	@Failure		415				{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422				{object}	httpserver.Problem	"Body is JSON but not an object"
@@ -298,8 +298,8 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	body := c.Body()
 	// The same rule the consumer applies: a body the jsonb column would refuse is
 	// rejected here rather than acknowledged and dead-lettered later.
-	switch err := messages.CheckPayload(body); {
-	case errors.Is(err, messages.ErrNulChar):
+	switch err := payload.Check(body); {
+	case errors.Is(err, payload.ErrNulChar):
 		return httpserver.Unprocessable(`request body contains \u0000, which cannot be stored`)
 	case err != nil:
 		return httpserver.BadRequest("malformed_json", "request body is not valid JSON ("+err.Error()+")")
@@ -334,17 +334,20 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusAccepted).JSON(MessageAccepted{ID: msgID.String(), TenantID: id})
 }
 
-// tenantID parses the path id. A non-UUID cannot name a tenant: 404.
+// tenantID parses the path id the way the query service does: a malformed id names no
+// tenant, so it is the unknown tenant's 404.
 func tenantID(c *fiber.Ctx) (string, error) {
-	id, err := uuid.Parse(c.Params("id"))
+	id, err := auth.PathTenantID(c.Params("id"))
 	if err != nil {
-		return "", httpserver.NotFound("tenant_not_found", "no tenant with this id")
+		return "", err
 	}
 	return id.String(), nil
 }
 
+// workersError is the field problem for a workers value that is not an integer; it
+// states the same bound the tenant limits enforce on integers.
 func (a *API) workersError() httpserver.FieldError {
-	return httpserver.FieldError{Field: "workers", Detail: "must be an integer between 1 and " + strconv.Itoa(a.tenants.Limits().MaxWorkers)}
+	return httpserver.FieldError{Field: "workers", Detail: a.tenants.Limits().WorkersRule()}
 }
 
 func (a *API) meta(c *fiber.Ctx) tenant.Meta {
@@ -378,7 +381,7 @@ func (a *API) problem(c *fiber.Ctx, err error) error {
 		}
 		return httpserver.Unprocessable("invalid command", fields...)
 	case errors.Is(err, tenant.ErrNotFound):
-		return httpserver.NotFound("tenant_not_found", "no tenant with this id")
+		return auth.TenantNotFound()
 	case errors.Is(err, tenant.ErrVersionMismatch):
 		return httpserver.NewProblem(http.StatusPreconditionFailed, "version_mismatch", "If-Match does not match the tenant's current version")
 	case errors.Is(err, tenant.ErrConflict):

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/multitenant/mtm/events"
 	"github.com/multitenant/mtm/platform/amqptest"
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
@@ -277,8 +279,17 @@ func TestChangeConcurrency(t *testing.T) {
 			requireProblem(t, f.doT(t, "PUT", path, tc.ct, tc.body, tc.headers...), tc.status)
 		})
 	}
-	requireProblem(t, f.json("PUT", "/tenants/"+uuid.NewString()+"/config/concurrency", `{"workers":2}`), 404)
-	requireProblem(t, f.json("PUT", "/tenants/not-a-uuid/config/concurrency", `{"workers":2}`), 404)
+	unknown := f.json("PUT", "/tenants/"+uuid.NewString()+"/config/concurrency", `{"workers":2}`)
+	requireProblem(t, unknown, 404)
+	assert.Equal(t, auth.CodeTenantNotFound, unknown.body["code"])
+	// Only the canonical form names a tenant, as in the query service: other spellings
+	// uuid.Parse would take, even of this live tenant, are the unknown tenant's 404.
+	for _, bad := range []string{"not-a-uuid", strings.ReplaceAll(id, "-", ""), "{" + id + "}", "urn:uuid:" + id} {
+		r := f.json("PUT", "/tenants/"+url.PathEscape(bad)+"/config/concurrency", `{"workers":2}`)
+		requireProblem(t, r, 404)
+		assert.Equal(t, auth.CodeTenantNotFound, r.body["code"], bad)
+		assert.Equal(t, unknown.body["detail"], r.body["detail"], bad)
+	}
 	assert.Equal(t, before, f.env.EventCount(t), "bad input writes no event")
 }
 
@@ -289,6 +300,8 @@ func TestDeleteTenant(t *testing.T) {
 	id := f.createTenant(name, 2)
 
 	requireProblem(t, f.do("DELETE", "/tenants/"+id, "", "", "If-Match", `"7"`), 412)
+	requireProblem(t, f.do("DELETE", "/tenants/"+strings.ToUpper(id), "", "", "If-Match", `"7"`), 412)
+	requireProblem(t, f.do("DELETE", "/tenants/"+strings.ReplaceAll(id, "-", ""), "", ""), 404)
 	r := f.do("DELETE", "/tenants/"+id, "", "", "If-Match", `"1"`)
 	require.Equal(t, http.StatusAccepted, r.status, r.raw)
 	assert.Equal(t, map[string]any{"id": id, "status": "deleting", "version": 2.0}, r.body)
@@ -353,6 +366,7 @@ func TestPublishMessage(t *testing.T) {
 	}{
 		{"unknown tenant", "/tenants/" + uuid.NewString() + "/messages", "application/json", `{}`, nil, 404},
 		{"non-UUID tenant", "/tenants/abc/messages", "application/json", `{}`, nil, 404},
+		{"non-canonical id of this tenant", "/tenants/" + strings.ReplaceAll(id, "-", "") + "/messages", "application/json", `{}`, nil, 404},
 		{"not JSON", path, "text/plain", `hello`, nil, 415},
 		{"malformed JSON", path, "application/json", `{"a":`, nil, 400},
 		{"invalid UTF-8", path, "application/json", "{\"a\":\"\xff\"}", nil, 400},
@@ -416,7 +430,7 @@ func TestGuardsRunBeforeHandlers(t *testing.T) {
 		},
 		TenantAccess: func(c *fiber.Ctx, id string) error {
 			if id != allowed {
-				return httpserver.NotFound("tenant_not_found", "no tenant with this id")
+				return auth.TenantNotFound()
 			}
 			return nil
 		},

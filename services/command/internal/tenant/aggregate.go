@@ -52,10 +52,39 @@ func (e *ValidationError) Error() string {
 	return "invalid command: " + strings.Join(parts, "; ")
 }
 
-// Limits bound worker counts; they come from WORKERS and MAX_WORKERS.
+// Limits bound worker counts; they come from WORKERS and MAX_WORKERS. The bound is
+// checked only here: the configuration (Validate), the decisions and the HTTP layer
+// (CheckWorkers, WorkersRule) all ask Limits.
 type Limits struct {
-	DefaultWorkers int
-	MaxWorkers     int
+	DefaultWorkers int // WORKERS: a new tenant's count when the command names none
+	MaxWorkers     int // MAX_WORKERS: the most any tenant may run
+}
+
+// Validate checks the limits themselves when the service starts: MAX_WORKERS at least
+// 1 and WORKERS a count CheckWorkers accepts. Errors name the variable at fault.
+func (l Limits) Validate() error {
+	if l.MaxWorkers < 1 {
+		return fmt.Errorf("MAX_WORKERS: must be at least 1, got %d", l.MaxWorkers)
+	}
+	if l.CheckWorkers(l.DefaultWorkers) != nil {
+		return fmt.Errorf("WORKERS: must be between 1 and MAX_WORKERS (%d), got %d", l.MaxWorkers, l.DefaultWorkers)
+	}
+	return nil
+}
+
+// CheckWorkers validates a worker count a command asks for: 1..MaxWorkers. Its error
+// text is WorkersRule, ready to be a field detail.
+func (l Limits) CheckWorkers(n int) error {
+	if n < 1 || n > l.MaxWorkers {
+		return errors.New(l.WorkersRule())
+	}
+	return nil
+}
+
+// WorkersRule states the bound for clients. The HTTP layer answers it also for a
+// workers value that is not an integer at all, so either way clients read one rule.
+func (l Limits) WorkersRule() string {
+	return fmt.Sprintf("must be an integer between 1 and %d", l.MaxWorkers)
 }
 
 // State is a tenant rebuilt from its stream. Version 0 means the stream is empty.
@@ -85,7 +114,8 @@ func (s State) Apply(version int, e events.Event) State {
 	return s
 }
 
-// Replay rebuilds a tenant from its events in version order.
+// Replay rebuilds a tenant from its events in version order; an empty stream gives a
+// State with only the id, which does not exist.
 func Replay(id string, recs []events.Recorded) State {
 	s := State{ID: id}
 	for _, r := range recs {
@@ -118,14 +148,6 @@ func NormalizeName(raw string) (string, error) {
 // NameKey is the uniqueness key of a name: names differing only in letter case are
 // the same tenant name, as an operator would expect.
 func NameKey(name string) string { return strings.ToLower(name) }
-
-// CheckWorkers validates a worker count against the limits.
-func (l Limits) CheckWorkers(n int) error {
-	if n < 1 || n > l.MaxWorkers {
-		return fmt.Errorf("must be an integer between 1 and %d", l.MaxWorkers)
-	}
-	return nil
-}
 
 // DecideCreate validates a create command. workers nil means the default.
 func DecideCreate(l Limits, name string, workers *int) (events.TenantCreated, error) {

@@ -35,6 +35,30 @@ func TestReplay(t *testing.T) {
 	assert.False(t, Replay("t", nil).Exists(), "empty stream")
 }
 
+func TestLimits(t *testing.T) {
+	require.NoError(t, limits.Validate())
+	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1}.Validate())
+	for _, tc := range []struct {
+		l    Limits
+		want string
+	}{
+		{Limits{DefaultWorkers: 1, MaxWorkers: 0}, "MAX_WORKERS: must be at least 1, got 0"},
+		{Limits{DefaultWorkers: 1, MaxWorkers: -1}, "MAX_WORKERS: must be at least 1, got -1"},
+		{Limits{DefaultWorkers: 0, MaxWorkers: 64}, "WORKERS: must be between 1 and MAX_WORKERS (64), got 0"},
+		{Limits{DefaultWorkers: 65, MaxWorkers: 64}, "WORKERS: must be between 1 and MAX_WORKERS (64), got 65"},
+	} {
+		assert.EqualError(t, tc.l.Validate(), tc.want, "%+v", tc.l)
+	}
+
+	for _, n := range []int{1, 3, 64} {
+		assert.NoError(t, limits.CheckWorkers(n), n)
+	}
+	for _, n := range []int{0, -1, 65} {
+		assert.EqualError(t, limits.CheckWorkers(n), "must be an integer between 1 and 64", n)
+	}
+	assert.Equal(t, "must be an integer between 1 and 64", limits.WorkersRule())
+}
+
 func TestDecideCreate(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -50,11 +50,11 @@ func (s *Service) Load(ctx context.Context, id string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("load tenant %s: %w", id, err)
 	}
-	st := State{ID: id}
-	for _, e := range stored {
-		st = st.Apply(e.Version, e.Event)
+	recs := make([]events.Recorded, len(stored))
+	for i, e := range stored {
+		recs[i] = e.Recorded
 	}
-	return st, nil
+	return Replay(id, recs), nil
 }
 
 // Create validates the command, declares the tenant's queues (so a message published
@@ -117,9 +117,6 @@ func (s *Service) dropQueues(ctx context.Context, id string) {
 // ChangeConcurrency sets the desired worker count. expected, when set, is the
 // version the client last saw (If-Match).
 func (s *Service) ChangeConcurrency(ctx context.Context, meta Meta, id string, workers int, expected *int) (State, error) {
-	if err := s.limits.CheckWorkers(workers); err != nil {
-		return State{}, &ValidationError{Fields: []FieldError{{"workers", err.Error()}}}
-	}
 	st, err := s.Load(ctx, id)
 	if err != nil {
 		return State{}, err

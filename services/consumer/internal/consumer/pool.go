@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multitenant/mtm/platform/payload"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/projections/messages"
 	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
@@ -248,7 +249,7 @@ func (s *Service) refuse(msg *message.Message) string {
 	if len(msg.Payload) > s.d.MaxMessageBytes {
 		return "too_large: body of " + strconv.Itoa(len(msg.Payload)) + " bytes exceeds MAX_MESSAGE_BYTES=" + strconv.Itoa(s.d.MaxMessageBytes)
 	}
-	if err := messages.CheckPayload(msg.Payload); err != nil {
+	if err := payload.Check(msg.Payload); err != nil {
 		return "invalid_json: " + err.Error()
 	}
 	return ""

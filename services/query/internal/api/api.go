@@ -1,5 +1,7 @@
-// Package api serves the query service's REST reads (DESIGN.md 4.3) from the read
-// models, with opaque signed cursors.
+// Package api serves the query service's REST reads from the read models, with opaque
+// signed cursors. Tenant ids follow platform/auth's one rule: the canonical UUID form
+// only; a malformed id in a path is the unknown tenant's 404, a malformed tenant_id
+// query parameter is 400.
 package api
 
 import (
@@ -14,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/projections/cursor"
@@ -21,7 +24,7 @@ import (
 	"github.com/multitenant/mtm/projections/tenants"
 )
 
-// Page sizes (DESIGN.md 4.3). A limit outside 1..MaxLimit is rejected with 400 rather
+// Page sizes. A limit outside 1..MaxLimit is rejected with 400 rather
 // than clamped, so a client learns its request was not served as asked.
 const (
 	DefaultLimit = 20
@@ -40,17 +43,18 @@ type DB interface {
 type Handler struct {
 	db     DB
 	codec  *cursor.Codec
-	access Access
+	guards Guards
 }
 
-// Access decides which tenants a request may read (authorization, platform/auth). The
-// zero value allows everything, for tests and authentication-off deployments.
-type Access struct {
-	// Tenant returns nil when the request may read tenantID, otherwise the error to
-	// answer (the same 404 as an unknown tenant, so existence does not leak).
-	Tenant func(c *fiber.Ctx, tenantID string) error
-	// Scope returns the only tenant the request may list; ok false means all.
-	Scope func(c *fiber.Ctx) (tenantID string, ok bool)
+// Guards are the authorization hooks main installs (platform/auth); the command
+// service's httpapi.Guards are the same idea. The zero value allows everything, for
+// tests and authentication-off deployments.
+type Guards struct {
+	// TenantAccess returns nil when the request may read tenantID, otherwise the error
+	// to answer (the same 404 as an unknown tenant, so existence does not leak).
+	TenantAccess func(c *fiber.Ctx, tenantID string) error
+	// TenantScope returns the only tenant the request may list; ok false means all.
+	TenantScope func(c *fiber.Ctx) (tenantID string, ok bool)
 }
 
 // New builds the handlers.
@@ -58,17 +62,17 @@ func New(db DB, codec *cursor.Codec) *Handler {
 	return &Handler{db: db, codec: codec}
 }
 
-// WithAccess installs authorization hooks.
-func (h *Handler) WithAccess(a Access) *Handler {
-	h.access = a
+// WithGuards installs authorization hooks.
+func (h *Handler) WithGuards(g Guards) *Handler {
+	h.guards = g
 	return h
 }
 
 func (h *Handler) checkTenant(c *fiber.Ctx, id uuid.UUID) error {
-	if h.access.Tenant == nil {
+	if h.guards.TenantAccess == nil {
 		return nil
 	}
-	return h.access.Tenant(c, id.String())
+	return h.guards.TenantAccess(c, id.String())
 }
 
 // Register adds the routes to r. Taking a fiber.Router lets main put middleware
@@ -146,10 +150,10 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 		return err
 	}
 	only := uuid.Nil
-	if h.access.Scope != nil {
-		if raw, ok := h.access.Scope(c); ok {
+	if h.guards.TenantScope != nil {
+		if raw, ok := h.guards.TenantScope(c); ok {
 			// A principal scoped to nothing (or to a non-UUID) sees an empty list.
-			if only, err = uuid.Parse(raw); err != nil {
+			if only, err = auth.ParseTenantID(raw); err != nil {
 				return c.JSON(TenantPage{Data: []Tenant{}})
 			}
 		}
@@ -176,15 +180,14 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 //	@Tags			tenants
 //	@Security		BearerAuth
 //	@Produce		json
-//	@Param			id	path		string	true	"tenant id (UUID)"
+//	@Param			id	path		string	true	"tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Success		200	{object}	Tenant
-//	@Failure		400	{object}	httpserver.Problem	"id is not a UUID"
 //	@Failure		401	{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
-//	@Failure		404	{object}	httpserver.Problem	"unknown or deleted tenant"
+//	@Failure		404	{object}	httpserver.Problem	"unknown or deleted tenant, or a malformed id"
 //	@Failure		500	{object}	httpserver.Problem
 //	@Router			/tenants/{id} [get]
 func (h *Handler) getTenant(c *fiber.Ctx) error {
-	id, err := parseTenantID(c.Params("id"), "id")
+	id, err := auth.PathTenantID(c.Params("id"))
 	if err != nil {
 		return err
 	}
@@ -193,7 +196,7 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 	}
 	t, err := tenants.Get(c.UserContext(), h.db, id)
 	if errors.Is(err, tenants.ErrNotFound) {
-		return tenantNotFound()
+		return auth.TenantNotFound()
 	}
 	if err != nil {
 		return err
@@ -208,7 +211,7 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 //	@Tags			messages
 //	@Security		BearerAuth
 //	@Produce		json
-//	@Param			tenant_id	query		string	true	"tenant id (UUID)"
+//	@Param			tenant_id	query		string	true	"tenant id: a canonical 36-character UUID (any other form is 400)"
 //	@Param			cursor		query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit		query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
 //	@Success		200			{object}	MessagePage
@@ -223,9 +226,10 @@ func (h *Handler) messages(c *fiber.Ctx) error {
 		return httpserver.BadRequest("missing_tenant_id", "query parameter tenant_id is required").
 			WithErrors(httpserver.FieldError{Field: "tenant_id", Detail: "required"})
 	}
-	id, err := parseTenantID(raw, "tenant_id")
+	id, err := auth.ParseTenantID(raw)
 	if err != nil {
-		return err
+		return httpserver.BadRequest("invalid_tenant_id", "tenant_id must be a UUID").
+			WithErrors(httpserver.FieldError{Field: "tenant_id", Detail: "not a UUID"})
 	}
 	return h.messagePage(c, id)
 }
@@ -233,21 +237,21 @@ func (h *Handler) messages(c *fiber.Ctx) error {
 // tenantMessages godoc
 //
 //	@Summary		List a tenant's messages
-//	@Description	Same as GET /messages?tenant_id={id}.
+//	@Description	Same as GET /messages?tenant_id={id}, except that a malformed id names no tenant here: 404, where the query parameter is 400.
 //	@Tags			messages
 //	@Security		BearerAuth
 //	@Produce		json
-//	@Param			id		path		string	true	"tenant id (UUID)"
+//	@Param			id		path		string	true	"tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
 //	@Success		200		{object}	MessagePage
-//	@Failure		400		{object}	httpserver.Problem	"id not a UUID, invalid limit, or a malformed, tampered or foreign cursor"
+//	@Failure		400		{object}	httpserver.Problem	"invalid limit, or a malformed, tampered or foreign cursor"
 //	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
-//	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant"
+//	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant, or a malformed id"
 //	@Failure		500		{object}	httpserver.Problem
 //	@Router			/tenants/{id}/messages [get]
 func (h *Handler) tenantMessages(c *fiber.Ctx) error {
-	id, err := parseTenantID(c.Params("id"), "id")
+	id, err := auth.PathTenantID(c.Params("id"))
 	if err != nil {
 		return err
 	}
@@ -274,7 +278,7 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 		return err
 	}
 	if !ok {
-		return tenantNotFound()
+		return auth.TenantNotFound()
 	}
 	page, more, err := messages.Page(ctx, h.db, tenantID, after, limit)
 	if err != nil {
@@ -319,17 +323,6 @@ func parseLimit(c *fiber.Ctx) (int, error) {
 	return n, nil
 }
 
-func parseTenantID(raw, field string) (uuid.UUID, error) {
-	// uuid.Parse also accepts braces and urn: forms; one canonical spelling keeps
-	// cursors and URLs unambiguous.
-	id, err := uuid.Parse(raw)
-	if err != nil || len(raw) != 36 {
-		return uuid.Nil, httpserver.BadRequest("invalid_tenant_id", field+" must be a UUID").
-			WithErrors(httpserver.FieldError{Field: field, Detail: "not a UUID"})
-	}
-	return id, nil
-}
-
 func (h *Handler) parseCursor(c *fiber.Ctx, kind cursor.Kind, scope uuid.UUID) (*cursor.Position, error) {
 	raw := c.Query("cursor")
 	if raw == "" {
@@ -351,10 +344,4 @@ func reason(err error) string {
 		return s[len(prefix):]
 	}
 	return s
-}
-
-func tenantNotFound() error {
-	// Same body as platform/auth's 404 for someone else's tenant: the two must not be
-	// told apart.
-	return httpserver.NotFound("tenant_not_found", "no tenant with this id")
 }

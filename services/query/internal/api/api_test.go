@@ -45,8 +45,8 @@ func start(t *testing.T, pool *pgxpool.Pool) *env {
 	return startWith(t, pool, nil)
 }
 
-// startWith installs the JWT middleware and access hooks first when authCfg is set,
-// exactly as main does.
+// startWith installs the JWT middleware and guards first when authCfg is set, exactly
+// as main does.
 func startWith(t *testing.T, pool *pgxpool.Pool, authCfg *auth.Config) *env {
 	t.Helper()
 	codec, err := cursor.NewCodec([]byte("api-test"))
@@ -60,9 +60,9 @@ func startWith(t *testing.T, pool *pgxpool.Pool, authCfg *auth.Config) *env {
 	h := api.New(pool, codec)
 	if authCfg != nil {
 		srv.App.Use(auth.Middleware(*authCfg))
-		h.WithAccess(api.Access{
-			Tenant: auth.TenantAccess,
-			Scope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
+		h.WithGuards(api.Guards{
+			TenantAccess: auth.TenantAccess,
+			TenantScope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
 		})
 	}
 	h.Register(srv.App)
@@ -206,8 +206,12 @@ func TestGetTenant(t *testing.T) {
 	require.Equal(t, 5, decode[tenantJSON](t, e.get(t, "/tenants/"+id.String())).Workers.Current)
 
 	requireProblem(t, e.get(t, "/tenants/"+uuid.NewString()), http.StatusNotFound, "tenant_not_found")
-	requireProblem(t, e.get(t, "/tenants/not-a-uuid"), http.StatusBadRequest, "invalid_tenant_id")
-	requireProblem(t, e.get(t, "/tenants/%7B"+id.String()+"%7D"), http.StatusBadRequest, "invalid_tenant_id")
+	// A malformed path id names no tenant, as in the command service: even a live
+	// tenant's id in another spelling is the unknown tenant's 404.
+	requireProblem(t, e.get(t, "/tenants/not-a-uuid"), http.StatusNotFound, "tenant_not_found")
+	requireProblem(t, e.get(t, "/tenants/%7B"+id.String()+"%7D"), http.StatusNotFound, "tenant_not_found")
+	requireProblem(t, e.get(t, "/tenants/"+strings.ReplaceAll(id.String(), "-", "")), http.StatusNotFound, "tenant_not_found")
+	require.Equal(t, http.StatusOK, e.get(t, "/tenants/"+strings.ToUpper(id.String())).status, "letter case does not matter")
 
 	e.apply(t, id, 3, t0.Add(2*time.Minute), events.TenantDeleted{Name: "acme"})
 	requireProblem(t, e.get(t, "/tenants/"+id.String()), http.StatusNotFound, "tenant_not_found")
@@ -330,7 +334,9 @@ func TestMessages(t *testing.T) {
 	requireProblem(t, e.get(t, "/messages?tenant_id=urn:uuid:"+a.String()), http.StatusBadRequest, "invalid_tenant_id")
 	requireProblem(t, e.get(t, "/messages?tenant_id="+uuid.NewString()), http.StatusNotFound, "tenant_not_found")
 	requireProblem(t, e.get(t, "/tenants/"+uuid.NewString()+"/messages"), http.StatusNotFound, "tenant_not_found")
-	requireProblem(t, e.get(t, "/tenants/x/messages"), http.StatusBadRequest, "invalid_tenant_id")
+	requireProblem(t, e.get(t, "/messages?tenant_id="+strings.ReplaceAll(a.String(), "-", "")), http.StatusBadRequest, "invalid_tenant_id")
+	requireProblem(t, e.get(t, "/tenants/x/messages"), http.StatusNotFound, "tenant_not_found")
+	requireProblem(t, e.get(t, "/tenants/urn:uuid:"+a.String()+"/messages"), http.StatusNotFound, "tenant_not_found")
 
 	e.apply(t, b, 2, t0.Add(time.Hour), events.TenantDeleted{})
 	requireProblem(t, e.get(t, "/messages?tenant_id="+b.String()), http.StatusNotFound, "tenant_not_found")

@@ -1,4 +1,7 @@
-package messages
+// Package payload owns the rule for what a tenant message body must be to be stored:
+// the command service checks it before publishing and the consumer before inserting,
+// so nothing accepted upstream is refused by the database later.
+package payload
 
 import (
 	"bytes"
@@ -7,17 +10,16 @@ import (
 	"unicode/utf8"
 )
 
-// Payload problems: a body with any of them can never be stored in the jsonb column.
+// Problems of a body; a body with any of them can never be stored in the jsonb column.
 var (
 	ErrNotJSON     = errors.New("body is not valid JSON")
 	ErrInvalidUTF8 = errors.New("body is not valid UTF-8")
 	ErrNulChar     = errors.New(`body contains \u0000, which jsonb cannot store`)
 )
 
-// CheckPayload reports why a message body cannot be stored as jsonb, or nil. The HTTP
-// ingest path and the consumer share it, so nothing accepted upstream is refused by the
-// database later (encoding/json accepts invalid UTF-8 and \u0000; jsonb accepts neither).
-func CheckPayload(b []byte) error {
+// Check reports why a message body cannot be stored as jsonb, or nil. encoding/json
+// accepts invalid UTF-8 and \u0000; jsonb accepts neither, hence the extra checks.
+func Check(b []byte) error {
 	if !utf8.Valid(b) {
 		return ErrInvalidUTF8
 	}

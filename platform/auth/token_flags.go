@@ -56,18 +56,3 @@ func (f *TokenFlags) Print(cfg Config, w io.Writer) error {
 	}
 	return nil
 }
-
-// TokenCommand parses args (the -token flag itself is accepted and ignored) and prints
-// the token; for binaries that dispatch a token subcommand themselves, and for tests.
-func TokenCommand(args []string, cfg Config, stdout io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	f := RegisterTokenFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("token flags: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("token flags: unexpected argument %q", fs.Arg(0))
-	}
-	return f.Print(cfg, stdout)
-}

@@ -1,4 +1,4 @@
-package messages
+package payload
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestCheckPayload(t *testing.T) {
+func TestCheck(t *testing.T) {
 	cases := []struct {
 		body string
 		want error
@@ -24,6 +24,6 @@ func TestCheckPayload(t *testing.T) {
 		{``, ErrNotJSON},
 	}
 	for _, tc := range cases {
-		require.Equal(t, tc.want, CheckPayload([]byte(tc.body)), "%q", tc.body)
+		require.Equal(t, tc.want, Check([]byte(tc.body)), "%q", tc.body)
 	}
 }
