@@ -63,7 +63,7 @@ type seen struct {
 // public probes, docs and metrics of all three.
 func TestAuthMatrix(t *testing.T) {
 	began := time.Now()
-	const secret = "e2e-auth-matrix-secret-6f1d2c9a"
+	const secret = "e2e-auth-matrix-secret-6f1d2c9a-0b7e"
 	env := Env(t)
 	env["JWT_SECRET"] = secret
 

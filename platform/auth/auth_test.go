@@ -67,6 +67,8 @@ func TestMintRejects(t *testing.T) {
 	assert.ErrorIs(t, err, auth.ErrMintTenantID)
 	_, err = auth.Mint(cfg, auth.RoleAdmin, "", 0)
 	assert.ErrorIs(t, err, auth.ErrMintTTL)
+	_, err = auth.Mint(auth.Config{Secret: testSecret, MaxTTL: time.Hour}, auth.RoleAdmin, "", 2*time.Hour)
+	assert.ErrorIs(t, err, auth.ErrMintTTL)
 }
 
 func TestVerifyWithoutSecret(t *testing.T) {
@@ -136,7 +138,7 @@ func parseTokenFlags(t *testing.T, args ...string) (*auth.TokenFlags, error) {
 
 func TestTokenFlags(t *testing.T) {
 	t.Parallel()
-	cfg := auth.Config{Secret: testSecret, Issuer: testIssuer, Audience: testAudience}
+	cfg := auth.Config{Secret: testSecret, Issuer: testIssuer, Audience: testAudience, MaxTTL: 24 * time.Hour}
 	id := uuid.NewString()
 
 	cases := []struct {
@@ -154,6 +156,7 @@ func TestTokenFlags(t *testing.T) {
 		{name: "admin with tenant", args: []string{"-role", "admin", "-tenant", id}, wantErr: "-tenant:"},
 		{name: "unknown role", args: []string{"-role", "root"}, wantErr: "-role:"},
 		{name: "zero ttl", args: []string{"-ttl", "0s"}, wantErr: "-ttl:"},
+		{name: "ttl beyond JWT_MAX_TTL", args: []string{"-ttl", "876000h"}, wantErr: "-ttl:"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,7 +99,7 @@ func bearerToken(header string) (string, error) {
 func invalidToken(err error) *httpserver.Problem {
 	reason := ErrInvalid
 	for _, r := range []error{ErrNoToken, ErrMalformed, ErrAlgorithm, ErrSignature, ErrExpired, ErrMissingExp,
-		ErrNotYetValid, ErrIssuer, ErrAudience, ErrRole, ErrTenantID} {
+		ErrNotYetValid, ErrFutureIat, ErrLifetime, ErrIssuer, ErrAudience, ErrRole, ErrTenantID} {
 		if errors.Is(err, r) {
 			reason = r
 			break

@@ -230,6 +230,11 @@ func tokenCases(t *testing.T, ta *testApp) []tokenCase {
 		inv("no exp", hs(claims("admin", "", map[string]any{"exp": nil})), auth.ErrMissingExp),
 		inv("exp not a number", hs(claims("admin", "", map[string]any{"exp": "tomorrow"})), auth.ErrMalformed),
 		inv("not yet valid", hs(claims("admin", "", map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})), auth.ErrNotYetValid),
+		inv("issued in the future", hs(claims("admin", "", map[string]any{"iat": time.Now().Add(10 * time.Minute).Unix()})), auth.ErrFutureIat),
+		inv("valid for 100 years", hs(claims("admin", "", map[string]any{"exp": time.Now().AddDate(100, 0, 0).Unix()})), auth.ErrLifetime),
+		inv("valid for 25 hours", hs(claims("tenant", ta.a, map[string]any{"exp": time.Now().Add(25 * time.Hour).Unix()})), auth.ErrLifetime),
+		{name: "iat within clock skew", header: hs(claims("admin", "", map[string]any{"iat": time.Now().Add(10 * time.Second).Unix()})), want: asAdmin},
+		{name: "valid for 23 hours", header: hs(claims("admin", "", map[string]any{"exp": time.Now().Add(23 * time.Hour).Unix()})), want: asAdmin},
 		inv("wrong signature", "Bearer "+sign(t, jwt.SigningMethodHS256, []byte("another-secret"), claims("admin", "", nil)), auth.ErrSignature),
 		inv("hs256 header on hs512 signature", hs256HeaderHS512Sig, auth.ErrSignature),
 		inv("alg none", none, auth.ErrAlgorithm),
@@ -302,7 +307,7 @@ func routes(ta *testApp) []route {
 // authentication on, issuer and audience configured.
 func TestMatrix(t *testing.T) {
 	t.Parallel()
-	ta := newTestApp(t, auth.Config{Secret: testSecret, Issuer: testIssuer, Audience: testAudience})
+	ta := newTestApp(t, auth.Config{Secret: testSecret, Issuer: testIssuer, Audience: testAudience, MaxTTL: 24 * time.Hour})
 	for _, tc := range tokenCases(t, ta) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -47,7 +47,7 @@ func (f *TokenFlags) Print(cfg Config, w io.Writer) error {
 	case errors.Is(err, ErrMintTenantID):
 		return fmt.Errorf("-tenant: -role tenant needs a tenant UUID, got %q", f.Tenant)
 	case errors.Is(err, ErrMintTTL):
-		return fmt.Errorf("-ttl: must be positive, got %s", f.TTL)
+		return fmt.Errorf("-ttl: must be positive and at most JWT_MAX_TTL (%s), got %s", cfg.MaxTTL, f.TTL)
 	case err != nil:
 		return err
 	}

@@ -29,8 +29,6 @@ import (
 const (
 	HeaderCorrelationID  = "X-Correlation-ID"
 	HeaderIdempotencyKey = "Idempotency-Key"
-	// maxHeaderValue bounds client-chosen ids stored in events and message ids.
-	maxHeaderValue = 200
 )
 
 // Publisher publishes a tenant message and returns after the broker confirmed it.
@@ -292,7 +290,7 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 		return err
 	}
 	key := c.Get(HeaderIdempotencyKey)
-	if key != "" && !printableASCII(key) {
+	if key != "" && !httpserver.ValidID(key) {
 		return httpserver.BadRequest("invalid_idempotency_key", "Idempotency-Key must be 1..200 printable ASCII characters")
 	}
 	body := c.Body()
@@ -356,17 +354,11 @@ func (a *API) meta(c *fiber.Ctx) tenant.Meta {
 
 // correlationID is the caller's X-Correlation-ID when it is sane, else the request id.
 func (a *API) correlationID(c *fiber.Ctx) string {
-	if v := c.Get(HeaderCorrelationID); v != "" && printableASCII(v) {
-		return v
+	if v := c.Get(HeaderCorrelationID); httpserver.ValidID(v) {
+		// c.Get aliases a pooled buffer; the id outlives the request in the event store.
+		return strings.Clone(v)
 	}
 	return httpserver.RequestID(c)
-}
-
-func printableASCII(s string) bool {
-	if len(s) == 0 || len(s) > maxHeaderValue {
-		return false
-	}
-	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0
 }
 
 // problem maps domain errors to HTTP problems; anything else is a 500 (logged by
@@ -388,6 +380,12 @@ func (a *API) problem(c *fiber.Ctx, err error) error {
 		return httpserver.NewProblem(http.StatusConflict, "concurrent_modification", "the tenant was changed concurrently; reload and retry")
 	case errors.Is(err, tenant.ErrDuplicateName):
 		return httpserver.NewProblem(http.StatusConflict, "duplicate_name", "a tenant with this name already exists")
+	case errors.Is(err, broker.ErrUnconfirmed):
+		// Sent, but no confirm: "nothing was published" would invite a duplicate.
+		a.log.Warn("publish unconfirmed", "err", err, "request_id", httpserver.RequestID(c), "path", c.Path())
+		return httpserver.NewProblem(http.StatusServiceUnavailable, "publish_unconfirmed", "the broker did not confirm the message in time: it may have been stored. Retrying with the same Idempotency-Key is safe (the message is stored once); a retry without one may store it twice").WithHeader(fiber.HeaderRetryAfter, "1")
+	case errors.Is(err, broker.ErrInvalidMessage):
+		return httpserver.BadRequest("invalid_message", "the message cannot be published: "+err.Error())
 	case errors.Is(err, tenant.ErrUnavailable), errors.Is(err, broker.ErrUnavailable):
 		a.log.Warn("broker unavailable", "err", err, "request_id", httpserver.RequestID(c), "path", c.Path())
 		return httpserver.NewProblem(http.StatusServiceUnavailable, "broker_unavailable", "the message broker is unavailable; nothing was recorded or published, retry later").WithHeader(fiber.HeaderRetryAfter, "1")

@@ -386,6 +386,39 @@ func TestPublishMessage(t *testing.T) {
 	assert.Equal(t, 3, q.Messages, "rejected messages are not published")
 }
 
+// Client-chosen ids never reach AMQP unchecked: a 300-byte X-Request-ID used to become
+// the correlation_id, fail the frame and close the publisher connection every tenant
+// shares.
+func TestHostileIDsNeverReachTheBroker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, true)
+	attacker := f.createTenant("ids-a-"+uuid.NewString()[:8], 1)
+	victim := f.createTenant("ids-v-"+uuid.NewString()[:8], 1)
+	long := strings.Repeat("r", 300)
+	for _, h := range [][]string{
+		{"X-Request-ID", long},
+		{"X-Correlation-ID", long},
+		{"X-Request-ID", long, "X-Correlation-ID", long},
+	} {
+		r := f.json("POST", "/tenants/"+attacker+"/messages", `{"a":1}`, h...)
+		require.Equal(t, http.StatusAccepted, r.status, r.raw)
+		assert.NotEqual(t, long, r.header.Get("X-Request-ID"), "an invalid request id is replaced")
+		r = f.json("POST", "/tenants/"+victim+"/messages", `{"v":1}`)
+		require.Equal(t, http.StatusAccepted, r.status, "another tenant's publish right after: %s", r.raw)
+	}
+	admin := amqptest.Dial(t)
+	ch, err := admin.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	for range 3 {
+		d, ok, err := ch.Get(rabbit.QueueName(attacker), true)
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.LessOrEqual(t, len(d.CorrelationId), httpserver.MaxIDLength)
+		assert.NotEmpty(t, d.CorrelationId, "the request id stands in")
+	}
+}
+
 func TestBrokerDown(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, false)
