@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -70,14 +71,22 @@ func TestBrokerDownAtStartIsNotReady(t *testing.T) {
 
 // A bad configuration value stops the binary with one line naming the variable.
 func TestBadConfigurationExitsWithOneLine(t *testing.T) {
-	cases := map[string]string{
-		"WORKERS":      "0",
+	shared := map[string]string{
 		"LOG_LEVEL":    "loud",
 		"DATABASE_URL": "not a url",
 		"RABBITMQ_URL": "http://x/",
+		"JWT_SECRET":   "short",
 	}
-	for variable, value := range cases {
-		for _, name := range []string{"command", "consumer", "query"} {
+	// Each service's own variables; the others ignore them.
+	own := map[string]map[string]string{
+		"command":  {"WORKERS": "0", "MAX_WORKERS": "0"},
+		"consumer": {"CONSUMER_PREFETCH": "0"},
+		"query":    {"REPLAY_BATCH": "0"},
+	}
+	for _, name := range []string{"command", "consumer", "query"} {
+		cases := maps.Clone(shared)
+		maps.Copy(cases, own[name])
+		for variable, value := range cases {
 			code, out := Run(t, name, map[string]string{variable: value})
 			require.Equal(t, 2, code, "%s with %s=%s: %s", name, variable, value, out)
 			out = strings.TrimSpace(out)

@@ -18,15 +18,13 @@ import (
 
 // Base is the configuration every service shares (README "Configuration").
 type Base struct {
-	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable"`
-	RabbitMQURL     string        `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
-	HTTPAddr        string        `env:"HTTP_ADDR"`
-	Workers         int           `env:"WORKERS" envDefault:"3"`
-	MaxWorkers      int           `env:"MAX_WORKERS" envDefault:"64"`
-	JWTSecret       string        `env:"JWT_SECRET"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable"`
+	RabbitMQURL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
+	HTTPAddr    string `env:"HTTP_ADDR"`
+	JWTSecret   string `env:"JWT_SECRET"`
 	// JWTMaxTTL is the longest validity a token may have left: a longer-lived token is
 	// refused even when its signature is good, so a leaked token dies within a day.
-	JWTMaxTTL time.Duration `env:"JWT_MAX_TTL" envDefault:"24h"`
+	JWTMaxTTL       time.Duration `env:"JWT_MAX_TTL" envDefault:"24h"`
 	JWTIssuer       string        `env:"JWT_ISSUER"`
 	JWTAudience     string        `env:"JWT_AUDIENCE"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
@@ -136,12 +134,6 @@ func (b *Base) Validate() error {
 	}
 	if _, port, ok := strings.Cut(b.HTTPAddr, ":"); !ok || !validPort(port) {
 		return fmt.Errorf("HTTP_ADDR: %q is not host:port with a port in 1..65535", b.HTTPAddr)
-	}
-	if b.MaxWorkers < 1 {
-		return fmt.Errorf("MAX_WORKERS: must be at least 1, got %d", b.MaxWorkers)
-	}
-	if b.Workers < 1 || b.Workers > b.MaxWorkers {
-		return fmt.Errorf("WORKERS: must be between 1 and MAX_WORKERS (%d), got %d", b.MaxWorkers, b.Workers)
 	}
 	if b.JWTSecret != "" && len(b.JWTSecret) < MinJWTSecretBytes {
 		return fmt.Errorf("JWT_SECRET: must be at least %d bytes (got %d); generate one with: openssl rand -base64 48", MinJWTSecretBytes, len(b.JWTSecret))

@@ -31,14 +31,26 @@ import (
 // Config is the command service's configuration.
 type Config struct {
 	config.Base
+	// Workers is the pool size of a tenant created without "workers".
+	Workers int `env:"WORKERS" envDefault:"3"`
+	// MaxWorkers is the largest pool a tenant may ask for.
+	MaxWorkers int `env:"MAX_WORKERS" envDefault:"64"`
 	// PublishChannels is the number of confirm-mode channels for POST /tenants/{id}/messages.
 	PublishChannels int `env:"PUBLISH_CHANNELS" envDefault:"8"`
 	// PublishConfirmTimeout bounds the wait for a broker confirm before answering 503.
 	PublishConfirmTimeout time.Duration `env:"PUBLISH_CONFIRM_TIMEOUT" envDefault:"5s"`
 }
 
+// limits are the worker bounds the tenant aggregate enforces.
+func (c *Config) limits() tenant.Limits {
+	return tenant.Limits{DefaultWorkers: c.Workers, MaxWorkers: c.MaxWorkers}
+}
+
 // Validate checks the command service's own settings.
 func (c *Config) Validate() error {
+	if err := c.limits().Validate(); err != nil {
+		return err
+	}
 	if c.PublishChannels < 1 || c.PublishChannels > 256 {
 		return fmt.Errorf("PUBLISH_CHANNELS: must be between 1 and 256, got %d", c.PublishChannels)
 	}
@@ -73,7 +85,7 @@ func main() {
 		Registerer:     a.Registry,
 	})
 	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, broker.NewTopology(a.Rabbit),
-		tenant.Limits{DefaultWorkers: cfg.Workers, MaxWorkers: cfg.MaxWorkers}, a.Log)
+		cfg.limits(), a.Log)
 
 	// Authentication sits in front of every route except probes, metrics and docs;
 	// with JWT_SECRET unset it lets every request through as admin.
