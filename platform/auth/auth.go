@@ -86,6 +86,11 @@ func ParseTenantID(raw string) (uuid.UUID, error) {
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("%w: %w", ErrNotTenantID, err)
 	}
+	if id == uuid.Nil {
+		// The nil UUID is never a tenant; code that took it for "no filter" would
+		// hand its holder every tenant.
+		return uuid.Nil, fmt.Errorf("%w: the nil UUID names no tenant", ErrNotTenantID)
+	}
 	return id, nil
 }
 
@@ -228,7 +233,7 @@ func principalOf(c Claims) (Principal, error) {
 	case RoleAdmin:
 		return Principal{Role: RoleAdmin, Subject: c.Subject}, nil
 	case RoleTenant:
-		u, err := uuid.Parse(c.TenantID)
+		u, err := ParseTenantID(c.TenantID)
 		if err != nil {
 			return Principal{}, ErrTenantID
 		}
@@ -260,7 +265,7 @@ func Mint(cfg Config, role Role, tenantID string, ttl time.Duration) (string, er
 	case RoleAdmin:
 		claims.Subject = "admin"
 	case RoleTenant:
-		u, err := uuid.Parse(tenantID)
+		u, err := ParseTenantID(tenantID)
 		if err != nil {
 			return "", fmt.Errorf("%w: %q", ErrMintTenantID, tenantID)
 		}

@@ -65,6 +65,8 @@ func TestMintRejects(t *testing.T) {
 	assert.ErrorIs(t, err, auth.ErrMintTenantID)
 	_, err = auth.Mint(cfg, auth.RoleTenant, "acme", time.Hour)
 	assert.ErrorIs(t, err, auth.ErrMintTenantID)
+	_, err = auth.Mint(cfg, auth.RoleTenant, uuid.Nil.String(), time.Hour)
+	assert.ErrorIs(t, err, auth.ErrMintTenantID, "the nil UUID names no tenant")
 	_, err = auth.Mint(cfg, auth.RoleAdmin, "", 0)
 	assert.ErrorIs(t, err, auth.ErrMintTTL)
 	_, err = auth.Mint(auth.Config{Secret: testSecret, MaxTTL: time.Hour}, auth.RoleAdmin, "", 2*time.Hour)
@@ -211,7 +213,7 @@ func TestParseTenantID(t *testing.T) {
 	hex := strings.ReplaceAll(id.String(), "-", "")
 	for _, raw := range []string{"", "not-a-uuid", id.String()[:35], id.String() + "0",
 		"{" + id.String() + "}", "urn:uuid:" + id.String(), hex,
-		strings.Replace(id.String(), "-", "x", 1), "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"} {
+		strings.Replace(id.String(), "-", "x", 1), "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", uuid.Nil.String()} {
 		_, err := auth.ParseTenantID(raw)
 		assert.ErrorIs(t, err, auth.ErrNotTenantID, "%q", raw)
 		// A tenant principal never matches an id in a form the services refuse.

@@ -251,6 +251,7 @@ func tokenCases(t *testing.T, ta *testApp) []tokenCase {
 		inv("no role", hs(claims("admin", "", map[string]any{"role": nil})), auth.ErrRole),
 		inv("tenant without tenant_id", hs(claims("tenant", "", nil)), auth.ErrTenantID),
 		inv("tenant with non-uuid tenant_id", hs(claims("tenant", "acme", nil)), auth.ErrTenantID),
+		inv("tenant with the nil UUID", hs(claims("tenant", uuid.Nil.String(), nil)), auth.ErrTenantID),
 		{name: "admin", header: hs(claims("admin", "", nil)), want: asAdmin},
 		{name: "admin with audience list", header: hs(claims("admin", "", map[string]any{"aud": []string{"x", testAudience}})), want: asAdmin},
 		{name: "lower-case bearer scheme", header: strings.Replace(hs(claims("admin", "", nil)), "Bearer", "bearer", 1), want: asAdmin},
@@ -299,6 +300,8 @@ func routes(ta *testApp) []route {
 		// uuid.Parse would take 32 bare hex digits; the services do not.
 		{name: "malformed path id", method: "GET", path: "/tenants/" + strings.ReplaceAll(a, "-", ""), admin: 404, own: 404, foreign: 404},
 		{name: "malformed tenant_id", method: "GET", path: "/messages?tenant_id=" + strings.ReplaceAll(a, "-", ""), admin: 400, own: 400, foreign: 400},
+		{name: "nil UUID path id", method: "GET", path: "/tenants/" + uuid.Nil.String(), admin: 404, own: 404, foreign: 404},
+		{name: "nil UUID tenant_id", method: "GET", path: "/messages?tenant_id=" + uuid.Nil.String(), admin: 400, own: 400, foreign: 400},
 		{name: "unknown route", method: "GET", path: "/nope", admin: 404, own: 404, foreign: 404},
 	}
 }

@@ -270,18 +270,34 @@ func Exists(ctx context.Context, q Querier, id uuid.UUID) (bool, error) {
 	return ok, nil
 }
 
-// List returns up to limit live tenants after position after (nil: from the first),
-// oldest first by (created_at, id), and whether more follow. only, unless uuid.Nil,
-// restricts the list to that one tenant (a tenant principal sees only itself). Keyset
-// on the (created_at, id) index: a page costs the same at any depth.
-func List(ctx context.Context, q Querier, after *cursor.Position, limit int, only uuid.UUID) ([]Tenant, bool, error) {
+// Scope is which tenants a list may show. The zero Scope shows none: every tenant is
+// only ever listed when asked for explicitly (AllTenants, for admins), so no id value
+// (the nil UUID included) can widen a tenant's view.
+type Scope struct {
+	all    bool
+	tenant uuid.UUID
+}
+
+// AllTenants lists every live tenant.
+func AllTenants() Scope { return Scope{all: true} }
+
+// OnlyTenant lists at most the tenant id (a tenant principal sees only itself).
+func OnlyTenant(id uuid.UUID) Scope { return Scope{tenant: id} }
+
+// List returns up to limit live tenants of scope after position after (nil: from the
+// first), oldest first by (created_at, id), and whether more follow. Keyset on the
+// (created_at, id) index: a page costs the same at any depth.
+func List(ctx context.Context, q Querier, after *cursor.Position, limit int, scope Scope) ([]Tenant, bool, error) {
 	if limit < 1 {
 		return nil, false, fmt.Errorf("page limit must be positive, got %d", limit)
 	}
+	if !scope.all && scope.tenant == uuid.Nil {
+		return []Tenant{}, false, nil
+	}
 	where := ` WHERE t.status <> $1`
 	args := []any{StatusDeleted}
-	if only != uuid.Nil {
-		args = append(args, only)
+	if !scope.all {
+		args = append(args, scope.tenant)
 		where += fmt.Sprintf(` AND t.id = $%d`, len(args))
 	}
 	if after != nil {

@@ -134,7 +134,7 @@ func TestWorkersCurrentAndList(t *testing.T) {
 	var walked []uuid.UUID
 	var after *cursor.Position
 	for {
-		page, more, err := tenants.List(ctx, db.Pool, after, 2, uuid.Nil)
+		page, more, err := tenants.List(ctx, db.Pool, after, 2, tenants.AllTenants())
 		require.NoError(t, err)
 		for _, tn := range page {
 			walked = append(walked, tn.ID)
@@ -153,20 +153,27 @@ func TestWorkersCurrentAndList(t *testing.T) {
 		require.NotEqual(t, walked[i-1], walked[i])
 	}
 
-	only, more, err := tenants.List(ctx, db.Pool, nil, 10, ids[3])
+	only, more, err := tenants.List(ctx, db.Pool, nil, 10, tenants.OnlyTenant(ids[3]))
 	require.NoError(t, err)
 	require.False(t, more)
 	require.Len(t, only, 1)
 	require.Equal(t, ids[3], only[0].ID)
 	p := only[0].Position()
-	only, _, err = tenants.List(ctx, db.Pool, &p, 10, ids[3])
+	only, _, err = tenants.List(ctx, db.Pool, &p, 10, tenants.OnlyTenant(ids[3]))
 	require.NoError(t, err)
 	require.Empty(t, only)
-	only, _, err = tenants.List(ctx, db.Pool, nil, 10, ids[1])
+	only, _, err = tenants.List(ctx, db.Pool, nil, 10, tenants.OnlyTenant(ids[1]))
 	require.NoError(t, err)
 	require.Empty(t, only, "a deleted tenant sees an empty list")
+	// The nil UUID is no wildcard: only AllTenants lists everyone.
+	for _, scope := range []tenants.Scope{{}, tenants.OnlyTenant(uuid.Nil)} {
+		none, more, err := tenants.List(ctx, db.Pool, nil, 10, scope)
+		require.NoError(t, err)
+		require.False(t, more)
+		require.Empty(t, none)
+	}
 
-	_, _, err = tenants.List(ctx, db.Pool, nil, 0, uuid.Nil)
+	_, _, err = tenants.List(ctx, db.Pool, nil, 0, tenants.AllTenants())
 	require.Error(t, err)
 }
 

@@ -366,6 +366,7 @@ func TestPublishMessage(t *testing.T) {
 	}{
 		{"unknown tenant", "/tenants/" + uuid.NewString() + "/messages", "application/json", `{}`, nil, 404},
 		{"non-UUID tenant", "/tenants/abc/messages", "application/json", `{}`, nil, 404},
+		{"nil UUID tenant", "/tenants/" + uuid.Nil.String() + "/messages", "application/json", `{}`, nil, 404},
 		{"non-canonical id of this tenant", "/tenants/" + strings.ReplaceAll(id, "-", "") + "/messages", "application/json", `{}`, nil, 404},
 		{"not JSON", path, "text/plain", `hello`, nil, 415},
 		{"malformed JSON", path, "application/json", `{"a":`, nil, 400},

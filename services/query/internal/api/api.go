@@ -149,16 +149,18 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	only := uuid.Nil
+	scope := tenants.AllTenants()
 	if h.guards.TenantScope != nil {
 		if raw, ok := h.guards.TenantScope(c); ok {
-			// A principal scoped to nothing (or to a non-UUID) sees an empty list.
-			if only, err = auth.ParseTenantID(raw); err != nil {
-				return c.JSON(TenantPage{Data: []Tenant{}})
+			// A principal scoped to nothing (or to a non-UUID, or the nil UUID) sees an
+			// empty list: the zero scope.
+			scope = tenants.Scope{}
+			if id, err := auth.ParseTenantID(raw); err == nil {
+				scope = tenants.OnlyTenant(id)
 			}
 		}
 	}
-	list, more, err := tenants.List(c.UserContext(), h.db, after, limit, only)
+	list, more, err := tenants.List(c.UserContext(), h.db, after, limit, scope)
 	if err != nil {
 		return err
 	}
