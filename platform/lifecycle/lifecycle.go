@@ -1,5 +1,6 @@
 // Package lifecycle runs a service's components under one signal-aware lifecycle with
-// ordered, bounded shutdown.
+// ordered, bounded shutdown (Runner), and gives each component's Run and Stop one stop
+// handshake (Stopper).
 package lifecycle
 
 import (

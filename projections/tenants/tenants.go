@@ -1,5 +1,6 @@
 // Package tenants is the query-side tenant read model: the `tenants` table built from
-// the tenant events, joined with the worker counts the consumer reports.
+// the tenant events, joined with the worker counts the consumer reports
+// (`tenant_workers`, written by ReportWorkers and ForgetWorkers).
 package tenants
 
 import (
@@ -229,7 +230,7 @@ func Checkpoint(ctx context.Context, q Querier) (int64, error) {
 }
 
 // Reset empties the read model and its checkpoint (inside the replay transaction).
-// tenant_workers is not touched: the consumer owns it and reports it live.
+// tenant_workers is not touched: the consumer reports it live (ReportWorkers).
 func Reset(ctx context.Context, tx Execer) error {
 	if _, err := tx.Exec(ctx, `TRUNCATE tenants`); err != nil {
 		return fmt.Errorf("truncate tenants: %w", err)

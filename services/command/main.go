@@ -96,14 +96,13 @@ func main() {
 		TenantAccess: auth.TenantAccess,
 	}))
 
-	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPub()
 	// Stopped after HTTP (components stop in reverse order), so in-flight publishes
 	// still get their confirms.
+	var pubStop lifecycle.Stopper
 	publisher := lifecycle.Component{
 		Name: "publisher",
-		Run:  func(context.Context) error { return pubConn.Run(pubCtx) },
-		Stop: func(context.Context) error { pub.Close(); stopPub(); return nil },
+		Run:  func(ctx context.Context) error { return pubStop.Run(ctx, pubConn.Run) },
+		Stop: func(ctx context.Context) error { pub.Close(); return pubStop.Stop(ctx) },
 	}
 	a.Serve(ctx, publisher)
 }

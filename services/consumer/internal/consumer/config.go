@@ -1,6 +1,12 @@
 // Package consumer is the consumer service: it folds tenant events into desired state,
 // reconciles per-tenant worker pools (AMQP consumers) to it, and stores every message
 // in the tenant's partition with group commit, acking only after commit.
+//
+// The reconciler (reconcile.go) only compares desired with actual: it sets a tenant up,
+// sizes its tenantPool (pool.go), which owns the worker goroutines, reports how many
+// consume (tenant_workers, through projections/tenants) and removes deleted tenants.
+// Each worker hands its deliveries to a tenantHandler (handler.go), which stores,
+// dead-letters or requeues them.
 package consumer
 
 import (

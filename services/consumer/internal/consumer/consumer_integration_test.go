@@ -139,7 +139,7 @@ func TestRedeliveredMessageStoredOnce(t *testing.T) {
 	require.NoError(t, e.db.Pool.QueryRow(context.Background(),
 		`SELECT count(*) FROM messages WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND payload->>'try' = '1'`,
 		id, []string{same, uuid.NewSHA1(uuid.MustParse(id), []byte("order-42")).String()}).Scan(&n))
-	require.Equal(t, 2, n, "first copy kept, ids as DESIGN 4.5 says")
+	require.Equal(t, 2, n, "first copy kept, ids as MessageID derives them")
 }
 
 func TestPoisonMessageDeadLettered(t *testing.T) {

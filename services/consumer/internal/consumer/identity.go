@@ -6,7 +6,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// MessageID is a message's stored identity (DESIGN.md 4.5): an AMQP message_id that is
+// MessageID is a message's stored identity: an AMQP message_id that is
 // a UUID in its canonical 36-character form (8-4-4-4-12 hex digits) is used as is; any
 // other non-empty string (including the urn:uuid:, braced and 32-digit forms
 // uuid.Parse also accepts, which are different message ids) maps to UUIDv5 in the

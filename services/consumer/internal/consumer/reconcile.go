@@ -11,7 +11,9 @@ import (
 
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/projections/messages"
+	"github.com/multitenant/mtm/projections/tenants"
 	"github.com/multitenant/mtm/services/consumer/internal/desired"
+	"github.com/multitenant/mtm/services/consumer/internal/store"
 )
 
 // runReconciler makes running pools match desired state. It is level-triggered: it
@@ -55,32 +57,39 @@ func (s *Service) reconcile(ctx context.Context) {
 	}
 }
 
+// liveTenant is a live tenant as the reconciler runs it.
+type liveTenant struct {
+	pool     *tenantPool
+	ready    bool // partition attached and queues declared
+	reported int  // worker count last written to tenant_workers (-1: never)
+}
+
 // converge sets the tenant up (partition before queue consumers) and sizes its pool.
 func (s *Service) converge(ctx context.Context, t desired.Tenant) error {
-	p := s.pools[t.ID]
-	if p == nil {
+	lt := s.live[t.ID]
+	if lt == nil {
 		id, err := uuid.Parse(t.ID)
 		if err != nil {
 			return fmt.Errorf("tenant id is not a UUID: %w", err)
 		}
-		p = &pool{tenantID: t.ID, uuid: id, reported: -1}
-		s.pools[t.ID] = p
+		lt = &liveTenant{pool: newTenantPool(t.ID, id, s.workers), reported: -1}
+		s.live[t.ID] = lt
 	}
-	if !p.ready {
+	if !lt.ready {
 		if err := messages.EnsurePartition(ctx, s.d.Pool, t.ID); err != nil {
 			return err
 		}
 		if err := s.declare(t.ID); err != nil {
 			return err
 		}
-		p.ready = true
+		lt.ready = true
 		s.log.Info("tenant set up", "tenant_id", t.ID, "workers", t.Workers)
 	}
-	if len(p.active) != t.Workers {
-		s.log.Info("resizing tenant pool", "tenant_id", t.ID, "from", len(p.active), "to", t.Workers)
+	if n := lt.pool.Size(); n != t.Workers {
+		s.log.Info("resizing tenant pool", "tenant_id", t.ID, "from", n, "to", t.Workers)
 	}
-	s.resize(p, t.Workers)
-	return s.report(ctx, p)
+	lt.pool.Resize(t.Workers)
+	return s.report(ctx, lt)
 }
 
 func (s *Service) declare(tenantID string) error {
@@ -103,19 +112,26 @@ func (s *Service) declareIfLive(tenantID string) error {
 
 // report writes the count of workers actually consuming for the query side when it
 // changed (while the broker is away that is fewer than desired).
-func (s *Service) report(ctx context.Context, p *pool) error {
-	n := p.consuming()
-	if p.reported == n {
+func (s *Service) report(ctx context.Context, lt *liveTenant) error {
+	n := lt.pool.Consuming()
+	if lt.reported == n {
 		return nil
 	}
-	_, err := s.d.Pool.Exec(ctx, `
-		INSERT INTO tenant_workers (tenant_id, current, updated_at) VALUES ($1, $2, now())
-		ON CONFLICT (tenant_id) DO UPDATE SET current = EXCLUDED.current, updated_at = now()`, p.uuid, n)
-	if err != nil {
-		return fmt.Errorf("report workers: %w", err)
+	if err := tenants.ReportWorkers(ctx, s.d.Pool, lt.pool.tenant, n); err != nil {
+		return err
 	}
-	p.reported = n
+	lt.reported = n
 	return nil
+}
+
+// ensurePartitionIfLive backs the writer's 23514 recovery: only a live tenant gets its
+// partition back, so a late message never resurrects a deleted tenant's table.
+func (s *Service) ensurePartitionIfLive(ctx context.Context, tenantID string) error {
+	t, ok := s.state.Get(tenantID)
+	if !ok || t.Deleted {
+		return fmt.Errorf("%w: tenant %s is not live", store.ErrNoPartition, tenantID)
+	}
+	return messages.EnsurePartition(ctx, s.d.Pool, tenantID)
 }
 
 // partitionLockWait bounds each lock wait of a partition detach: a long transaction
@@ -128,6 +144,9 @@ type removal struct {
 	running, done bool
 	backoff       time.Duration
 	retryAt       time.Time
+	// pool is the tenant's paused pool, handed over by the reconciler (nil if it
+	// never ran one); the shutdown waits for it if the removal did not finish.
+	pool *tenantPool
 }
 
 // startRemoval stops a deleted tenant's consumers at once and removes the rest in the
@@ -145,23 +164,23 @@ func (s *Service) startRemoval(ctx context.Context, tenantID string) {
 		return
 	}
 	r.running = true
+	if lt := s.live[tenantID]; lt != nil {
+		lt.pool.Pause()
+		r.pool = lt.pool
+		delete(s.live, tenantID)
+	}
+	p := r.pool
 	s.remMu.Unlock()
 
-	var retiring []*worker
-	if p := s.pools[tenantID]; p != nil {
-		p.stopConsuming()
-		retiring = p.retiring
-		delete(s.pools, tenantID)
-	}
 	s.remWG.Add(1)
 	go func() {
 		defer s.remWG.Done()
-		err := s.remove(ctx, tenantID, retiring)
+		err := s.remove(ctx, tenantID, p)
 		s.remMu.Lock()
 		defer s.remMu.Unlock()
 		r.running = false
 		if err == nil {
-			r.done = true
+			r.done, r.pool = true, nil
 			return
 		}
 		if ctx.Err() != nil {
@@ -173,27 +192,14 @@ func (s *Service) startRemoval(ctx context.Context, tenantID string) {
 	}()
 }
 
-// remove waits for a deleted tenant's retiring workers (in-flight messages get
-// DrainTimeout to commit), then deletes its queues, partition and worker report. Every
-// step is idempotent, so a retry or a restarted consumer can repeat it.
-func (s *Service) remove(ctx context.Context, tenantID string, retiring []*worker) error {
-	deadline := time.NewTimer(s.cfg.DrainTimeout)
-	defer deadline.Stop()
-	for _, w := range retiring {
-		select {
-		case <-w.done:
-		case <-deadline.C:
-			s.log.Warn("deleted tenant's messages did not finish in time; giving up on them", "tenant_id", tenantID)
-			for _, w := range retiring {
-				w.giveUp()
-			}
-			<-w.done
-		case <-ctx.Done():
-			return ctx.Err()
+// remove waits for a deleted tenant's paused pool (in-flight messages get DrainTimeout
+// to commit), then deletes its queues, partition and worker report. Every step is
+// idempotent, so a retry or a restarted consumer can repeat it.
+func (s *Service) remove(ctx context.Context, tenantID string, p *tenantPool) error {
+	if p != nil {
+		if err := s.drain(ctx, p); err != nil {
+			return err
 		}
-	}
-	for _, w := range retiring {
-		<-w.done
 	}
 	ch, err := s.d.Rabbit.Channel()
 	if err != nil {
@@ -207,19 +213,39 @@ func (s *Service) remove(ctx context.Context, tenantID string, retiring []*worke
 	if err := messages.DropPartitionWithin(ctx, s.d.Pool, tenantID, partitionLockWait); err != nil {
 		return err
 	}
-	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM tenant_workers WHERE tenant_id = $1`, tenantID); err != nil {
+	id, err := uuid.Parse(tenantID)
+	if err != nil {
 		return fmt.Errorf("forget tenant workers: %w", err)
+	}
+	if err := tenants.ForgetWorkers(ctx, s.d.Pool, id); err != nil {
+		return err
 	}
 	s.m.forget(tenantID)
 	s.log.Info("tenant removed", "tenant_id", tenantID)
 	return nil
 }
 
+// drain waits up to DrainTimeout for a paused pool's in-flight messages, then makes
+// them give up.
+func (s *Service) drain(ctx context.Context, p *tenantPool) error {
+	drainCtx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	defer cancel()
+	if p.Wait(drainCtx) == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.log.Warn("deleted tenant's messages did not finish in time; giving up on them", "tenant_id", p.tenantID)
+	p.GiveUp()
+	return p.Wait(ctx)
+}
+
 // sample records each live tenant's queue depth; a queue or DLQ that vanished (deleted
 // by hand, broker data lost) sends the tenant back through set-up.
 func (s *Service) sample(insp *inspector) {
-	for id, p := range s.pools {
-		if !p.ready {
+	for id, lt := range s.live {
+		if !lt.ready {
 			continue
 		}
 		q, err := insp.inspect(rabbit.QueueName(id))
@@ -231,7 +257,7 @@ func (s *Service) sample(insp *inspector) {
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
 			s.log.Warn("tenant queue or DLQ missing, declaring them again", "tenant_id", id)
-			p.ready = false
+			lt.ready = false
 			s.poke()
 			continue
 		}

@@ -62,9 +62,10 @@ type Service struct {
 	wake       chan struct{} // reconcile now
 	eventsLive atomic.Bool
 
-	// pools is owned by the reconciler goroutine (and by shutdown after it stopped).
-	pools   map[string]*pool
-	workers sync.WaitGroup // every worker goroutine
+	// workers is what every tenant pool is built with.
+	workers *poolDeps
+	// live is owned by the reconciler goroutine (and by shutdown after it stopped).
+	live map[string]*liveTenant
 
 	// Deleted tenants are removed off the reconciler goroutine (draining and dropping
 	// the partition can take long); the reconciler starts them and waits for them on exit.
@@ -72,14 +73,10 @@ type Service struct {
 	removals map[string]*removal
 	remWG    sync.WaitGroup
 
-	// abort makes handlers give up waiting for a commit (shutdown deadline).
-	abortCtx context.Context
-	abort    context.CancelFunc
+	// abort ends workers.abort: handlers give up waiting for commits (shutdown deadline).
+	abort context.CancelFunc
 
-	stopOnce sync.Once
-	stopReq  chan struct{}
-	stopCtx  context.Context
-	finished chan struct{}
+	stop lifecycle.Stopper
 }
 
 // New builds the service; nothing connects until Run.
@@ -94,13 +91,12 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		m:        newMetrics(d.Registry),
 		state:    desired.New(),
 		wake:     make(chan struct{}, 1),
-		pools:    map[string]*pool{},
+		live:     map[string]*liveTenant{},
 		removals: map[string]*removal{},
 		group:    ConsumerGroupPrefix + uuid.NewString(),
-		stopReq:  make(chan struct{}),
-		finished: make(chan struct{}),
 	}
-	s.abortCtx, s.abort = context.WithCancel(context.Background())
+	abortCtx, abort := context.WithCancel(context.Background())
+	s.abort = abort
 	s.dl = &deadLetterer{conn: d.Rabbit, declare: s.declareIfLive}
 	sources := make([]amqpsub.ChannelSource, cfg.Connections)
 	for i := range cfg.Connections {
@@ -110,6 +106,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 	}
 	sub, err := amqpsub.New(amqpsub.Config{Sources: sources, Prefetch: cfg.Prefetch, AckDelay: cfg.AckDelay, TagPrefix: "consumer", Log: d.Log})
 	if err != nil {
+		abort()
 		return nil, err
 	}
 	s.sub = sub
@@ -122,6 +119,11 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		OnRetry:         func(error) { s.m.storeRetries.Inc() },
 		OnCommit:        func(n int) { s.m.batchSize.Observe(float64(n)) },
 	})
+	s.workers = &poolDeps{
+		sub: s.sub, writer: s.writer, dl: s.dl, m: s.m, log: s.log,
+		abort: abortCtx, poke: s.poke,
+		maxBatch: cfg.MaxBatch, maxMessageBytes: d.MaxMessageBytes,
+	}
 	d.Ready.Add("events subscription", func(context.Context) error {
 		if !s.eventsLive.Load() {
 			return errors.New("events subscription not running")
@@ -139,7 +141,7 @@ func (s *Service) Component() lifecycle.Component {
 // Run starts everything and blocks until Stop has finished the shutdown (or ctx ends,
 // which forces it).
 func (s *Service) Run(ctx context.Context) error {
-	defer close(s.finished)
+	defer s.stop.Finish()
 	var infra sync.WaitGroup
 	connCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
 	for _, c := range s.conns {
@@ -158,8 +160,8 @@ func (s *Service) Run(ctx context.Context) error {
 
 	stopCtx := ctx
 	select {
-	case <-s.stopReq:
-		stopCtx = s.stopCtx
+	case <-s.stop.Requested():
+		stopCtx = s.stop.StopContext()
 	case <-ctx.Done():
 	}
 
@@ -168,14 +170,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopControl()
 	control.Wait()
 	s.forgetGroup(stopCtx)
-	for _, p := range s.pools {
-		p.stopConsuming()
-	}
-	if !waitTimeout(&s.workers, deadlineWithMargin(stopCtx)) {
-		s.log.Warn("shutdown deadline near: abandoning in-flight messages (the broker redelivers them)")
-	}
-	s.abort()
-	s.workers.Wait()
+	s.closePools(stopCtx)
 	_ = s.sub.Close()
 	s.dl.close()
 	stopWriter()
@@ -186,15 +181,40 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Stop asks Run to shut down gracefully and waits for it within ctx.
 func (s *Service) Stop(ctx context.Context) error {
-	s.stopOnce.Do(func() {
-		s.stopCtx = ctx
-		close(s.stopReq)
-	})
-	select {
-	case <-s.finished:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("consumer shutdown: %w", ctx.Err())
+	if err := s.stop.Stop(ctx); err != nil {
+		return fmt.Errorf("consumer shutdown: %w", err)
+	}
+	return nil
+}
+
+// closePools pauses every pool (the reconciler and removals have stopped) and waits for
+// the in-flight messages to commit and ack until shortly before stopCtx's deadline;
+// then the handlers give up on the rest (the broker redelivers them).
+func (s *Service) closePools(stopCtx context.Context) {
+	var pools []*tenantPool
+	for _, lt := range s.live {
+		lt.pool.Pause()
+		pools = append(pools, lt.pool)
+	}
+	s.remMu.Lock()
+	for _, r := range s.removals {
+		if r.pool != nil {
+			pools = append(pools, r.pool) // paused when its removal started
+		}
+	}
+	s.remMu.Unlock()
+
+	waitCtx, cancel := context.WithTimeout(context.Background(), deadlineWithMargin(stopCtx))
+	defer cancel()
+	for _, p := range pools {
+		if p.Wait(waitCtx) != nil {
+			s.log.Warn("shutdown deadline near: abandoning in-flight messages (the broker redelivers them)")
+			break
+		}
+	}
+	s.abort()
+	for _, p := range pools {
+		_ = p.Wait(context.Background())
 	}
 }
 
@@ -205,20 +225,6 @@ func deadlineWithMargin(ctx context.Context) time.Duration {
 		return 30 * time.Second
 	}
 	return max(time.Until(dl)-time.Second, 0)
-}
-
-// waitTimeout waits for wg up to d; false if it timed out.
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 func (s *Service) poke() {

@@ -75,10 +75,9 @@ type Options struct {
 
 // Projector applies events from the subscription to the tenants read model.
 type Projector struct {
-	opts     Options
-	stopOnce sync.Once
-	stopping chan struct{}
-	live     atomic.Bool // the event subscription is open
+	opts Options
+	stop lifecycle.Stopper
+	live atomic.Bool // the event subscription is open
 }
 
 // New builds a projector; Run starts it.
@@ -86,7 +85,7 @@ func New(opts Options) *Projector {
 	if opts.LagInterval <= 0 {
 		opts.LagInterval = time.Second
 	}
-	return &Projector{opts: opts, stopping: make(chan struct{})}
+	return &Projector{opts: opts}
 }
 
 // Component runs the projector under the service lifecycle.
@@ -97,17 +96,11 @@ func (p *Projector) Component() lifecycle.Component {
 // Run subscribes and applies events until Stop or ctx ends. A database that is down at
 // start is retried, not fatal: the service stays up and reports not-ready meanwhile.
 func (p *Projector) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Stop may come before or during Subscribe; this turns it into cancellation.
-	go func() {
-		select {
-		case <-p.stopping:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// Stop may come before or during Subscribe: it cancels ctx either way.
+	return p.stop.Run(ctx, p.run)
+}
 
+func (p *Projector) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -147,17 +140,20 @@ func (p *Projector) Ready(context.Context) error {
 	return nil
 }
 
-// Stop ends Run. The event being applied, if any, finishes; the subscriber is closed,
-// so an unacknowledged event is delivered again on the next start (applying it is
-// idempotent).
+// Stop ends Run and waits for it within ctx. The event being applied, if any,
+// finishes; the subscriber is closed, so an unacknowledged event is delivered again on
+// the next start (applying it is idempotent).
 func (p *Projector) Stop(ctx context.Context) error {
-	p.stopOnce.Do(func() { close(p.stopping) })
+	var errs []error
+	if err := p.stop.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if c, ok := p.opts.Subscriber.(interface{ Close() error }); ok {
 		if err := c.Close(); err != nil {
-			return fmt.Errorf("close event subscriber: %w", err)
+			errs = append(errs, fmt.Errorf("close event subscriber: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (p *Projector) subscribe(ctx context.Context) (<-chan *message.Message, error) {

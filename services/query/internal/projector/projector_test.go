@@ -246,8 +246,7 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	before := take(t, b.pool)
 	require.Len(t, before.Tenants, 10)
 	require.Equal(t, head, before.Checkpoint)
-	_, err = b.pool.Exec(ctx, `INSERT INTO tenant_workers (tenant_id, current) VALUES ($1, 2)`, ids[2])
-	require.NoError(t, err)
+	require.NoError(t, tenants.ReportWorkers(ctx, b.pool, ids[2], 2))
 
 	// Damage the read model: a lost row, a wrong value, a stray tenant, a stale checkpoint.
 	_, err = b.pool.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, ids[3])

@@ -1,0 +1,163 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multitenant/mtm/platform/payload"
+	"github.com/multitenant/mtm/projections/messages"
+	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
+	"github.com/multitenant/mtm/services/consumer/internal/store"
+)
+
+// collect returns first and every further message already waiting in msgs (up to max),
+// without waiting for more: the batch is whatever arrived while the last one was
+// being handed over (natural batching, no timer on the latency path).
+func collect(first *message.Message, msgs <-chan *message.Message, max int) []*message.Message {
+	batch := []*message.Message{first}
+	// The subscription hands deliveries over an unbuffered channel from its own
+	// goroutine, so "nothing waiting" is only true once that goroutine had a chance
+	// to run: yield once before concluding it.
+	yielded := false
+	for len(batch) < max {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch, yielded = append(batch, m), false
+		default:
+			if yielded {
+				return batch
+			}
+			runtime.Gosched()
+			yielded = true
+		}
+	}
+	return batch
+}
+
+// tenantHandler handles one worker's deliveries; its metric children are looked up once.
+type tenantHandler struct {
+	d        *poolDeps
+	tenantID string
+	tenant   uuid.UUID
+	outcomes map[string]prometheus.Counter
+}
+
+func newTenantHandler(d *poolDeps, tenantID string, tenant uuid.UUID) *tenantHandler {
+	t := &tenantHandler{d: d, tenantID: tenantID, tenant: tenant, outcomes: map[string]prometheus.Counter{}}
+	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeDeadLettered, OutcomeRequeued, OutcomeAbandoned} {
+		t.outcomes[o] = d.m.processed.WithLabelValues(tenantID, o)
+	}
+	return t
+}
+
+// handle stores a batch of deliveries with one StoreBatch and settles each exactly once.
+// Messages that cannot be stored (too large, not JSON) are dead-lettered on their own.
+func (t *tenantHandler) handle(ctx context.Context, batch []*message.Message) {
+	rows := make([]messages.Row, 0, len(batch))
+	keep := batch[:0]
+	for _, msg := range batch {
+		if reason := t.refuse(msg); reason != "" {
+			go t.deadLetter(ctx, msg, reason)
+			continue
+		}
+		id, err := MessageID(t.tenant, msg.Metadata.Get(amqpsub.MetaMessageID))
+		if err != nil {
+			msg.Nack()
+			t.settleOne(OutcomeRequeued, receivedAt(msg))
+			continue
+		}
+		at := receivedAt(msg)
+		rows = append(rows, messages.Row{TenantID: t.tenant, ID: id, Payload: msg.Payload, CreatedAt: at})
+		keep = append(keep, msg)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	results := t.d.writer.StoreBatch(ctx, rows)
+	// Settle newest first: the subscription acks the longest settled prefix with one
+	// multiple ack, so the oldest delivery settling last sends the batch as one ack.
+	for i := len(keep) - 1; i >= 0; i-- {
+		msg, res, at := keep[i], results[i], rows[i].CreatedAt
+		switch {
+		case res.Err == nil && res.Inserted:
+			msg.Ack()
+			t.settleOne(OutcomeStored, at)
+		case res.Err == nil:
+			msg.Ack()
+			t.settleOne(OutcomeDuplicate, at)
+		case errors.Is(res.Err, store.ErrInvalidRow):
+			go t.deadLetter(ctx, msg, "rejected_by_database: payload cannot be stored as jsonb")
+		case errors.Is(res.Err, store.ErrNoPartition):
+			// The tenant is deleted or not set up: requeue; the quorum queue dead-letters it
+			// after x-delivery-limit, so this never loops forever.
+			t.d.log.Warn("no partition for message, requeueing", "tenant_id", t.tenantID, "err", res.Err)
+			msg.Nack()
+			t.settleOne(OutcomeRequeued, at)
+		default:
+			// Shutdown deadline or a pool forced down: not stored, so not acked. The
+			// broker redelivers it (and counts that delivery).
+			msg.Nack()
+			t.settleOne(OutcomeAbandoned, at)
+		}
+	}
+}
+
+// settleOne records a settled delivery's outcome and its receive-to-settle time.
+func (t *tenantHandler) settleOne(outcome string, received time.Time) {
+	t.outcomes[outcome].Inc()
+	t.d.m.latency.Observe(time.Since(received).Seconds())
+}
+
+// deadLetter moves msg to the DLQ (acking it) and records the outcome.
+func (t *tenantHandler) deadLetter(ctx context.Context, msg *message.Message, reason string) {
+	t.settleOne(t.moveToDLQ(ctx, msg, reason), receivedAt(msg))
+}
+
+// moveToDLQ publishes msg to the tenant's DLQ (retrying while the broker is away) and
+// acks the original once the copy is confirmed. It returns the outcome.
+func (t *tenantHandler) moveToDLQ(ctx context.Context, msg *message.Message, reason string) string {
+	backoff := 100 * time.Millisecond
+	for {
+		err := t.d.dl.publish(ctx, t.tenantID, msg, reason)
+		if err == nil {
+			msg.Ack()
+			t.d.log.Info("message dead-lettered", "tenant_id", t.tenantID, "message_id", msg.Metadata.Get(amqpsub.MetaMessageID), "reason", reason)
+			return OutcomeDeadLettered
+		}
+		t.d.log.Warn("dead-lettering failed, retrying", "tenant_id", t.tenantID, "err", err)
+		if !sleepCtx(ctx, backoff) {
+			msg.Nack()
+			return OutcomeAbandoned
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// refuse returns why msg can never be stored ("" if it can).
+func (t *tenantHandler) refuse(msg *message.Message) string {
+	if limit := t.d.maxMessageBytes; len(msg.Payload) > limit {
+		return "too_large: body of " + strconv.Itoa(len(msg.Payload)) + " bytes exceeds MAX_MESSAGE_BYTES=" + strconv.Itoa(limit)
+	}
+	if err := payload.Check(msg.Payload); err != nil {
+		return "invalid_json: " + err.Error()
+	}
+	return ""
+}
+
+func receivedAt(msg *message.Message) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(amqpsub.MetaReceivedAt))
+	if err != nil {
+		return time.Now()
+	}
+	return t
+}
