@@ -175,8 +175,7 @@ func (a *App) Migrate(ctx context.Context) error {
 // 503 and SHUTDOWN_DRAIN_DELAY has passed), then the components, then the broker
 // connection and the database pool — all within SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
-	rabbitCtx, stopRabbit := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRabbit()
+	var rabbitStop lifecycle.Stopper
 	all := []lifecycle.Component{
 		{
 			Name: "postgres",
@@ -185,8 +184,8 @@ func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
 		},
 		{
 			Name: "rabbitmq",
-			Run:  func(context.Context) error { return a.Rabbit.Run(rabbitCtx) },
-			Stop: func(context.Context) error { stopRabbit(); return nil },
+			Run:  func(ctx context.Context) error { return rabbitStop.Run(ctx, a.Rabbit.Run) },
+			Stop: rabbitStop.Stop,
 		},
 	}
 	all = append(all, comps...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/multitenant/mtm/platform/app"
 	"github.com/multitenant/mtm/platform/config"
+	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/services/consumer/internal/consumer"
 )
 
@@ -31,6 +32,11 @@ func main() {
 	if cfg.PProf {
 		a.HTTP.App.Use(pprof.New())
 	}
+	group := consumer.NewGroup()
+	sub, err := eventstore.NewSubscriber(a.DB, group, a.WLog)
+	if err != nil {
+		a.Fatal("event subscriber", err)
+	}
 	svc, err := consumer.New(cfg.Settings, consumer.Deps{
 		Log:             a.Log,
 		WLog:            a.WLog,
@@ -41,6 +47,9 @@ func main() {
 		Ready:           a.Ready,
 		Registry:        a.Registry,
 		MaxMessageBytes: cfg.MaxMessageBytes,
+		Events:          eventstore.New(a.DB, a.WLog),
+		Subscriber:      sub,
+		Group:           group,
 	})
 	if err != nil {
 		a.Fatal("consumer", err)

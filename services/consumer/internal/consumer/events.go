@@ -16,12 +16,11 @@ const replayBatch = 1000
 // outbox from the head it saw before the replay. Replay and subscription may overlap;
 // Apply ignores versions already seen.
 func (s *Service) runEvents(ctx context.Context) {
-	es := eventstore.New(s.d.DB, s.d.WLog)
 	backoff := 200 * time.Millisecond
 	for {
 		err := s.startAtHead(ctx)
 		if err == nil {
-			err = s.replay(ctx, es)
+			err = s.replay(ctx)
 		}
 		if err == nil {
 			break
@@ -50,25 +49,30 @@ func (s *Service) runEvents(ctx context.Context) {
 // startAtHead creates this process's consumer group at the outbox head before the
 // replay reads the event store (see eventstore.StartGroupAtHead).
 func (s *Service) startAtHead(ctx context.Context) error {
-	return eventstore.StartGroupAtHead(ctx, s.d.DB, s.group)
+	return eventstore.StartGroupAtHead(ctx, s.d.DB, s.d.Group)
 }
 
-// forgetGroup deletes this process's offsets row on graceful shutdown; the next process
-// uses a new group. A crashed process leaves its small row behind (harmless: nothing
-// reads it again).
+// forgetGroup closes the events subscriber and deletes this process's offsets row on
+// graceful shutdown; the next process uses a new group. A crashed process leaves its
+// small row behind (harmless: nothing reads it again).
 func (s *Service) forgetGroup(ctx context.Context) {
+	if c, ok := s.d.Subscriber.(interface{ Close() error }); ok {
+		if err := c.Close(); err != nil {
+			s.log.Warn("closing the events subscriber", "err", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := eventstore.DeleteGroup(ctx, s.d.DB, s.group); err != nil {
-		s.log.Warn("could not delete the events consumer group", "group", s.group, "err", err)
+	if err := eventstore.DeleteGroup(ctx, s.d.DB, s.d.Group); err != nil {
+		s.log.Warn("could not delete the events consumer group", "group", s.d.Group, "err", err)
 	}
 }
 
-func (s *Service) replay(ctx context.Context, es *eventstore.Store) error {
+func (s *Service) replay(ctx context.Context) error {
 	var after int64
 	n := 0
 	for {
-		batch, err := es.ReadAll(ctx, after, replayBatch)
+		batch, err := s.d.Events.ReadAll(ctx, after, replayBatch)
 		if err != nil {
 			return err
 		}
@@ -85,12 +89,7 @@ func (s *Service) replay(ctx context.Context, es *eventstore.Store) error {
 }
 
 func (s *Service) follow(ctx context.Context) error {
-	sub, err := eventstore.NewSubscriber(s.d.DB, s.group, s.d.WLog)
-	if err != nil {
-		return err
-	}
-	defer sub.Close()
-	msgs, err := sub.Subscribe(ctx, events.Topic)
+	msgs, err := s.d.Subscriber.Subscribe(ctx, events.Topic)
 	if err != nil {
 		return err
 	}

@@ -71,11 +71,16 @@ func (e *env) startService(maxBytes int) *Service {
 	u.RawQuery = q.Encode()
 	pool, err := postgres.NewPool(ctx, u.String(), 10)
 	require.NoError(t, err)
+	db := postgres.OpenDB(pool)
+	group := NewGroup()
+	sub, err := eventstore.NewSubscriber(db, group, watermill.NopLogger{})
+	require.NoError(t, err)
 	svc, err := New(Settings{
 		Prefetch: 64, Connections: 2, ReconcileInterval: 200 * time.Millisecond,
 		MaxBatch: 1000, Flushers: 2, DrainTimeout: 5 * time.Second,
 	}, Deps{
-		Log: log, WLog: watermill.NopLogger{}, Pool: pool, DB: postgres.OpenDB(pool),
+		Log: log, WLog: watermill.NopLogger{}, Pool: pool, DB: db,
+		Events: eventstore.New(db, watermill.NopLogger{}), Subscriber: sub, Group: group,
 		Rabbit: rc, URL: amqptest.URL(t), Ready: health.New(), Registry: prometheus.NewRegistry(),
 		MaxMessageBytes: maxBytes,
 	})

@@ -24,7 +24,7 @@ func TestEveryReplicaSeesEveryEvent(t *testing.T) {
 	a := e.startService(1 << 16)
 	b := e.startService(1 << 16)
 	require.Eventually(t, func() bool { return a.eventsLive.Load() && b.eventsLive.Load() }, 5*time.Second, 10*time.Millisecond)
-	require.NotEqual(t, a.group, b.group)
+	require.NotEqual(t, a.d.Group, b.d.Group)
 
 	ids := []string{early}
 	for range 10 {
@@ -35,7 +35,7 @@ func TestEveryReplicaSeesEveryEvent(t *testing.T) {
 	}
 	for _, svc := range []*Service{a, b} {
 		for _, id := range ids {
-			require.True(t, svc.state.Live(id), "replica %s knows tenant %s", svc.group, id)
+			require.True(t, svc.state.Live(id), "replica %s knows tenant %s", svc.d.Group, id)
 		}
 	}
 
@@ -46,7 +46,7 @@ func TestEveryReplicaSeesEveryEvent(t *testing.T) {
 	c := e.startService(1 << 16)
 	require.Eventually(t, func() bool { return c.eventsLive.Load() }, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, e.db.Pool.QueryRow(context.Background(),
-		`SELECT offset_acked FROM watermill_offsets_tenant_events WHERE consumer_group = $1`, c.group).Scan(&acked))
+		`SELECT offset_acked FROM watermill_offsets_tenant_events WHERE consumer_group = $1`, c.d.Group).Scan(&acked))
 	require.Equal(t, head, acked)
 	for _, id := range ids {
 		require.True(t, c.state.Live(id))
@@ -60,6 +60,6 @@ func TestEveryReplicaSeesEveryEvent(t *testing.T) {
 	require.NoError(t, c.Stop(ctx))
 	var n int
 	require.NoError(t, e.db.Pool.QueryRow(context.Background(),
-		`SELECT count(*) FROM watermill_offsets_tenant_events WHERE consumer_group = $1`, c.group).Scan(&n))
+		`SELECT count(*) FROM watermill_offsets_tenant_events WHERE consumer_group = $1`, c.d.Group).Scan(&n))
 	require.Zero(t, n)
 }

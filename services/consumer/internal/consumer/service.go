@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/health"
 	"github.com/multitenant/mtm/platform/lifecycle"
 	"github.com/multitenant/mtm/platform/rabbit"
@@ -27,9 +30,12 @@ import (
 // ConsumerGroupPrefix starts each process's own offset name on the events outbox.
 // Every replica must see every tenant event, so replicas never share a group (a
 // shared group splits the events between them, e.g. during a rolling update): each
-// process subscribes as ConsumerGroupPrefix + a random id, starting at the outbox head
-// it read before replaying the event store (see startAtHead).
+// process subscribes as NewGroup(), starting at the outbox head it read before
+// replaying the event store (see startAtHead).
 const ConsumerGroupPrefix = "consumer-"
+
+// NewGroup returns a fresh per-process consumer group name for Deps.Group.
+func NewGroup() string { return ConsumerGroupPrefix + uuid.NewString() }
 
 // Deps are the shared infrastructure the service runs on (see platform/app).
 type Deps struct {
@@ -43,6 +49,14 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// MaxMessageBytes: larger bodies are dead-lettered.
 	MaxMessageBytes int
+	// Events is the event store desired state is rebuilt from at start.
+	Events *eventstore.Store
+	// Subscriber follows the events outbox as Group from where the replay began; the
+	// service closes it on shutdown.
+	Subscriber message.Subscriber
+	// Group is this process's own consumer group (NewGroup); its offsets row is deleted
+	// on graceful shutdown.
+	Group string
 }
 
 // Service is the consumer. Build it with New, run it with Component.
@@ -56,8 +70,6 @@ type Service struct {
 	sub    *amqpsub.Subscriber
 	writer *store.Writer
 	dl     *deadLetterer
-	// group is this process's outbox consumer group (ConsumerGroupPrefix + random id).
-	group string
 
 	wake       chan struct{} // reconcile now
 	eventsLive atomic.Bool
@@ -84,6 +96,9 @@ func New(cfg Settings, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if d.Events == nil || d.Subscriber == nil || !strings.HasPrefix(d.Group, ConsumerGroupPrefix) {
+		return nil, errors.New("consumer: Deps need Events, Subscriber and a Group from NewGroup")
+	}
 	s := &Service{
 		cfg:      cfg,
 		d:        d,
@@ -93,7 +108,6 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		wake:     make(chan struct{}, 1),
 		live:     map[string]*liveTenant{},
 		removals: map[string]*removal{},
-		group:    ConsumerGroupPrefix + uuid.NewString(),
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
 	s.abort = abort
