@@ -46,10 +46,16 @@ ORDER BY created_at, id
 LIMIT $4`
 )
 
+// DefaultPageBytes caps the payload bytes of one page: a reader gets fewer rows rather
+// than an answer of unbounded size (100 rows of large bodies).
+const DefaultPageBytes = 4 << 20
+
 // Page returns up to limit messages of tenantID after position after (nil: from the
 // first), oldest first, and whether more follow. One extra row is read to answer the
-// latter, so the last page is known without another query.
-func Page(ctx context.Context, q Querier, tenantID uuid.UUID, after *cursor.Position, limit int) ([]Message, bool, error) {
+// latter, so the last page is known without another query. With maxBytes > 0 the page
+// also ends before the row that would take its payloads past maxBytes (a page always
+// has at least one row, so a walk always advances).
+func Page(ctx context.Context, q Querier, tenantID uuid.UUID, after *cursor.Position, limit, maxBytes int) ([]Message, bool, error) {
 	if limit < 1 {
 		return nil, false, fmt.Errorf("page limit must be positive, got %d", limit)
 	}
@@ -65,12 +71,18 @@ func Page(ctx context.Context, q Querier, tenantID uuid.UUID, after *cursor.Posi
 	if err != nil {
 		return nil, false, fmt.Errorf("query messages of %s: %w", tenantID, err)
 	}
+	defer rows.Close()
 	out := make([]Message, 0, limit+1)
+	size := 0
 	for rows.Next() {
 		var m Message
 		if err := rows.Scan(&m.ID, &m.TenantID, &m.Payload, &m.CreatedAt); err != nil {
-			rows.Close()
 			return nil, false, fmt.Errorf("scan message of %s: %w", tenantID, err)
+		}
+		size += len(m.Payload)
+		if maxBytes > 0 && size > maxBytes && len(out) > 0 {
+			// Close reads past the rest of the result without keeping it.
+			return out, true, nil
 		}
 		out = append(out, m)
 	}

@@ -80,7 +80,7 @@ func TestPageWalkSameTimestampWhileInserting(t *testing.T) {
 		if _, ok := <-progress; ok {
 			inserted += 10
 		}
-		page, more, err := messages.Page(ctx, db.Pool, tenant, after, 100)
+		page, more, err := messages.Page(ctx, db.Pool, tenant, after, 100, 0)
 		require.NoError(t, err)
 		pages++
 		for _, m := range page {
@@ -113,7 +113,7 @@ func TestPageOrderAndEnd(t *testing.T) {
 	tenant := uuid.New()
 
 	// A tenant without a partition yet (consumer not there) reads as empty, not as an error.
-	page, more, err := messages.Page(ctx, db.Pool, tenant, nil, 10)
+	page, more, err := messages.Page(ctx, db.Pool, tenant, nil, 10, 0)
 	require.NoError(t, err)
 	require.Empty(t, page)
 	require.False(t, more)
@@ -122,7 +122,7 @@ func TestPageOrderAndEnd(t *testing.T) {
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	messagestest.InsertSeries(t, db.Pool, tenant, start, time.Second, 5)
 
-	page, more, err = messages.Page(ctx, db.Pool, tenant, nil, 3)
+	page, more, err = messages.Page(ctx, db.Pool, tenant, nil, 3, 0)
 	require.NoError(t, err)
 	require.True(t, more)
 	require.Len(t, page, 3)
@@ -133,18 +133,18 @@ func TestPageOrderAndEnd(t *testing.T) {
 		require.Equal(t, i+1, body["n"])
 	}
 	last := page[2].Position()
-	page, more, err = messages.Page(ctx, db.Pool, tenant, &last, 3)
+	page, more, err = messages.Page(ctx, db.Pool, tenant, &last, 3, 0)
 	require.NoError(t, err)
 	require.False(t, more, "exactly the rest: no next page")
 	require.Len(t, page, 2)
 
 	// Exactly limit rows left: more is false, so the client gets no empty extra page.
-	page, more, err = messages.Page(ctx, db.Pool, tenant, nil, 5)
+	page, more, err = messages.Page(ctx, db.Pool, tenant, nil, 5, 0)
 	require.NoError(t, err)
 	require.Len(t, page, 5)
 	require.False(t, more)
 
-	_, _, err = messages.Page(ctx, db.Pool, tenant, nil, 0)
+	_, _, err = messages.Page(ctx, db.Pool, tenant, nil, 0, 0)
 	require.Error(t, err)
 }
 
@@ -217,7 +217,7 @@ func TestDeepPagePlan(t *testing.T) {
 	_, err = conn.Exec(ctx, "DEALLOCATE next_page; RESET plan_cache_mode")
 	require.NoError(t, err)
 
-	page, more, err := messages.Page(ctx, db.Pool, tenant, &after, limit)
+	page, more, err := messages.Page(ctx, db.Pool, tenant, &after, limit, 0)
 	require.NoError(t, err)
 	require.Len(t, page, limit)
 	require.False(t, more, "page 1,000 is the last")
@@ -263,4 +263,43 @@ func compact(raw []byte) string {
 		return string(raw)
 	}
 	return b.String()
+}
+
+// A page of large bodies ends early (fewer rows, more=true) instead of carrying
+// limit × body bytes; a walk still returns every row once, and a single row larger than
+// the cap still comes alone so the walk advances.
+func TestPageStopsAtByteCap(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	tenant := uuid.New()
+	messagestest.CreatePartition(t, db.Pool, tenant)
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var rows []messages.Row
+	for i := range 10 {
+		body := fmt.Sprintf(`{"i": %d, "pad": "%s"}`, i, strings.Repeat("x", 1000))
+		rows = append(rows, messages.Row{TenantID: tenant, ID: uuid.New(), Payload: []byte(body), CreatedAt: start.Add(time.Duration(i) * time.Second)})
+	}
+	_, err := messages.Insert(ctx, db.Pool, rows)
+	require.NoError(t, err)
+
+	page, more, err := messages.Page(ctx, db.Pool, tenant, nil, 100, 3500)
+	require.NoError(t, err)
+	require.True(t, more, "the cap ended the page, not the rows")
+	require.Len(t, page, 3, "three ~1 KB bodies fit in 3500 bytes")
+
+	seen := 0
+	var after *cursor.Position
+	for {
+		page, more, err := messages.Page(ctx, db.Pool, tenant, after, 100, 500)
+		require.NoError(t, err)
+		require.Len(t, page, 1, "a row over the cap comes alone")
+		seen += len(page)
+		if !more {
+			break
+		}
+		p := page[len(page)-1].Position()
+		after = &p
+	}
+	require.Equal(t, 10, seen)
 }

@@ -37,12 +37,18 @@ type Config struct {
 	config.Base
 	// CursorSecret signs pagination cursors; empty falls back to JWT_SECRET (see api.NewCodec).
 	CursorSecret string `env:"CURSOR_SECRET"`
+	// PageMaxBytes caps the payload bytes of one messages page: fewer rows, never an
+	// answer of unbounded size.
+	PageMaxBytes int `env:"PAGE_MAX_BYTES" envDefault:"4194304"`
 	// ReplayBatch is how many events -replay reads per query (projector.DefaultReplayBatch).
 	ReplayBatch int `env:"REPLAY_BATCH" envDefault:"10000"`
 }
 
 // Validate checks the query-specific settings.
 func (c *Config) Validate() error {
+	if c.PageMaxBytes < 1 {
+		return fmt.Errorf("PAGE_MAX_BYTES: must be positive, got %d", c.PageMaxBytes)
+	}
 	if c.ReplayBatch < 1 {
 		return fmt.Errorf("REPLAY_BATCH: must be at least 1, got %d", c.ReplayBatch)
 	}
@@ -82,7 +88,7 @@ func main() {
 	// JWT_SECRET unset every request passes as admin. A tenant principal reads only its
 	// own tenant (others get the unknown tenant's 404).
 	a.HTTP.App.Use(auth.Middleware(auth.ConfigFrom(&cfg.Base)))
-	api.New(a.Pool, codec).WithGuards(api.Guards{
+	api.New(a.Pool, codec).WithPageBytes(cfg.PageMaxBytes).WithGuards(api.Guards{
 		TenantAccess: auth.TenantAccess,
 		TenantScope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
 	}).Register(a.HTTP.App)

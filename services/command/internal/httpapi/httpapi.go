@@ -299,6 +299,9 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	switch err := payload.Check(body); {
 	case errors.Is(err, payload.ErrNulChar):
 		return httpserver.Unprocessable(`request body contains \u0000, which cannot be stored`)
+	case errors.Is(err, payload.ErrSurrogate), errors.Is(err, payload.ErrNumber), errors.Is(err, payload.ErrExpansion):
+		// Valid JSON, but not storable (or not readable back at a sane size).
+		return httpserver.Unprocessable("request body cannot be stored: " + err.Error())
 	case err != nil:
 		return httpserver.BadRequest("malformed_json", "request body is not valid JSON ("+err.Error()+")")
 	}

@@ -179,6 +179,52 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 	require.Equal(t, 1, e.consumers(rabbit.QueueName(id)), "the worker survived")
 }
 
+// Bodies jsonb refuses (lone surrogates, numbers beyond numeric) and bodies whose numbers
+// print huge are refused up front by the ingest rule, never sent to the database (where
+// one bad row costs the whole group commit a bisecting retry) and never stored.
+func TestUnstorableJSONDeadLetteredUpFront(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startService(1 << 16)
+	id := e.createTenant(1)
+	e.requireConsumers(id, 1)
+
+	bad := map[string]string{
+		"lone-high": `{"s":"\ud800"}`,
+		"lone-low":  `{"s":"\udc00x"}`,
+		"huge":      `{"n":1e131072}`,
+		"tiny":      `{"n":1e-16384}`,
+		"expands":   `{"n":[1e131071,1e131071,1e131071]}`,
+	}
+	pub := e.publisher()
+	for mid, body := range bad {
+		pub.publish(id, amqp.Publishing{MessageId: mid, Body: []byte(body)})
+	}
+	pub.publish(id, amqp.Publishing{MessageId: "pair", Body: []byte(`{"s":"\ud83d\ude00","n":1e300}`)})
+	e.requireStored(id, 1)
+
+	ch, err := e.amqp.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	reasons := map[string]string{}
+	require.Eventually(t, func() bool {
+		d, ok, err := ch.Get(rabbit.DLQName(id), true)
+		require.NoError(t, err)
+		if ok {
+			reasons[d.MessageId] = fmt.Sprint(d.Headers[rabbit.HeaderDeadLetterReason])
+		}
+		return len(reasons) == len(bad)
+	}, 10*time.Second, 20*time.Millisecond)
+	for mid := range bad {
+		require.Contains(t, reasons[mid], "invalid_json", mid)
+	}
+	require.Contains(t, reasons["lone-high"], "surrogate")
+	require.Contains(t, reasons["huge"], "number")
+	require.Contains(t, reasons["expands"], "grow")
+	rows, _ := e.stored(id)
+	require.Equal(t, 1, rows, "only the valid surrogate pair and number are stored")
+}
+
 // TestRestartRebuildsFromEvents starts the service on an existing history: it must run
 // exactly the live tenants with their latest worker counts, skip unknown events, and
 // clean up tenants deleted while it was down.

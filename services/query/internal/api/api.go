@@ -41,9 +41,10 @@ type DB interface {
 // plain errors: httpserver logs them with the request id and answers a generic 500,
 // so no SQL or driver text reaches a client.
 type Handler struct {
-	db     DB
-	codec  *cursor.Codec
-	guards Guards
+	db        DB
+	codec     *cursor.Codec
+	guards    Guards
+	pageBytes int
 }
 
 // Guards are the authorization hooks main installs (platform/auth); the command
@@ -59,7 +60,13 @@ type Guards struct {
 
 // New builds the handlers.
 func New(db DB, codec *cursor.Codec) *Handler {
-	return &Handler{db: db, codec: codec}
+	return &Handler{db: db, codec: codec, pageBytes: messages.DefaultPageBytes}
+}
+
+// WithPageBytes caps the payload bytes of one messages page (PAGE_MAX_BYTES).
+func (h *Handler) WithPageBytes(n int) *Handler {
+	h.pageBytes = n
+	return h
 }
 
 // WithGuards installs authorization hooks.
@@ -282,7 +289,7 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 	if !ok {
 		return auth.TenantNotFound()
 	}
-	page, more, err := messages.Page(ctx, h.db, tenantID, after, limit)
+	page, more, err := messages.Page(ctx, h.db, tenantID, after, limit, h.pageBytes)
 	if err != nil {
 		return err
 	}
