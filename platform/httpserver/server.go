@@ -31,6 +31,11 @@ type Options struct {
 	Registry  *prometheus.Registry
 	// BodyLimit in bytes; larger bodies get 413. Default 1 MiB.
 	BodyLimit int
+	// Auth authenticates requests; it runs before every route, /metrics included.
+	Auth fiber.Handler
+	// MetricsAddr, when set, serves /metrics on a separate listener (for an internal
+	// network, without authentication) and not on Addr.
+	MetricsAddr string
 }
 
 // Server is a Fiber app with the platform middleware and probes installed.
@@ -38,6 +43,10 @@ type Server struct {
 	App  *fiber.App
 	opts Options
 	ln   net.Listener
+
+	metrics     *http.Server // nil unless MetricsAddr is set
+	metricsLn   net.Listener
+	metricsDone chan struct{}
 }
 
 // New builds the app. Routes added to s.App afterwards get every middleware.
@@ -62,13 +71,23 @@ func New(opts Options) *Server {
 		opts.Log.Error("panic in handler", "panic", e, "request_id", RequestID(c), "path", c.Path())
 	}}))
 	app.Use(s.observe(opts.Registry))
+	if opts.Auth != nil {
+		app.Use(opts.Auth)
+	}
 
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
 	app.Get("/readyz", s.readyz)
 	if opts.Registry != nil {
-		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})))
+		h := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})
+		if opts.MetricsAddr == "" {
+			app.Get("/metrics", adaptor.HTTPHandler(h))
+		} else {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", h)
+			s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		}
 	}
 	s.App = app
 	return s
@@ -201,7 +220,16 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Listen binds the address; split from Run so callers can learn the port first.
+// MetricsAddr returns the metrics listener's bound address ("" unless MetricsAddr is set
+// and Listen ran).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
+
+// Listen binds the address(es); split from Run so callers can learn the ports first.
 func (s *Server) Listen() error {
 	if s.ln != nil {
 		return nil
@@ -209,6 +237,14 @@ func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.opts.Addr, err)
+	}
+	if s.metrics != nil {
+		mln, err := net.Listen("tcp", s.opts.MetricsAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen %s (METRICS_ADDR): %w", s.opts.MetricsAddr, err)
+		}
+		s.metricsLn = mln
 	}
 	s.ln = ln
 	return nil
@@ -220,6 +256,17 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.opts.Log.Info("http server listening", "addr", s.ln.Addr().String())
+	if s.metrics != nil {
+		s.opts.Log.Info("metrics listening", "addr", s.metricsLn.Addr().String())
+		s.metricsDone = make(chan struct{})
+		// Owned by the server: Stop shuts it down and waits for it.
+		go func() {
+			defer close(s.metricsDone)
+			if err := s.metrics.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.opts.Log.Error("metrics listener failed", "err", err)
+			}
+		}()
+	}
 	if err := s.App.Listener(s.ln); err != nil {
 		return fmt.Errorf("serve http: %w", err)
 	}
@@ -228,8 +275,15 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Stop finishes in-flight requests within ctx and closes the listener.
 func (s *Server) Stop(ctx context.Context) error {
+	var errs []error
 	if err := s.App.ShutdownWithContext(ctx); err != nil {
-		return fmt.Errorf("shutdown http: %w", err)
+		errs = append(errs, fmt.Errorf("shutdown http: %w", err))
 	}
-	return nil
+	if s.metricsDone != nil {
+		if err := s.metrics.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown metrics listener: %w", err))
+		}
+		<-s.metricsDone
+	}
+	return errors.Join(errs...)
 }
