@@ -1,12 +1,22 @@
-# Multi-Tenant Messaging. `make run` starts the system, `make test` tests it.
+# Multi-Tenant Messaging. `make run` starts the system, `make test` tests it, `make` lists the targets.
 SHELL := /bin/bash
 GO    ?= go
 # Every workspace module's packages: go test does not cross modules on its own.
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}/...')
 SERVICES := command consumer query
 TEST_FLAGS ?= -count=1 -timeout 20m
+# Packages that run goroutines of their own: `make race` runs their tests, integration
+# tests included, under the race detector.
+RACE_PKGS := ./services/consumer/internal/consumer ./services/consumer/internal/amqpsub \
+	./services/consumer/internal/store ./services/query/internal/projector \
+	./platform/lifecycle ./platform/eventstore
 
-.PHONY: build run test test-unit deps migrate replay bench chaos lint swagger tidy clean
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-unit race deps migrate replay bench chaos lint swagger tidy clean
+
+help: ## this list (the default goal)
+	@echo "usage: make <target>   (README.md explains each)"
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z0-9_-]+:[^#]*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 build: ## bin/command, bin/consumer, bin/query
 	@mkdir -p bin
@@ -30,18 +40,20 @@ test: deps ## unit and integration tests of every module against real Postgres a
 test-unit: ## tests that need no server
 	$(GO) test $(TEST_FLAGS) $(MODULES)
 
+race: deps ## tests of the concurrent packages (integration included) under the race detector
+	$(GO) test $(TEST_FLAGS) -race -tags=integration $(RACE_PKGS)
+
 chaos: deps ## stop and restart the local Postgres and RabbitMQ under load (disturbs other users of them)
 	$(GO) test -count=1 -tags=integration,chaos -run TestSurvivesRealRestarts -v ./e2e/
 
 bench: deps build ## benchmark harness against the real services
 	$(GO) run ./tools/bench $(BENCH_FLAGS)
 
-lint: lint-deploy ## gofmt, go vet, golangci-lint (pinned in tools/lint), deployment checks
+lint: lint-deploy bin/golangci-lint ## gofmt, go vet, golangci-lint (pinned in tools/lint), deployment checks
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags=integration $(MODULES)
 	@for d in $$($(GO) list -m -f '{{.Dir}}') $(CURDIR)/tools/lint; do (cd $$d && GOWORK=off $(GO) mod tidy -diff >/dev/null) || { echo "$$d: go.mod/go.sum not tidy: run make tidy"; exit 1; }; done
-	@$(MAKE) --no-print-directory bin/golangci-lint
-	@for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && $(CURDIR)/bin/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+	@for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && $(CURDIR)/bin/golangci-lint run --allow-serial-runners --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
 	@for s in command query; do tmp=$$(mktemp -d); \
 		(cd services/$$s && $(GO) tool swag init --quiet -g main.go -o $$tmp --parseDependency --parseInternal) || exit 1; \
 		cmp -s $$tmp/swagger.json services/$$s/docs/swagger.json || { echo "services/$$s/docs is stale: run make swagger"; exit 1; }; \
@@ -51,6 +63,7 @@ lint: lint-deploy ## gofmt, go vet, golangci-lint (pinned in tools/lint), deploy
 # is pinned by the tool directive in tools/lint/go.mod.
 bin/golangci-lint: tools/lint/go.mod
 	@mkdir -p bin
+	@echo "bin/golangci-lint: building the pinned golangci-lint (once; a few minutes)"
 	cd tools/lint && GOWORK=off $(GO) build -o $(CURDIR)/bin/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 swagger: ## regenerate the OpenAPI docs from annotations
@@ -59,7 +72,7 @@ swagger: ## regenerate the OpenAPI docs from annotations
 tidy: ## go mod tidy in every module (each builds alone with GOWORK=off)
 	@for d in $$($(GO) list -m -f '{{.Dir}}') $(CURDIR)/tools/lint; do (cd $$d && GOWORK=off $(GO) mod tidy) || exit 1; done
 
-clean:
+clean: ## remove bin/
 	rm -rf bin
 
 # Deployment (deployments/, docker-compose.yml). Images are tagged as the compose file and
@@ -68,13 +81,13 @@ IMAGE_REPO ?= mtm
 IMAGE_TAG  ?= dev
 .PHONY: images lint-deploy
 
-images: ## container images $(IMAGE_REPO)/{command,consumer,query}:$(IMAGE_TAG) (needs a Docker engine with BuildKit)
+images: ## mtm/<service>:dev images from deployments/Dockerfile (IMAGE_REPO, IMAGE_TAG; needs Docker + BuildKit)
 	@for s in $(SERVICES); do \
 		echo "images: $(IMAGE_REPO)/$$s:$(IMAGE_TAG)"; \
-		DOCKER_BUILDKIT=1 docker build -f deployments/$$s/Dockerfile -t $(IMAGE_REPO)/$$s:$(IMAGE_TAG) . || exit 1; \
+		DOCKER_BUILDKIT=1 docker build -f deployments/Dockerfile --build-arg SERVICE=$$s -t $(IMAGE_REPO)/$$s:$(IMAGE_TAG) . || exit 1; \
 	done
 
-lint-deploy: ## offline checks of deployments/k8s, docker-compose.yml, prometheus.yml, the dashboard and Dockerfiles
+lint-deploy: ## offline checks of deployments/k8s, docker-compose.yml, prometheus.yml, the dashboard and the Dockerfile
 	$(GO) run ./tools/manifestcheck -root .
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
 	elif command -v docker-compose >/dev/null; then docker-compose config -q && echo "docker-compose config: ok"; \

@@ -5,7 +5,8 @@ import (
 	"path/filepath"
 )
 
-// service is one of the product's deployable services, with its HTTP port (DESIGN.md 4.1).
+// service is one of the product's deployable services, with its HTTP port (the default
+// HTTP_ADDR of its binary).
 type service struct {
 	Name string
 	Port int
@@ -32,7 +33,7 @@ type Summary struct {
 	Files, Objects  int
 	ComposeServices int
 	Panels          int
-	Dockerfiles     int
+	Images          int // services whose image deployments/Dockerfile builds
 }
 
 // problems collects findings; each names the file and object it is about.
@@ -50,6 +51,6 @@ func Check(root string) (Summary, []string) {
 	sum.ComposeServices = checkCompose(root, filepath.Join(root, "docker-compose.yml"), &p)
 	checkPrometheus(filepath.Join(root, "deployments", "prometheus.yml"), &p)
 	sum.Panels = checkDashboard(filepath.Join(root, "deployments", "grafana", "dashboards", "mtm.json"), &p)
-	sum.Dockerfiles = checkDockerfiles(root, &p)
+	sum.Images = checkDockerfiles(root, &p)
 	return sum, p
 }

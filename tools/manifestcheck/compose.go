@@ -59,9 +59,32 @@ func checkCompose(root, path string, p *problems) int {
 	if s, ok := svc("rabbitmq"); ok && !strings.Contains(s.Image, "management") {
 		p.addf("%s: rabbitmq image %q lacks the management plugin", where, s.Image)
 	}
+	// build checks that a service's image is built from deployments/Dockerfile for the
+	// service its binary is.
+	build := func(co string, s types.ServiceConfig, service string) {
+		if s.Build == nil {
+			p.addf("%s: needs a build section (docker compose up --build)", co)
+			return
+		}
+		if filepath.ToSlash(s.Build.Dockerfile) != dockerfile {
+			p.addf("%s: build.dockerfile %q, want %s", co, s.Build.Dockerfile, dockerfile)
+		} else if _, err := os.Stat(filepath.Join(s.Build.Context, s.Build.Dockerfile)); err != nil {
+			p.addf("%s: Dockerfile %s: %v", co, s.Build.Dockerfile, err)
+		}
+		if v := s.Build.Args["SERVICE"]; v == nil || *v != service {
+			got := "<unset>"
+			if v != nil {
+				got = *v
+			}
+			p.addf("%s: build.args.SERVICE %s, want %s", co, got, service)
+		}
+	}
 	migrateImage := ""
 	if s, ok := svc("migrate"); ok {
 		migrateImage = s.Image
+		if s.Build != nil { // else it runs the image the command service builds
+			build(where+": migrate", s, "command")
+		}
 		if !slices.Contains(s.Command, "-migrate") {
 			p.addf("%s: migrate must run -migrate, runs %v", where, s.Command)
 		}
@@ -78,11 +101,7 @@ func checkCompose(root, path string, p *problems) int {
 		if want.Name == "command" && migrateImage != "" && s.Image != migrateImage {
 			p.addf("%s: image %q differs from migrate's %q", co, s.Image, migrateImage)
 		}
-		if s.Build == nil {
-			p.addf("%s: needs a build section (docker compose up --build)", co)
-		} else if _, err := os.Stat(filepath.Join(s.Build.Context, s.Build.Dockerfile)); err != nil {
-			p.addf("%s: Dockerfile %s: %v", co, s.Build.Dockerfile, err)
-		}
+		build(co, s, want.Name)
 		wantDeps := map[string]string{
 			"postgres": types.ServiceConditionHealthy,
 			"rabbitmq": types.ServiceConditionHealthy,

@@ -7,6 +7,10 @@ import (
 	"strings"
 )
 
+// dockerfile is the one Dockerfile every service image is built from, with
+// --build-arg SERVICE=<service>.
+const dockerfile = "deployments/Dockerfile"
+
 // instruction is one Dockerfile instruction with its continuation lines joined.
 type instruction struct {
 	Cmd  string // upper-case keyword
@@ -41,51 +45,190 @@ func parseDockerfile(raw string) []instruction {
 	return out
 }
 
-// checkDockerfiles checks each service's Dockerfile for what the images promise: a Go
-// build stage producing a static binary of that service, and a small final stage that
-// runs it as a non-root user on the service's port. (Building needs a Docker engine:
-// make images.)
+// stage is one FROM ... of a Dockerfile as a build with given build arguments sees it.
+type stage struct {
+	Name string // the AS name, lower-case ("" when unnamed)
+	Base string // image or earlier stage, build arguments substituted
+	// Parent is the index of the earlier stage Base names, or -1 when Base is an image.
+	Parent int
+	Ins    []instruction // the stage's instructions after FROM, its ARGs substituted
+}
+
+// expandedIn are the instructions whose arguments see the stage's ARGs: the ones Docker
+// substitutes itself, and RUN, whose shell gets the ARGs as environment variables.
+// ENTRYPOINT and CMD in exec form see none.
+var expandedIn = map[string]bool{
+	"ADD": true, "COPY": true, "ENV": true, "EXPOSE": true, "LABEL": true, "RUN": true,
+	"STOPSIGNAL": true, "USER": true, "VOLUME": true, "WORKDIR": true,
+}
+
+// stagesFor splits the Dockerfile into stages as `docker build --build-arg k=v ...` sees
+// them (BuildKit): ARGs before the first FROM are substituted in FROM lines only; an ARG
+// inside a stage (with the global value or its own default) in that stage and the stages
+// based on it.
+func stagesFor(ins []instruction, buildArgs map[string]string) []stage {
+	// arg evaluates `ARG name[=default]`: the build argument, else the default (which sees
+	// scope), else what inherit holds (a stage's ARG without default takes the global one).
+	arg := func(decl string, scope, inherit map[string]string) (string, string) {
+		name, def, hasDef := strings.Cut(decl, "=")
+		name = strings.TrimSpace(name)
+		if v, ok := buildArgs[name]; ok {
+			return name, v
+		}
+		if hasDef {
+			return name, os.Expand(strings.Trim(def, `"`), func(k string) string { return scope[k] })
+		}
+		return name, inherit[name]
+	}
+	global := map[string]string{}
+	var stages []stage
+	var vars map[string]string        // the current stage's ARGs
+	var stageVars []map[string]string // each stage's ARGs at its end
+	for _, in := range ins {
+		switch {
+		case in.Cmd == "FROM":
+			var fields []string
+			for _, f := range strings.Fields(os.Expand(in.Args, func(k string) string { return global[k] })) {
+				if !strings.HasPrefix(f, "--") {
+					fields = append(fields, f)
+				}
+			}
+			st := stage{Parent: -1}
+			if len(fields) > 0 {
+				st.Base = fields[0]
+			}
+			if len(fields) == 3 && strings.EqualFold(fields[1], "AS") {
+				st.Name = strings.ToLower(fields[2])
+			}
+			for i := len(stages) - 1; i >= 0; i-- {
+				if st.Base != "" && stages[i].Name == strings.ToLower(st.Base) {
+					st.Parent = i
+					break
+				}
+			}
+			stages = append(stages, st)
+			vars = map[string]string{}
+			if st.Parent >= 0 {
+				for k, v := range stageVars[st.Parent] {
+					vars[k] = v
+				}
+			}
+			stageVars = append(stageVars, vars)
+		case in.Cmd == "ARG" && len(stages) == 0:
+			k, v := arg(in.Args, global, nil)
+			global[k] = v
+		case in.Cmd == "ARG":
+			k, v := arg(in.Args, vars, global)
+			vars[k] = v
+		case len(stages) == 0:
+			// Only ARG may precede the first FROM; docker build rejects anything else.
+		default:
+			if expandedIn[in.Cmd] {
+				in.Args = os.Expand(in.Args, func(k string) string { return vars[k] })
+			}
+			cur := &stages[len(stages)-1]
+			cur.Ins = append(cur.Ins, in)
+		}
+	}
+	return stages
+}
+
+// chain is the final stage followed by the stages it derives from, nearest first.
+func chain(stages []stage) []stage {
+	var out []stage
+	for i := len(stages) - 1; i >= 0; i = stages[i].Parent {
+		out = append(out, stages[i])
+	}
+	return out
+}
+
+// checkDockerfiles checks deployments/Dockerfile for what each service's image promises,
+// resolving it as `docker build --build-arg SERVICE=<service>` does: a Go build stage
+// producing a static binary of that service, and a small final image that runs it as a
+// non-root user on the service's port. It returns the number of images checked.
+// (Building needs a Docker engine: make images.)
 func checkDockerfiles(root string, p *problems) int {
+	raw, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(dockerfile)))
+	if err != nil {
+		p.addf("%s: %v", dockerfile, err)
+		return 0
+	}
+	ins := parseDockerfile(string(raw))
+	if froms := countInstr(ins, "FROM"); froms < 2 {
+		p.addf("%s: must be multi-stage (a build stage and a small final stage), has %d FROM", dockerfile, froms)
+		return 0
+	}
 	n := 0
 	for _, s := range services {
-		rel := filepath.ToSlash(filepath.Join("deployments", s.Name, "Dockerfile"))
-		raw, err := os.ReadFile(filepath.Join(root, rel))
-		if err != nil {
-			p.addf("%s: %v", rel, err)
-			continue
-		}
 		n++
-		ins := parseDockerfile(string(raw))
-		var froms []int
-		for i, in := range ins {
-			if in.Cmd == "FROM" {
-				froms = append(froms, i)
+		where := fmt.Sprintf("%s (SERVICE=%s)", dockerfile, s.Name)
+		stages := stagesFor(ins, map[string]string{"SERVICE": s.Name})
+		resolved := true
+		for _, st := range stages {
+			switch {
+			case st.Base == "":
+				p.addf("%s: FROM with an empty base (a variable in FROM needs an ARG before the first FROM)", where)
+				resolved = false
+			case st.Parent < 0 && !strings.ContainsAny(st.Base, ":@"):
+				p.addf("%s: FROM %s is neither an earlier stage nor an image with a tag", where, st.Base)
+				resolved = false
 			}
 		}
-		if len(froms) < 2 {
-			p.addf("%s: must be multi-stage (a build stage and a small final stage)", rel)
-			continue
+		if !resolved {
+			continue // what the image holds is unknown
 		}
-		build, final := ins[froms[0]:froms[len(froms)-1]], ins[froms[len(froms)-1]:]
-		if !strings.Contains(build[0].Args, "golang:") {
-			p.addf("%s: build stage should start FROM golang:<version>", rel)
+
+		buildCmd := "./services/" + s.Name
+		build := -1
+		for i, st := range stages {
+			if strings.Contains(st.Base, "golang:") && hasInstr(st.Ins, "RUN", "go build") {
+				build = i
+				if !hasInstr(st.Ins, "RUN", buildCmd) || !hasInstr(st.Ins, "RUN", "CGO_ENABLED=0") {
+					p.addf("%s: build stage must run CGO_ENABLED=0 go build ... %s (a variable in RUN needs an ARG in that stage)", where, buildCmd)
+				}
+				break
+			}
 		}
-		if strings.Contains(final[0].Args, "golang:") {
-			p.addf("%s: final stage must not be the Go toolchain image", rel)
+		if build < 0 {
+			p.addf("%s: needs a build stage FROM golang:<version> that runs go build", where)
 		}
-		buildCmd := fmt.Sprintf("./services/%s", s.Name)
-		if !hasInstr(build, "RUN", "go build") || !hasInstr(build, "RUN", buildCmd) || !hasInstr(build, "RUN", "CGO_ENABLED=0") {
-			p.addf("%s: build stage must run CGO_ENABLED=0 go build ... %s", rel, buildCmd)
+
+		final := chain(stages)
+		var all []instruction // the final image's instructions, oldest first
+		for i := len(final) - 1; i >= 0; i-- {
+			all = append(all, final[i].Ins...)
 		}
-		user := lastArgs(final, "USER")
+		if base := final[len(final)-1].Base; strings.Contains(base, "golang:") {
+			p.addf("%s: the final image must not be the Go toolchain image %s (build in one stage, run on a small base)", where, base)
+		} else if build >= 0 && stages[build].Name != "" && !hasInstr(all, "COPY", "--from="+stages[build].Name) {
+			p.addf("%s: the final image must COPY the binary --from=%s", where, stages[build].Name)
+		}
+		user := lastArgs(all, "USER")
 		if user == "" || user == "root" || user == "0" || strings.HasPrefix(user, "0:") || strings.HasPrefix(user, "root:") {
-			p.addf("%s: final stage must set a non-root USER, got %q", rel, user)
+			p.addf("%s: final image must set a non-root USER, got %q", where, user)
 		}
-		if lastArgs(final, "ENTRYPOINT") == "" {
-			p.addf("%s: final stage needs an ENTRYPOINT", rel)
+		if ep := lastArgs(all, "ENTRYPOINT"); !strings.Contains(ep, "/"+s.Name+`"`) && !strings.HasSuffix(ep, "/"+s.Name) {
+			p.addf("%s: final image's ENTRYPOINT must run the %s binary, got %q", where, s.Name, ep)
 		}
-		if !hasInstr(final, "EXPOSE", fmt.Sprint(s.Port)) {
-			p.addf("%s: final stage must EXPOSE %d", rel, s.Port)
+		if !hasInstr(all, "EXPOSE", fmt.Sprint(s.Port)) {
+			p.addf("%s: final image must EXPOSE %d", where, s.Port)
+		}
+		for _, in := range all {
+			if in.Cmd == "ENV" && strings.HasPrefix(in.Args, "HTTP_ADDR") {
+				if want := fmt.Sprintf(":%d", s.Port); !strings.HasSuffix(in.Args, want) {
+					p.addf("%s: ENV %s, want port %d", where, in.Args, s.Port)
+				}
+			}
+		}
+	}
+	return n
+}
+
+func countInstr(ins []instruction, cmd string) int {
+	n := 0
+	for _, in := range ins {
+		if in.Cmd == cmd {
+			n++
 		}
 	}
 	return n

@@ -4,8 +4,9 @@
 // and checked for what the schema cannot express (probes, resources, security context,
 // grace period longer than SHUTDOWN_TIMEOUT, references between objects); the compose
 // file is loaded and schema-validated with compose-go (the loader `docker compose`
-// itself uses); prometheus.yml, the Grafana dashboard and the Dockerfiles get
-// consistency checks against the services' names and ports.
+// itself uses); prometheus.yml, the Grafana dashboard and deployments/Dockerfile (resolved
+// for each service's SERVICE build argument) get consistency checks against the
+// services' names and ports.
 //
 //	go run ./tools/manifestcheck -root .
 package main
@@ -28,6 +29,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "manifestcheck: %d problem(s)\n", len(problems))
 		os.Exit(1)
 	}
-	fmt.Printf("manifestcheck: ok: %d Kubernetes objects in %d files, compose (%d services), prometheus.yml, dashboard (%d panels), %d Dockerfiles\n",
-		sum.Objects, sum.Files, sum.ComposeServices, sum.Panels, sum.Dockerfiles)
+	fmt.Printf("manifestcheck: ok: %d Kubernetes objects in %d files, compose (%d services), prometheus.yml, dashboard (%d panels), %s (%d images)\n",
+		sum.Objects, sum.Files, sum.ComposeServices, sum.Panels, dockerfile, sum.Images)
 }

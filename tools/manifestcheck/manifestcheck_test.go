@@ -21,7 +21,7 @@ func TestRepositoryDeploymentsPass(t *testing.T) {
 	require.Equal(t, 7, sum.Files)
 	require.GreaterOrEqual(t, sum.Objects, 3*2+4, "Deployment+Service per service, Namespace, ConfigMap, Secret, Job")
 	require.GreaterOrEqual(t, sum.ComposeServices, 7)
-	require.Equal(t, 3, sum.Dockerfiles)
+	require.Equal(t, 3, sum.Images)
 	require.Positive(t, sum.Panels)
 }
 
@@ -96,8 +96,20 @@ func TestRejectsBrokenFiles(t *testing.T) {
 		{"prometheus misses a service", "deployments/prometheus.yml", `"query:8081"`, `"query:9999"`, "does not scrape query:8081"},
 		{"prometheus typo", "deployments/prometheus.yml", "scrape_interval: 5s", "scrape_intervall: 5s", "unknown field"},
 		{"dashboard broken expr", "deployments/grafana/dashboards/mtm.json", "sum(tenant_workers_current)", "sum(tenant_workers_current", "unbalanced"},
-		{"dockerfile runs as root", "deployments/query/Dockerfile", "USER 65532:65532", "USER root", `non-root USER, got "root"`},
-		{"dockerfile single stage", "deployments/consumer/Dockerfile", "FROM gcr.io/distroless/static-debian12:nonroot", "", "must be multi-stage"},
+		{"compose old dockerfile", "docker-compose.yml", "dockerfile: deployments/Dockerfile\n      args:\n        SERVICE: consumer", "dockerfile: deployments/consumer/Dockerfile\n      args:\n        SERVICE: consumer", `consumer: build.dockerfile "deployments/consumer/Dockerfile", want deployments/Dockerfile`},
+		{"compose wrong service arg", "docker-compose.yml", "SERVICE: query", "SERVICE: command", "query: build.args.SERVICE command, want query"},
+		{"compose no service arg", "docker-compose.yml", "      args:\n        SERVICE: consumer\n", "", "consumer: build.args.SERVICE <unset>, want consumer"},
+		{"dockerfile runs as root", dockerfile, "USER 65532:65532", "USER root", `(SERVICE=query): final image must set a non-root USER, got "root"`},
+		{"dockerfile final is toolchain", dockerfile, "FROM runtime AS consumer", "FROM build AS consumer", "(SERVICE=consumer): the final image must not be the Go toolchain image golang:1.26"},
+		{"dockerfile single stage", dockerfile, "FROM gcr.io/distroless/static-debian12:nonroot AS runtime", "", "FROM runtime is neither an earlier stage nor an image with a tag"},
+		{"dockerfile arg not in build stage", dockerfile, "AS build\nARG SERVICE\n", "AS build\n", "(SERVICE=command): build stage must run CGO_ENABLED=0 go build ... ./services/command"},
+		{"dockerfile no global arg", dockerfile, "ARG SERVICE\n\n", "\n", "FROM with an empty base"},
+		{"dockerfile cgo", dockerfile, "CGO_ENABLED=0 ", "", "build stage must run CGO_ENABLED=0 go build"},
+		{"dockerfile binary not copied", dockerfile, "COPY --from=build ", "COPY ", "the final image must COPY the binary --from=build"},
+		{"dockerfile wrong port", dockerfile, "EXPOSE 8081", "EXPOSE 8080", "(SERVICE=query): final image must EXPOSE 8081"},
+		{"dockerfile wrong http addr", dockerfile, "ENV HTTP_ADDR=:8082", "ENV HTTP_ADDR=:8080", "(SERVICE=consumer): ENV HTTP_ADDR=:8080, want port 8082"},
+		{"dockerfile wrong entrypoint", dockerfile, `ENTRYPOINT ["/usr/local/bin/query"]`, `ENTRYPOINT ["/usr/local/bin/command"]`, `(SERVICE=query): final image's ENTRYPOINT must run the query binary`},
+		{"dockerfile stage typo", dockerfile, "FROM runtime AS command", "FROM runtim AS command", "FROM runtim is neither an earlier stage nor an image with a tag"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,9 +127,33 @@ func TestMissingFilesAreReported(t *testing.T) {
 	t.Parallel()
 	_, problems := Check(t.TempDir())
 	all := strings.Join(problems, "\n")
-	for _, want := range []string{"no manifests found", "docker-compose.yml", "deployments/prometheus.yml", "mtm.json", "deployments/command/Dockerfile"} {
+	for _, want := range []string{"no manifests found", "docker-compose.yml", "deployments/prometheus.yml", "mtm.json", "deployments/Dockerfile"} {
 		require.Contains(t, all, want)
 	}
+}
+
+// TestStagesFor resolves the ARG scopes as BuildKit does: global ARGs in FROM only, a
+// stage's ARG without default takes the global value and is inherited by stages based on
+// it, build arguments win over defaults.
+func TestStagesFor(t *testing.T) {
+	t.Parallel()
+	ins := parseDockerfile(`ARG BASE=alpine:3
+ARG SERVICE
+ARG UNSEEN=x
+FROM ${BASE} AS one
+ARG SERVICE
+ARG PORT=80
+RUN echo ${SERVICE} ${UNSEEN} $PORT
+FROM one AS ${SERVICE}
+EXPOSE ${PORT}
+FROM ${SERVICE}
+`)
+	stages := stagesFor(ins, map[string]string{"SERVICE": "query", "PORT": "81"})
+	require.Len(t, stages, 3)
+	require.Equal(t, stage{Name: "one", Base: "alpine:3", Parent: -1, Ins: []instruction{{"RUN", "echo query  81"}}}, stages[0])
+	require.Equal(t, stage{Name: "query", Base: "one", Parent: 0, Ins: []instruction{{"EXPOSE", "81"}}}, stages[1])
+	require.Equal(t, stage{Base: "query", Parent: 1}, stages[2])
+	require.Equal(t, []stage{stages[2], stages[1], stages[0]}, chain(stages))
 }
 
 func TestBalanced(t *testing.T) {
