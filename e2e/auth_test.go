@@ -299,9 +299,12 @@ func TestAuthMatrix(t *testing.T) {
 			body: noBody, admin: http.StatusOK, tenant: ownOr404(B, http.StatusOK), notFound: refMsgs, check: checkMessages(B)},
 	}
 	for _, p := range []*Proc{cmd, cons, qry} {
-		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		for _, path := range []string{"/healthz", "/readyz"} {
 			routes = append(routes, route{name: p.Name + " GET " + path, proc: p, method: http.MethodGet, path: path, body: noBody, public: true})
 		}
+		// Metrics name every tenant: admin only on the public port.
+		routes = append(routes, route{name: p.Name + " GET /metrics", proc: p, method: http.MethodGet, path: "/metrics", body: noBody,
+			admin: http.StatusOK, tenant: forbidden})
 	}
 	for _, p := range []*Proc{cmd, qry} {
 		routes = append(routes, route{name: p.Name + " GET /swagger/index.html", proc: p, method: http.MethodGet,

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/config"
 	"github.com/multitenant/mtm/platform/health"
 	"github.com/multitenant/mtm/platform/httpserver"
@@ -146,6 +147,9 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 		Readiness: a.Ready,
 		Registry:  a.Registry,
 		BodyLimit: opts.BodyLimit,
+		// Every route but the probes and docs needs a token when JWT_SECRET is set.
+		Auth:        auth.Middleware(auth.ConfigFrom(base)),
+		MetricsAddr: base.MetricsAddr,
 	})
 	if base.JWTSecret == "" {
 		log.Warn("authentication is off: JWT_SECRET is not set; every endpoint is open")

@@ -17,7 +17,7 @@
 // # API
 //
 //	cfg := auth.ConfigFrom(&cfg.Base)          // Secret, Issuer, Audience from config.Base
-//	app.Use(auth.Middleware(cfg))              // once, after httpserver.New, before routes
+//	httpserver.Options{Auth: auth.Middleware(cfg)} // platform/app installs it before every route
 //	auth.PrincipalFrom(c)                      // Principal{Role, TenantID} of the request
 //	auth.RequireAdmin()                        // route middleware: 403 for tenant principals
 //	auth.TenantAccess(c, id)                   // nil, or the 404 tenant_not_found problem
@@ -32,10 +32,11 @@
 // With an empty Secret the middleware lets every request through as an implicit admin
 // (app.New already logs one warning that authentication is off).
 //
-// Middleware skips /healthz, /readyz, /metrics and /swagger/* (matched the way Fiber's
-// router matches them: case-insensitive, trailing slash ignored, unless the app is
-// configured otherwise). Every other path, including unknown ones, needs a token, so
-// an anonymous caller learns nothing about which routes exist.
+// Middleware skips /healthz, /readyz and /swagger/* (matched the way Fiber's router
+// matches them: case-insensitive, trailing slash ignored, unless the app is configured
+// otherwise). Every other path, including unknown ones, needs a token, so an anonymous
+// caller learns nothing about which routes exist; /metrics, which names every tenant,
+// needs an admin token (scrapers use the separate METRICS_ADDR listener instead).
 //
 // PrincipalFrom fails closed: a request that did not pass through Middleware has no
 // role, so RequireAdmin answers 403 and TenantAccess answers 404.

@@ -49,16 +49,32 @@ func Middleware(cfg Config) fiber.Handler {
 		if err != nil {
 			return invalidToken(err)
 		}
+		// Metrics carry every tenant's id: only an admin (or a scraper on the separate
+		// METRICS_ADDR listener, which this middleware never sees) may read them.
+		if isMetricsPath(c) && !p.IsAdmin() {
+			return Forbidden()
+		}
 		setPrincipal(c, p)
 		return c.Next()
 	}
 }
 
-// IsPublicPath reports whether the request is for /healthz, /readyz, /metrics or
-// /swagger/*. It normalises the path the way Fiber's router does (case and trailing
-// slash, per the app's config), so a path is public exactly when it routes to a
-// public handler.
+// IsPublicPath reports whether the request is for /healthz, /readyz or /swagger/*.
+// It normalises the path the way Fiber's router does (case and trailing slash, per the
+// app's config), so a path is public exactly when it routes to a public handler.
 func IsPublicPath(c *fiber.Ctx) bool {
+	path := routedPath(c)
+	switch path {
+	case "/healthz", "/readyz", "/swagger":
+		return true
+	}
+	return strings.HasPrefix(path, "/swagger/")
+}
+
+func isMetricsPath(c *fiber.Ctx) bool { return routedPath(c) == "/metrics" }
+
+// routedPath is the request path as Fiber's router matches it.
+func routedPath(c *fiber.Ctx) string {
 	path := c.Path()
 	cfg := c.App().Config()
 	if !cfg.CaseSensitive {
@@ -70,11 +86,7 @@ func IsPublicPath(c *fiber.Ctx) bool {
 			path = "/"
 		}
 	}
-	switch path {
-	case "/healthz", "/readyz", "/metrics", "/swagger":
-		return true
-	}
-	return strings.HasPrefix(path, "/swagger/")
+	return path
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>" header; the

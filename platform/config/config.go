@@ -21,6 +21,9 @@ type Base struct {
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable"`
 	RabbitMQURL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
 	HTTPAddr    string `env:"HTTP_ADDR"`
+	// MetricsAddr serves /metrics on its own listener (internal network, no token);
+	// unset, /metrics is on HTTP_ADDR and needs an admin token when JWT_SECRET is set.
+	MetricsAddr string `env:"METRICS_ADDR"`
 	JWTSecret   string `env:"JWT_SECRET"`
 	// JWTMaxTTL is the longest validity a token may have left: a longer-lived token is
 	// refused even when its signature is good, so a leaked token dies within a day.
@@ -134,6 +137,14 @@ func (b *Base) Validate() error {
 	}
 	if _, port, ok := strings.Cut(b.HTTPAddr, ":"); !ok || !validPort(port) {
 		return fmt.Errorf("HTTP_ADDR: %q is not host:port with a port in 1..65535", b.HTTPAddr)
+	}
+	if b.MetricsAddr != "" {
+		if _, port, ok := strings.Cut(b.MetricsAddr, ":"); !ok || !validPort(port) {
+			return fmt.Errorf("METRICS_ADDR: %q is not host:port with a port in 1..65535", b.MetricsAddr)
+		}
+		if b.MetricsAddr == b.HTTPAddr {
+			return fmt.Errorf("METRICS_ADDR: must differ from HTTP_ADDR (%s)", b.HTTPAddr)
+		}
 	}
 	if b.JWTSecret != "" && len(b.JWTSecret) < MinJWTSecretBytes {
 		return fmt.Errorf("JWT_SECRET: must be at least %d bytes (got %d); generate one with: openssl rand -base64 48", MinJWTSecretBytes, len(b.JWTSecret))

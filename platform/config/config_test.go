@@ -22,7 +22,7 @@ type svcConfig struct {
 // clearEnv unsets every variable Load reads so the host environment cannot leak in.
 func clearEnv(t *testing.T) {
 	for _, k := range []string{"DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "WORKERS", "MAX_WORKERS", "JWT_SECRET",
-		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES"} {
+		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "METRICS_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -87,6 +87,8 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{map[string]string{"JWT_SECRET": "a"}, "JWT_SECRET"},
 		{map[string]string{"JWT_SECRET": strings.Repeat("s", MinJWTSecretBytes-1)}, "JWT_SECRET"},
 		{map[string]string{"JWT_MAX_TTL": "0s"}, "JWT_MAX_TTL"},
+		{map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR"},
+		{map[string]string{"METRICS_ADDR": ":8080", "HTTP_ADDR": ":8080"}, "METRICS_ADDR"},
 		{map[string]string{"JWT_MAX_TTL": "forever"}, "JWT_MAX_TTL"},
 	}
 	for _, tc := range cases {

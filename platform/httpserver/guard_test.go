@@ -3,6 +3,8 @@ package httpserver
 import (
 	"bufio"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/multitenant/mtm/platform/health"
+	"github.com/multitenant/mtm/platform/metrics"
 )
 
 func TestRequestIDIsValidatedOrGenerated(t *testing.T) {
@@ -87,4 +90,42 @@ func TestContentLengthWithTransferEncodingIsRefused(t *testing.T) {
 	require.Equal(t, http.StatusOK, send(chunked).StatusCode, "chunked alone is fine")
 	plain := "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 	require.Equal(t, http.StatusOK, send(plain).StatusCode, "Content-Length alone is fine")
+}
+
+// With MetricsAddr set, /metrics moves to its own listener and is gone from the public one.
+func TestMetricsOnSeparateListener(t *testing.T) {
+	s := New(Options{Service: "test", Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Readiness: health.New(), Registry: metrics.NewRegistry()})
+	require.NoError(t, s.Listen())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	t.Cleanup(func() {
+		require.NoError(t, s.Stop(context.Background()))
+		require.NoError(t, <-done)
+	})
+	require.NotEmpty(t, s.MetricsAddr())
+	require.NotEqual(t, s.Addr(), s.MetricsAddr())
+
+	get := func(url string) (int, string) {
+		var status int
+		var body string
+		require.Eventually(t, func() bool {
+			resp, err := http.Get(url)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			status, body = resp.StatusCode, string(raw)
+			return true
+		}, 5*time.Second, 10*time.Millisecond)
+		return status, body
+	}
+	status, body := get("http://" + s.MetricsAddr() + "/metrics")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, "go_goroutines")
+	status, _ = get("http://" + s.Addr() + "/metrics")
+	require.Equal(t, http.StatusNotFound, status, "not on the public listener")
+	status, _ = get("http://" + s.Addr() + "/healthz")
+	require.Equal(t, http.StatusOK, status)
 }

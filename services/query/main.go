@@ -84,10 +84,8 @@ func main() {
 		Metrics:    projector.NewMetrics(a.Registry),
 	})
 	a.Ready.Add("tenants-projection", proj.Ready)
-	// Authentication sits in front of every route except probes, metrics and docs; with
-	// JWT_SECRET unset every request passes as admin. A tenant principal reads only its
-	// own tenant (others get the unknown tenant's 404).
-	a.HTTP.App.Use(auth.Middleware(auth.ConfigFrom(&cfg.Base)))
+	// app.New put authentication in front of every route but the probes and docs; a
+	// tenant principal reads only its own tenant (others get the unknown tenant's 404).
 	api.New(a.Pool, codec).WithPageBytes(cfg.PageMaxBytes).WithGuards(api.Guards{
 		TenantAccess: auth.TenantAccess,
 		TenantScope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
