@@ -25,6 +25,7 @@ import (
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/httpapi"
+	"github.com/multitenant/mtm/services/command/internal/idempotency"
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	MaxWorkers int `env:"MAX_WORKERS" envDefault:"64"`
 	// PublishChannels is the number of confirm-mode channels for POST /tenants/{id}/messages.
 	PublishChannels int `env:"PUBLISH_CHANNELS" envDefault:"8"`
+	// IdempotencyKeyTTL is how long an Idempotency-Key remembers its first body: a reuse
+	// with another body within it is 409.
+	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
 	// PublishConfirmTimeout bounds the wait for a broker confirm before answering 503.
 	PublishConfirmTimeout time.Duration `env:"PUBLISH_CONFIRM_TIMEOUT" envDefault:"5s"`
 }
@@ -53,6 +57,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PublishChannels < 1 || c.PublishChannels > 256 {
 		return fmt.Errorf("PUBLISH_CHANNELS: must be between 1 and 256, got %d", c.PublishChannels)
+	}
+	if c.IdempotencyKeyTTL <= 0 {
+		return fmt.Errorf("IDEMPOTENCY_KEY_TTL: must be positive, got %s", c.IdempotencyKeyTTL)
 	}
 	if c.PublishConfirmTimeout <= 0 {
 		return fmt.Errorf("PUBLISH_CONFIRM_TIMEOUT: must be positive, got %s", c.PublishConfirmTimeout)
@@ -87,9 +94,11 @@ func main() {
 	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, broker.NewTopology(a.Rabbit),
 		cfg.limits(), a.Log)
 
+	keys := idempotency.New(a.Pool, cfg.IdempotencyKeyTTL)
+
 	// app.New put authentication in front of every route but the probes and docs.
 	httpapi.RegisterDocs(a.HTTP.App)
-	httpapi.Register(a.HTTP.App, httpapi.New(tenants, pub, a.Log).WithGuards(httpapi.Guards{
+	httpapi.Register(a.HTTP.App, httpapi.New(tenants, pub, a.Log).WithIdempotencyKeys(keys).WithGuards(httpapi.Guards{
 		Admin:        auth.RequireAdmin(),
 		TenantAccess: auth.TenantAccess,
 	}))
@@ -102,5 +111,13 @@ func main() {
 		Run:  func(ctx context.Context) error { return pubStop.Run(ctx, pubConn.Run) },
 		Stop: func(ctx context.Context) error { pub.Close(); return pubStop.Stop(ctx) },
 	}
-	a.Serve(ctx, publisher)
+	var pruneStop lifecycle.Stopper
+	pruner := lifecycle.Component{
+		Name: "idempotency-key-pruner",
+		Run: func(ctx context.Context) error {
+			return pruneStop.Run(ctx, func(ctx context.Context) error { return keys.RunPruner(ctx, 10*time.Minute, a.Log) })
+		},
+		Stop: pruneStop.Stop,
+	}
+	a.Serve(ctx, pruner, publisher)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/multitenant/mtm/platform/amqptest"
 	"github.com/multitenant/mtm/platform/eventstore"
@@ -30,6 +31,7 @@ var Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // Env is one test's command side.
 type Env struct {
+	Pool    *pgxpool.Pool
 	DB      *sql.DB
 	Store   *eventstore.Store
 	Tenants *tenant.Service
@@ -46,7 +48,7 @@ func New(t testing.TB, conn *rabbit.Conn) Env {
 		conn = RunConn(t, amqptest.URL(t))
 	}
 	store := eventstore.New(db, watermill.NopLogger{})
-	return Env{DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), Limits, Log)}
+	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), Limits, Log)}
 }
 
 // RunConn runs a reconnecting connection to url until the test ends and waits until

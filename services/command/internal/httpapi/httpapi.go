@@ -22,6 +22,7 @@ import (
 	"github.com/multitenant/mtm/platform/httpserver"
 	"github.com/multitenant/mtm/platform/payload"
 	"github.com/multitenant/mtm/services/command/internal/broker"
+	"github.com/multitenant/mtm/services/command/internal/idempotency"
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
@@ -52,11 +53,19 @@ type API struct {
 	pub     Publisher
 	log     *slog.Logger
 	guards  Guards
+	keys    *idempotency.Keys
 }
 
 // New builds the API.
 func New(tenants *tenant.Service, pub Publisher, log *slog.Logger) *API {
 	return &API{tenants: tenants, pub: pub, log: log}
+}
+
+// WithIdempotencyKeys makes a reused Idempotency-Key with another body a 409 (within
+// the keys' window) instead of a message silently deduplicated away.
+func (a *API) WithIdempotencyKeys(k *idempotency.Keys) *API {
+	a.keys = k
+	return a
 }
 
 // WithGuards installs authorization hooks.
@@ -315,6 +324,15 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	}
 	if !st.Exists() {
 		return a.problem(c, tenant.ErrNotFound)
+	}
+	if key != "" && a.keys != nil {
+		switch err := a.keys.Claim(ctx, uuid.MustParse(id), key, body); {
+		case errors.Is(err, idempotency.ErrReused):
+			return httpserver.NewProblem(http.StatusConflict, "idempotency_key_reused",
+				"this Idempotency-Key was used with a different body in the last "+a.keys.Window().String()+"; use a new key for a new message")
+		case err != nil:
+			return err
+		}
 	}
 	msgID := uuid.Must(uuid.NewV7())
 	if key != "" {

@@ -25,6 +25,7 @@ import (
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/commandtest"
+	"github.com/multitenant/mtm/services/command/internal/idempotency"
 	"github.com/multitenant/mtm/services/command/internal/httpapi"
 )
 
@@ -57,7 +58,8 @@ func newGuardedFixture(t *testing.T, brokerUp bool, guards httpapi.Guards) *fixt
 	t.Cleanup(pub.Close)
 	srv := httpserver.New(httpserver.Options{Service: "command-test", Addr: "127.0.0.1:0", Log: commandtest.Log, BodyLimit: bodyLimit})
 	httpapi.RegisterDocs(srv.App)
-	httpapi.Register(srv.App, httpapi.New(env.Tenants, pub, commandtest.Log).WithGuards(guards))
+	httpapi.Register(srv.App, httpapi.New(env.Tenants, pub, commandtest.Log).WithGuards(guards).
+		WithIdempotencyKeys(idempotency.New(env.Pool, 24*time.Hour)))
 	// A real listener: Fiber's app.Test cannot show a 413 for an oversized body.
 	require.NoError(t, srv.Listen())
 	done := make(chan struct{})
@@ -341,6 +343,11 @@ func TestPublishMessage(t *testing.T) {
 	assert.Equal(t, first.body["id"], second.body["id"])
 	assert.NotEqual(t, first.body["id"], other.body["id"])
 	assert.Equal(t, uuid.NewSHA1(uuid.MustParse(id), []byte("order-2")).String(), first.body["id"])
+
+	// The same key with another body is refused, not silently deduplicated away.
+	reused := f.json("POST", path, `{"order":99}`, "Idempotency-Key", "order-2")
+	requireProblem(t, reused, http.StatusConflict)
+	assert.Equal(t, "idempotency_key_reused", reused.body["code"])
 
 	// Every 202 is in the queue with its id as AMQP message_id.
 	admin := amqptest.Dial(t)
