@@ -25,8 +25,8 @@ import (
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/commandtest"
-	"github.com/multitenant/mtm/services/command/internal/idempotency"
 	"github.com/multitenant/mtm/services/command/internal/httpapi"
+	"github.com/multitenant/mtm/services/command/internal/idempotency"
 )
 
 const bodyLimit = 4096
