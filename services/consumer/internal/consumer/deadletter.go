@@ -16,6 +16,11 @@ import (
 // errUnroutable: the broker returned the dead letter (no DLQ bound to its routing key).
 var errUnroutable = errors.New("dead letter unroutable")
 
+// errDLQRefused: the broker nacked the dead letter, which is what a DLQ at its length
+// bound (overflow reject-publish) does. The original stays unacked and is retried, so a
+// full DLQ holds poison messages back in the tenant's own queue instead of losing them.
+var errDLQRefused = errors.New("dead letter refused by the broker (DLQ full?)")
+
 // deadLetterer publishes refused messages to dlx_exchange with a reason header and
 // waits for the broker's confirm, so the original is acked only once the copy is safe.
 // Poison messages are rare: one confirm channel, used under a mutex, is enough.
@@ -76,7 +81,7 @@ func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *messag
 		return fmt.Errorf("dead letter confirm: %w", err)
 	}
 	if !ok {
-		return errors.New("dead letter nacked by broker")
+		return errDLQRefused
 	}
 	// mandatory=true: an unroutable copy is confirmed too, but returned first.
 	select {

@@ -134,6 +134,9 @@ func (t *tenantHandler) moveToDLQ(ctx context.Context, msg *message.Message, rea
 			t.d.log.Info("message dead-lettered", "tenant_id", t.tenantID, "message_id", msg.Metadata.Get(amqpsub.MetaMessageID), "reason", reason)
 			return OutcomeDeadLettered
 		}
+		if errors.Is(err, errDLQRefused) {
+			t.d.m.deadLettersRefused.WithLabelValues(t.tenantID).Inc()
+		}
 		t.d.log.Warn("dead-lettering failed, retrying", "tenant_id", t.tenantID, "err", err)
 		if !sleepCtx(ctx, backoff) {
 			msg.Nack()

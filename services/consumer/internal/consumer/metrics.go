@@ -12,14 +12,18 @@ const (
 )
 
 type metrics struct {
-	workers       *prometheus.GaugeVec
-	pending       *prometheus.GaugeVec
-	processed     *prometheus.CounterVec
-	latency       prometheus.Histogram
-	batchSize     prometheus.Histogram
-	storeRetries  prometheus.Counter
-	eventsApplied prometheus.Counter
-	eventsSkipped *prometheus.CounterVec
+	workers     *prometheus.GaugeVec
+	pending     *prometheus.GaugeVec
+	deadLetters *prometheus.GaugeVec
+	// deadLettersRefused counts dead letters the broker refused (a full DLQ): those
+	// messages wait unacked in the tenant's queue and are retried.
+	deadLettersRefused *prometheus.CounterVec
+	processed          *prometheus.CounterVec
+	latency            prometheus.Histogram
+	batchSize          prometheus.Histogram
+	storeRetries       prometheus.Counter
+	eventsApplied      prometheus.Counter
+	eventsSkipped      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,6 +33,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"tenant_id"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "queue_messages_pending", Help: "Ready messages in the tenant's queue, sampled by passive declare.",
+		}, []string{"tenant_id"}),
+		deadLetters: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "queue_dead_letters", Help: "Messages in the tenant's DLQ, sampled by passive declare (the DLQ is bounded: watch it fill).",
+		}, []string{"tenant_id"}),
+		deadLettersRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consumer_dead_letters_refused_total", Help: "Dead letters the broker refused (DLQ at its bound); the messages stay in the tenant's queue and are retried.",
 		}, []string{"tenant_id"}),
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "messages_processed_total", Help: "Deliveries handled, by outcome (stored, duplicate, dead_lettered, requeued, abandoned).",
@@ -51,12 +61,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "consumer_events_skipped_total", Help: "Events skipped, by reason (unknown_type, malformed).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.workers, m.pending, m.processed, m.latency, m.batchSize, m.storeRetries, m.eventsApplied, m.eventsSkipped)
+	reg.MustRegister(m.workers, m.pending, m.deadLetters, m.deadLettersRefused, m.processed, m.latency, m.batchSize, m.storeRetries, m.eventsApplied, m.eventsSkipped)
 	return m
 }
 
 func (m *metrics) forget(tenantID string) {
 	m.workers.DeleteLabelValues(tenantID)
 	m.pending.DeleteLabelValues(tenantID)
+	m.deadLetters.DeleteLabelValues(tenantID)
+	m.deadLettersRefused.DeleteLabelValues(tenantID)
 	m.processed.DeletePartialMatch(prometheus.Labels{"tenant_id": tenantID})
 }

@@ -252,7 +252,10 @@ func (s *Service) sample(insp *inspector) {
 		if err == nil {
 			s.m.pending.WithLabelValues(id).Set(float64(q.Messages))
 			// Dead letters published while the DLQ is missing would be unroutable.
-			_, err = insp.inspect(rabbit.DLQName(id))
+			var dlq amqp.Queue
+			if dlq, err = insp.inspect(rabbit.DLQName(id)); err == nil {
+				s.m.deadLetters.WithLabelValues(id).Set(float64(dlq.Messages))
+			}
 		}
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
