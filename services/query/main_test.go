@@ -23,6 +23,7 @@ import (
 	"github.com/multitenant/mtm/platform/pgtest"
 	"github.com/multitenant/mtm/platform/postgres"
 	"github.com/multitenant/mtm/platform/proctest"
+	"github.com/multitenant/mtm/projections/tenants"
 )
 
 // bin is the query binary built once for these tests: they exercise main's wiring
@@ -123,12 +124,12 @@ func TestServe(t *testing.T) {
 	require.Eventually(t, func() bool { s, _ := get(t, base+"/tenants/"+id.String()); return s == http.StatusOK },
 		5*time.Second, 20*time.Millisecond)
 	// workers.current follows the consumer's report.
-	_, err := db.Pool.Exec(context.Background(), `INSERT INTO tenant_workers (tenant_id, current) VALUES ($1, 3)`, id)
+	err := tenants.ReportWorkers(context.Background(), db.Pool, id, 3)
 	require.NoError(t, err)
 	_, body := get(t, base+"/tenants/"+id.String())
 	require.Contains(t, body, `"workers":{"desired":3,"current":3}`)
 	appendEvent(t, store, id, 2, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3})
-	_, err = db.Pool.Exec(context.Background(), `UPDATE tenant_workers SET current = 5 WHERE tenant_id = $1`, id)
+	err = tenants.ReportWorkers(context.Background(), db.Pool, id, 5)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, body := get(t, base+"/tenants/"+id.String())

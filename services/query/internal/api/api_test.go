@@ -198,10 +198,10 @@ func TestGetTenant(t *testing.T) {
 	require.Equal(t, 2, got.Version)
 
 	// workers.current is the consumer's report, read live.
-	_, err := db.Pool.Exec(ctx, `INSERT INTO tenant_workers (tenant_id, current) VALUES ($1, 4)`, id)
+	err := tenants.ReportWorkers(ctx, db.Pool, id, 4)
 	require.NoError(t, err)
 	require.Equal(t, 4, decode[tenantJSON](t, e.get(t, "/tenants/"+id.String())).Workers.Current)
-	_, err = db.Pool.Exec(ctx, `UPDATE tenant_workers SET current = 5 WHERE tenant_id = $1`, id)
+	err = tenants.ReportWorkers(ctx, db.Pool, id, 5)
 	require.NoError(t, err)
 	require.Equal(t, 5, decode[tenantJSON](t, e.get(t, "/tenants/"+id.String())).Workers.Current)
 
