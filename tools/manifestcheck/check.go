@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
 )
 
 // service is one of the product's deployable services, with its HTTP port (the default
@@ -14,6 +17,27 @@ type service struct {
 
 // services are the three binaries every deployment form must run.
 var services = []service{{"command", 8080}, {"query", 8081}, {"consumer", 8082}}
+
+func isService(name string) bool {
+	return slices.ContainsFunc(services, func(s service) bool { return s.Name == name })
+}
+
+// metricsPortName is the containerPort name of the METRICS_ADDR listener in Kubernetes.
+const metricsPortName = "metrics"
+
+// listenPort returns the port of a listen address in net.Listen's host:port form
+// (HTTP_ADDR, METRICS_ADDR).
+func listenPort(addr string) (int, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("not host:port: %w", err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %q is not in 1..65535", port)
+	}
+	return n, nil
+}
 
 // requiredMetrics must each be charted by the dashboard.
 var requiredMetrics = []string{
@@ -48,8 +72,9 @@ func Check(root string) (Summary, []string) {
 	var sum Summary
 	var p problems
 	sum.Files, sum.Objects = checkK8s(filepath.Join(root, "deployments", "k8s"), &p)
-	sum.ComposeServices = checkCompose(root, filepath.Join(root, "docker-compose.yml"), &p)
-	checkPrometheus(filepath.Join(root, "deployments", "prometheus.yml"), &p)
+	var metricsPorts map[string]int
+	sum.ComposeServices, metricsPorts = checkCompose(root, filepath.Join(root, "docker-compose.yml"), &p)
+	checkPrometheus(filepath.Join(root, "deployments", "prometheus.yml"), metricsPorts, &p)
 	sum.Panels = checkDashboard(filepath.Join(root, "deployments", "grafana", "dashboards", "mtm.json"), &p)
 	sum.Images = checkDockerfiles(root, &p)
 	return sum, p

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,27 +17,39 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
-// checkCompose loads the compose file as `docker compose config` does (compose-spec
-// schema, interpolation, merge keys), with an empty environment so the file's own
-// defaults are what is checked, then checks the start-up order and shutdown settings.
-func checkCompose(root, path string, p *problems) int {
-	abs, err := filepath.Abs(root)
-	if err != nil {
-		p.addf("compose: %v", err)
-		return 0
-	}
+// bindAddrProbe is the BIND_ADDR the compose file is loaded with a second time, to see
+// that every published port follows it (a documentation address, RFC 5737).
+const bindAddrProbe = "192.0.2.1"
+
+// loadCompose loads the compose file as `docker compose config` does (compose-spec
+// schema, interpolation, merge keys) with env as the whole environment.
+func loadCompose(root, path string, env types.Mapping) (*types.Project, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	proj, err := loader.LoadWithContext(ctx, types.ConfigDetails{
-		WorkingDir:  abs,
+	return loader.LoadWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  root,
 		ConfigFiles: []types.ConfigFile{{Filename: path}},
-		Environment: types.Mapping{},
+		Environment: env,
 	}, func(o *loader.Options) {
 		o.SetProjectName("mtm", true)
 	})
+}
+
+// checkCompose loads the compose file with an empty environment, so the file's own
+// defaults are what is checked, then checks the start-up order, shutdown settings, the
+// metrics listeners and the host interfaces ports are published on. It returns the
+// number of services and each product service's METRICS_ADDR port (for prometheus.yml).
+func checkCompose(root, path string, p *problems) (int, map[string]int) {
+	metricsPorts := map[string]int{}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		p.addf("compose: %v", err)
+		return 0, metricsPorts
+	}
+	proj, err := loadCompose(abs, path, types.Mapping{})
 	if err != nil {
 		p.addf("%s: %v", filepath.Base(path), err)
-		return 0
+		return 0, metricsPorts
 	}
 	where := filepath.Base(path)
 	svc := func(name string) (types.ServiceConfig, bool) {
@@ -126,6 +140,21 @@ func checkCompose(root, path string, p *problems) int {
 		if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == uint32(want.Port) }) {
 			p.addf("%s: must publish container port %d", co, want.Port)
 		}
+		// Prometheus cannot hold the short-lived admin JWT /metrics needs on HTTP_ADDR once
+		// JWT_SECRET is set: it scrapes the METRICS_ADDR listener, which has no
+		// authentication and so must stay on the compose network.
+		if addr := env("METRICS_ADDR"); addr == "" {
+			p.addf("%s: METRICS_ADDR must be set: Prometheus scrapes /metrics there (on HTTP_ADDR it needs an admin JWT once JWT_SECRET is set)", co)
+		} else if port, err := listenPort(addr); err != nil {
+			p.addf("%s: METRICS_ADDR %q: %v", co, addr, err)
+		} else if port == want.Port {
+			p.addf("%s: METRICS_ADDR %q must not share HTTP_ADDR's port %d", co, addr, want.Port)
+		} else {
+			metricsPorts[want.Name] = port
+			if slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == uint32(port) }) {
+				p.addf("%s: publishes its metrics port %d: METRICS_ADDR serves /metrics without authentication, keep it on the compose network", co, port)
+			}
+		}
 		timeout := time.Duration(defaultShutdownTimeoutSeconds) * time.Second
 		if v := env("SHUTDOWN_TIMEOUT"); v != "" {
 			if timeout, err = time.ParseDuration(v); err != nil {
@@ -147,6 +176,7 @@ func checkCompose(root, path string, p *problems) int {
 			p.addf("%s: prometheus must mount deployments/prometheus.yml", where)
 		}
 	}
+	checkPublishedPorts(where, abs, path, proj, p)
 	// A bind mount of a missing path would make Docker create an empty directory there.
 	for name, s := range proj.Services {
 		for _, v := range s.Volumes {
@@ -157,7 +187,32 @@ func checkCompose(root, path string, p *problems) int {
 			}
 		}
 	}
-	return len(proj.Services)
+	return len(proj.Services), metricsPorts
+}
+
+// checkPublishedPorts requires every published port to bind a loopback address by default
+// (Docker's default host IP is every interface, which would publish PostgreSQL and
+// RabbitMQ with their well-known credentials, and the tenant ids Prometheus shows, to the
+// network), and to follow BIND_ADDR, the one switch that exposes them deliberately.
+func checkPublishedPorts(where, abs, path string, proj *types.Project, p *problems) {
+	probe, err := loadCompose(abs, path, types.Mapping{"BIND_ADDR": bindAddrProbe})
+	if err != nil {
+		p.addf("%s: with BIND_ADDR=%s: %v", where, bindAddrProbe, err)
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(proj.Services)) {
+		probed := probe.Services[name].Ports
+		for i, pc := range proj.Services[name].Ports {
+			port := fmt.Sprintf("%s:%d", cmp.Or(pc.Published, "<random>"), pc.Target)
+			if ip := net.ParseIP(pc.HostIP); ip == nil || !ip.IsLoopback() {
+				p.addf("%s: %s publishes %s on %s by default: bind it to ${BIND_ADDR:-127.0.0.1}",
+					where, name, port, cmp.Or(pc.HostIP, "every interface"))
+			}
+			if i >= len(probed) || probed[i].HostIP != bindAddrProbe {
+				p.addf("%s: %s publishes %s without following BIND_ADDR: bind it to ${BIND_ADDR:-127.0.0.1}", where, name, port)
+			}
+		}
+	}
 }
 
 func relTo(root, path string) string {
@@ -167,5 +222,5 @@ func relTo(root, path string) string {
 	return path
 }
 
-// composeServiceTarget is how Prometheus reaches a compose service.
-func composeServiceTarget(s service) string { return fmt.Sprintf("%s:%d", s.Name, s.Port) }
+// composeTarget is how Prometheus reaches a compose service's port.
+func composeTarget(name string, port int) string { return fmt.Sprintf("%s:%d", name, port) }

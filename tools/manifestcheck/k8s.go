@@ -310,10 +310,14 @@ func checkDeployment(o object, d *appsv1.Deployment, idx index, p *problems) {
 	} else {
 		p.addf("%s: terminationGracePeriodSeconds must be set (longer than SHUTDOWN_TIMEOUT)", o)
 	}
+	var metricsPorts []int
 	for _, c := range spec.Containers {
 		co := fmt.Sprintf("%s container %q", o, c.Name)
 		if len(c.Ports) == 0 {
 			p.addf("%s: declares no ports", co)
+		}
+		if port, ok := checkMetricsAddr(co, c, idx, p); ok {
+			metricsPorts = append(metricsPorts, port)
 		}
 		checkProbe(co, "livenessProbe", c.LivenessProbe, "/healthz", c, p)
 		checkProbe(co, "readinessProbe", c.ReadinessProbe, "/readyz", c, p)
@@ -346,6 +350,72 @@ func checkDeployment(o object, d *appsv1.Deployment, idx index, p *problems) {
 				co, grace, timeout, pause)
 		}
 	}
+	checkScrapeAnnotations(o, d, metricsPorts, p)
+}
+
+// metricsAddr returns the port of a container's METRICS_ADDR, if it sets a valid one.
+func metricsAddr(c corev1.Container, idx index) (int, bool) {
+	addr := containerEnv(c, idx)["METRICS_ADDR"]
+	if addr == "" {
+		return 0, false
+	}
+	port, err := listenPort(addr)
+	return port, err == nil
+}
+
+// checkMetricsAddr checks a Deployment container's METRICS_ADDR, the listener that serves
+// /metrics without authentication: a valid address on its own port, declared as the
+// containerPort named metrics. It returns that port.
+func checkMetricsAddr(co string, c corev1.Container, idx index, p *problems) (int, bool) {
+	env := containerEnv(c, idx)
+	addr, ok := env["METRICS_ADDR"]
+	if !ok || addr == "" {
+		return 0, false
+	}
+	port, err := listenPort(addr)
+	if err != nil {
+		p.addf("%s: METRICS_ADDR %q: %v", co, addr, err)
+		return 0, false
+	}
+	if httpAddr, ok := env["HTTP_ADDR"]; ok {
+		if hp, err := listenPort(httpAddr); err == nil && hp == port {
+			p.addf("%s: METRICS_ADDR %q must not share HTTP_ADDR's port %d", co, addr, hp)
+		}
+	}
+	i := slices.IndexFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == metricsPortName })
+	if i < 0 || int(c.Ports[i].ContainerPort) != port {
+		p.addf("%s: METRICS_ADDR %q needs containerPort %d named %s", co, addr, port, metricsPortName)
+	}
+	return port, true
+}
+
+// checkScrapeAnnotations requires the service Deployments to be scraped, and scraping to
+// go to the METRICS_ADDR listener: scrapers cannot hold the short-lived admin JWT
+// /metrics needs on HTTP_ADDR once JWT_SECRET is set (and it is 404 there with
+// METRICS_ADDR set). metricsPorts are the containers' METRICS_ADDR ports.
+func checkScrapeAnnotations(o object, d *appsv1.Deployment, metricsPorts []int, p *problems) {
+	ann := d.Spec.Template.Annotations
+	scrape := ann["prometheus.io/scrape"] == "true"
+	if isService(d.Name) {
+		if len(metricsPorts) == 0 {
+			p.addf("%s: no container sets a valid METRICS_ADDR: scrapers cannot hold the admin JWT /metrics needs on HTTP_ADDR once JWT_SECRET is set", o)
+		}
+		if !scrape {
+			p.addf(`%s: pod template annotation prometheus.io/scrape must be "true"`, o)
+		}
+	}
+	if !scrape || len(metricsPorts) == 0 {
+		return
+	}
+	want := strconv.Itoa(metricsPorts[0])
+	if got, ok := ann["prometheus.io/port"]; !ok {
+		p.addf("%s: pod template annotation prometheus.io/port is required, want %q (METRICS_ADDR)", o, want)
+	} else if n, err := strconv.Atoi(got); err != nil || !slices.Contains(metricsPorts, n) {
+		p.addf("%s: pod template annotation prometheus.io/port %q, want %q (METRICS_ADDR)", o, got, want)
+	}
+	if path, ok := ann["prometheus.io/path"]; ok && path != "/metrics" {
+		p.addf("%s: pod template annotation prometheus.io/path %q, want /metrics", o, path)
+	}
 }
 
 func checkProbe(co, field string, pr *corev1.Probe, path string, c corev1.Container, p *problems) {
@@ -363,6 +433,21 @@ func checkProbe(co, field string, pr *corev1.Probe, path string, c corev1.Contai
 	if !portDeclared(pr.HTTPGet.Port, c) {
 		p.addf("%s: %s port %s is not a declared container port", co, field, pr.HTTPGet.Port.String())
 	}
+}
+
+// isMetricsPort reports whether port (a name or a number) is c's METRICS_ADDR listener.
+func isMetricsPort(port intstr.IntOrString, c corev1.Container, idx index) bool {
+	if port.Type == intstr.String && port.StrVal == metricsPortName {
+		return true
+	}
+	mp, ok := metricsAddr(c, idx)
+	if !ok {
+		return false
+	}
+	if port.Type == intstr.Int {
+		return int(port.IntVal) == mp
+	}
+	return slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == port.StrVal && int(cp.ContainerPort) == mp })
 }
 
 func portDeclared(port intstr.IntOrString, c corev1.Container) bool {
@@ -603,6 +688,10 @@ func checkService(o object, svc *corev1.Service, idx index, p *problems) {
 		for _, d := range targets {
 			if !slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return portDeclared(target, c) }) {
 				p.addf("%s: targetPort %s is not a container port of Deployment %q", o, target.String(), d.Name)
+			}
+			if slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return isMetricsPort(target, c, idx) }) {
+				p.addf("%s: port %d targets the metrics port of Deployment %q: /metrics is unauthenticated there, keep it off the Service (Prometheus scrapes the pods)",
+					o, sp.Port, d.Name)
 			}
 		}
 	}

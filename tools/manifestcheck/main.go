@@ -6,7 +6,9 @@
 // file is loaded and schema-validated with compose-go (the loader `docker compose`
 // itself uses); prometheus.yml, the Grafana dashboard and deployments/Dockerfile (resolved
 // for each service's SERVICE build argument) get consistency checks against the
-// services' names and ports.
+// services' names and ports. /metrics must be served on its own, unpublished METRICS_ADDR
+// listener and scraped there (compose, prometheus.yml, pod annotations), and every port
+// compose publishes must bind 127.0.0.1 unless BIND_ADDR says otherwise.
 //
 //	go run ./tools/manifestcheck -root .
 package main

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
 )
 
@@ -74,7 +75,7 @@ func TestRejectsBrokenFiles(t *testing.T) {
 		{"unknown kind", "deployments/k8s/namespace.yaml", "kind: Namespace", "kind: Namepsace", `no schema for apiVersion "v1" kind "Namepsace"`},
 		{"no readiness probe", cmd, "readinessProbe:", "x-readinessProbe:", "unknown field"},
 		{"readiness on healthz", cmd, "path: /readyz", "path: /healthz", `readinessProbe path "/healthz", want "/readyz"`},
-		{"probe port undeclared", cmd, "              port: http\n            periodSeconds: 10", "              port: metrics\n            periodSeconds: 10", "livenessProbe port metrics is not a declared container port"},
+		{"probe port undeclared", cmd, "              port: http\n            periodSeconds: 10", "              port: admin\n            periodSeconds: 10", "livenessProbe port admin is not a declared container port"},
 		{"grace too short", cmd, "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds 30 must exceed SHUTDOWN_TIMEOUT 30s + preStop 5s"},
 		{"shutdown timeout raised alone", "deployments/k8s/config.yaml", `SHUTDOWN_TIMEOUT: "30s"`, `SHUTDOWN_TIMEOUT: "60s"`, "must exceed SHUTDOWN_TIMEOUT 1m0s"},
 		{"latest image", cmd, "image: mtm/command:dev\n          imagePullPolicy: IfNotPresent\n          ports", "image: mtm/command:latest\n          imagePullPolicy: IfNotPresent\n          ports", `image "mtm/command:latest" must carry an explicit tag`},
@@ -93,7 +94,29 @@ func TestRejectsBrokenFiles(t *testing.T) {
 		{"compose no healthcheck", "docker-compose.yml", `test: ["CMD", "rabbitmq-diagnostics", "-q", "ping"]`, `disable: true`, "rabbitmq needs a healthcheck"},
 		{"compose start order", "docker-compose.yml", "condition: service_completed_successfully", "condition: service_started", "depends_on migrate must be condition service_completed_successfully"},
 		{"compose missing mount", "docker-compose.yml", "./deployments/prometheus.yml:", "./deployments/prom.yml:", "prometheus must mount deployments/prometheus.yml"},
-		{"prometheus misses a service", "deployments/prometheus.yml", `"query:8081"`, `"query:9999"`, "does not scrape query:8081"},
+		{"prometheus misses a service", "deployments/prometheus.yml", `"query:9100"`, `"query:9999"`, "does not scrape query:9100 (METRICS_ADDR in docker-compose.yml)"},
+		{"prometheus scrapes the http port", "deployments/prometheus.yml", `"consumer:9100"`, `"consumer:8082"`, "scrapes consumer:8082, the HTTP port"},
+		{"prometheus behind metrics addr", "docker-compose.yml", "HTTP_ADDR: \":8081\"\n      METRICS_ADDR: \":9100\"", "HTTP_ADDR: \":8081\"\n      METRICS_ADDR: \":9200\"", "does not scrape query:9200"},
+		{"prometheus wrong metrics path", "deployments/prometheus.yml", "metrics_path: /metrics", "metrics_path: /debug/metrics", `job command: metrics_path "/debug/metrics", want /metrics`},
+		{"compose no metrics addr", "docker-compose.yml", "      METRICS_ADDR: \":9100\"", "      LOG_LEVEL: debug", "command: METRICS_ADDR must be set"},
+		{"compose bad metrics addr", "docker-compose.yml", "METRICS_ADDR: \":9100\"", "METRICS_ADDR: \"9100\"", `command: METRICS_ADDR "9100": not host:port`},
+		{"compose metrics on http port", "docker-compose.yml", "HTTP_ADDR: \":8082\"\n      METRICS_ADDR: \":9100\"", "HTTP_ADDR: \":8082\"\n      METRICS_ADDR: \":8082\"", `consumer: METRICS_ADDR ":8082" must not share HTTP_ADDR's port 8082`},
+		{"compose metrics published", "docker-compose.yml", "      - \"${BIND_ADDR:-127.0.0.1}:${CONSUMER_PORT:-8082}:8082\"\n", "      - \"${BIND_ADDR:-127.0.0.1}:${CONSUMER_PORT:-8082}:8082\"\n      - \"${BIND_ADDR:-127.0.0.1}:9100:9100\"\n", "consumer: publishes its metrics port 9100"},
+		{"compose postgres on every interface", "docker-compose.yml", `"${BIND_ADDR:-127.0.0.1}:${PG_PORT:-5432}:5432"`, `"${PG_PORT:-5432}:5432"`, "postgres publishes 5432:5432 on every interface by default"},
+		{"compose rabbitmq ui defaults to all", "docker-compose.yml", "${BIND_ADDR:-127.0.0.1}:${MQ_UI_PORT", "${BIND_ADDR:-0.0.0.0}:${MQ_UI_PORT", "rabbitmq publishes 15672:15672 on 0.0.0.0 by default"},
+		{"compose random host port", "docker-compose.yml", `"${BIND_ADDR:-127.0.0.1}:${QUERY_PORT:-8081}:8081"`, `"8081"`, "query publishes <random>:8081 on every interface by default"},
+		{"compose port ignores bind addr", "docker-compose.yml", `"${BIND_ADDR:-127.0.0.1}:${COMMAND_PORT:-8080}:8080"`, `"127.0.0.1:${COMMAND_PORT:-8080}:8080"`, "command publishes 8080:8080 without following BIND_ADDR"},
+		{"compose long syntax without host ip", "docker-compose.yml", `      - "${BIND_ADDR:-127.0.0.1}:${GRAFANA_PORT:-3000}:3000"`, "      - target: 3000\n        published: \"3000\"", "grafana publishes 3000:3000 on every interface by default"},
+		{"k8s no metrics addr", "deployments/k8s/consumer.yaml", "            - name: METRICS_ADDR\n              value: \":9100\"\n", "", `Deployment "consumer": no container sets a valid METRICS_ADDR`},
+		{"k8s bad metrics addr", "deployments/k8s/query.yaml", "value: \":9100\"", "value: \"9100\"", `container "query": METRICS_ADDR "9100": not host:port`},
+		{"k8s metrics on http port", cmd, "value: \":9100\"", "value: \":8080\"", `METRICS_ADDR ":8080" must not share HTTP_ADDR's port 8080`},
+		{"k8s metrics port undeclared", "deployments/k8s/query.yaml", "            - name: metrics\n              containerPort: 9100\n              protocol: TCP\n", "", `container "query": METRICS_ADDR ":9100" needs containerPort 9100 named metrics`},
+		{"k8s metrics port mismatch", cmd, "containerPort: 9100", "containerPort: 9200", `container "command": METRICS_ADDR ":9100" needs containerPort 9100 named metrics`},
+		{"k8s annotation on http port", cmd, `prometheus.io/port: "9100"`, `prometheus.io/port: "8080"`, `annotation prometheus.io/port "8080", want "9100" (METRICS_ADDR)`},
+		{"k8s annotation missing", "deployments/k8s/consumer.yaml", "        prometheus.io/port: \"9100\"\n", "", `Deployment "consumer": pod template annotation prometheus.io/port is required, want "9100"`},
+		{"k8s not scraped", "deployments/k8s/query.yaml", `prometheus.io/scrape: "true"`, `prometheus.io/scrape: "false"`, `Deployment "query": pod template annotation prometheus.io/scrape must be "true"`},
+		{"k8s service exposes metrics", "deployments/k8s/consumer.yaml", "      targetPort: http\n      protocol: TCP\n", "      targetPort: http\n      protocol: TCP\n    - name: metrics\n      port: 9100\n      targetPort: metrics\n", `Service "consumer": port 9100 targets the metrics port of Deployment "consumer"`},
+		{"k8s service exposes metrics by number", cmd, "      port: 8080\n      targetPort: http\n", "      port: 8080\n      targetPort: 9100\n", `Service "command": port 8080 targets the metrics port of Deployment "command"`},
 		{"prometheus typo", "deployments/prometheus.yml", "scrape_interval: 5s", "scrape_intervall: 5s", "unknown field"},
 		{"dashboard broken expr", "deployments/grafana/dashboards/mtm.json", "sum(tenant_workers_current)", "sum(tenant_workers_current", "unbalanced"},
 		{"compose old dockerfile", "docker-compose.yml", "dockerfile: deployments/Dockerfile\n      args:\n        SERVICE: consumer", "dockerfile: deployments/consumer/Dockerfile\n      args:\n        SERVICE: consumer", `consumer: build.dockerfile "deployments/consumer/Dockerfile", want deployments/Dockerfile`},
@@ -120,6 +143,42 @@ func TestRejectsBrokenFiles(t *testing.T) {
 			require.NotEmpty(t, problems)
 			require.Contains(t, strings.Join(problems, "\n"), tc.want)
 		})
+	}
+}
+
+// TestComposeOverrides loads the repository's compose file with the variables its header
+// documents: BIND_ADDR moves every published port to another interface, and each
+// *_PORT variable moves its host port.
+func TestComposeOverrides(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs(repoRoot)
+	require.NoError(t, err)
+	env := types.Mapping{"BIND_ADDR": "0.0.0.0"}
+	want := map[string]map[uint32]string{ // service -> container port -> host port
+		"postgres":   {5432: "15432"},
+		"rabbitmq":   {5672: "15672", 15672: "25672"},
+		"command":    {8080: "18080"},
+		"query":      {8081: "18081"},
+		"consumer":   {8082: "18082"},
+		"prometheus": {9090: "19090"},
+		"grafana":    {3000: "13000"},
+	}
+	vars := map[uint32]string{5432: "PG_PORT", 5672: "MQ_PORT", 15672: "MQ_UI_PORT", 8080: "COMMAND_PORT",
+		8081: "QUERY_PORT", 8082: "CONSUMER_PORT", 9090: "PROMETHEUS_PORT", 3000: "GRAFANA_PORT"}
+	for _, ports := range want {
+		for target, host := range ports {
+			env[vars[target]] = host
+		}
+	}
+	proj, err := loadCompose(root, filepath.Join(root, "docker-compose.yml"), env)
+	require.NoError(t, err)
+	for name, ports := range want {
+		got := map[uint32]string{}
+		for _, pc := range proj.Services[name].Ports {
+			require.Equal(t, "0.0.0.0", pc.HostIP, "%s port %d", name, pc.Target)
+			got[pc.Target] = pc.Published
+		}
+		require.Equal(t, ports, got, name)
 	}
 }
 

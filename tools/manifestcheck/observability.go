@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,7 +34,10 @@ type promConfig struct {
 
 var promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
 
-func checkPrometheus(path string, p *problems) {
+// checkPrometheus checks prometheus.yml strictly and that it scrapes each service on the
+// METRICS_ADDR port docker-compose.yml gives it (metricsPorts; a service missing there
+// was reported by the compose check, and only has to be scraped at all).
+func checkPrometheus(path string, metricsPorts map[string]int, p *problems) {
 	where := "deployments/prometheus.yml"
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -63,13 +67,31 @@ func checkPrometheus(path string, p *problems) {
 		if sc.ScrapeInterval != "" && !promDuration.MatchString(sc.ScrapeInterval) {
 			p.addf("%s: job %s: %q is not a Prometheus duration", where, sc.JobName, sc.ScrapeInterval)
 		}
+		scrapesService := false
 		for _, st := range sc.StaticConfigs {
 			targets = append(targets, st.Targets...)
+			scrapesService = scrapesService || slices.ContainsFunc(st.Targets, func(t string) bool {
+				host, _, err := net.SplitHostPort(t)
+				return err == nil && isService(host)
+			})
+		}
+		// The METRICS_ADDR listener serves /metrics and nothing else.
+		if scrapesService && sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			p.addf("%s: job %s: metrics_path %q, want /metrics", where, sc.JobName, sc.MetricsPath)
 		}
 	}
 	for _, s := range services {
-		if !slices.Contains(targets, composeServiceTarget(s)) {
-			p.addf("%s: does not scrape %s", where, composeServiceTarget(s))
+		if port, ok := metricsPorts[s.Name]; ok {
+			if !slices.Contains(targets, composeTarget(s.Name, port)) {
+				p.addf("%s: does not scrape %s (METRICS_ADDR in docker-compose.yml)", where, composeTarget(s.Name, port))
+			}
+		} else if !slices.ContainsFunc(targets, func(t string) bool { return strings.HasPrefix(t, s.Name+":") }) {
+			p.addf("%s: does not scrape %s", where, s.Name)
+		}
+		// On the HTTP port /metrics is 404 once METRICS_ADDR is set, and needs an admin
+		// JWT without it.
+		if http := composeTarget(s.Name, s.Port); slices.Contains(targets, http) {
+			p.addf("%s: scrapes %s, the HTTP port: scrape the METRICS_ADDR port instead", where, http)
 		}
 	}
 }
