@@ -255,6 +255,13 @@ func TestAuthMatrix(t *testing.T) {
 		{name: "command PUT /tenants/{B}/config/concurrency", proc: cmd, method: http.MethodPut,
 			path: "/tenants/" + B + "/config/concurrency", body: fixed(`{"workers":2}`),
 			admin: http.StatusOK, tenant: forbidden},
+		// A tenant may not lift its own ingest limit either.
+		{name: "command PUT /tenants/{A}/config/rate-limit", proc: cmd, method: http.MethodPut,
+			path: "/tenants/" + A + "/config/rate-limit", body: fixed(`{"per_second":500,"burst":500}`),
+			admin: http.StatusOK, tenant: forbidden},
+		{name: "command PUT /tenants/{B}/config/rate-limit", proc: cmd, method: http.MethodPut,
+			path: "/tenants/" + B + "/config/rate-limit", body: fixed(`{"per_second":500,"burst":500}`),
+			admin: http.StatusOK, tenant: forbidden},
 		{name: "command DELETE /tenants/{throwaway}", proc: cmd, method: http.MethodDelete,
 			path: "/tenants/" + throwaway, body: noBody, admin: http.StatusAccepted, tenant: forbidden},
 		// A tenant may not delete even itself. The admin's If-Match is stale on purpose:

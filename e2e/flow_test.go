@@ -178,6 +178,31 @@ func TestTenantLifecycleEndToEnd(t *testing.T) {
 	code, _, body := jsonCall(t, "PUT", s.command.URL()+"/tenants/"+id+"/config/concurrency", map[string]any{"workers": 2}, map[string]string{"If-Match": `"1"`})
 	require.Equal(t, 412, code, "%v", body)
 
+	// A rate limit of the tenant's own: the query side shows it, ingest over it is 429,
+	// and the consumer's pool is left as it was.
+	code, _, body = jsonCall(t, "PUT", s.command.URL()+"/tenants/"+id+"/config/rate-limit", map[string]any{"per_second": 1, "burst": 1}, nil)
+	require.Equal(t, 200, code, "%v", body)
+	require.Eventually(t, func() bool {
+		limit, _ := tenantView()["rate_limit"].(map[string]any)
+		return limit != nil && limit["per_second"] == 1.0 && limit["burst"] == 1.0
+	}, 5*time.Second, 50*time.Millisecond)
+	limited := 0
+	// One token a second: of 20 publishes in a row, at most a few can find one.
+	for range 20 {
+		code, hdr, body := jsonCall(t, "POST", s.command.URL()+"/tenants/"+id+"/messages", map[string]any{"flood": true}, nil)
+		if code == 429 {
+			limited++
+			require.Equal(t, "rate_limited", body["code"])
+			require.Equal(t, "1", hdr.Get("Retry-After"))
+		}
+	}
+	require.Positive(t, limited)
+	w, _ := tenantView()["workers"].(map[string]any)
+	require.Equal(t, 1.0, w["desired"])
+	c, err := consumers(t, conn, rabbit.QueueName(id))
+	require.NoError(t, err)
+	require.Equal(t, 1, c)
+
 	// Delete: the queue, the partition and the tenant disappear.
 	code, _, body = jsonCall(t, "DELETE", s.command.URL()+"/tenants/"+id, nil, nil)
 	require.Equal(t, 202, code, "%v", body)

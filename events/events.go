@@ -16,6 +16,7 @@ const (
 	TypeTenantCreated            = "tenant.created.v1"
 	TypeTenantConcurrencyChanged = "tenant.concurrency_changed.v1"
 	TypeTenantDeleted            = "tenant.deleted.v1"
+	TypeTenantRateLimitChanged   = "tenant.rate_limit_changed.v1"
 )
 
 // Topic is the watermill topic (outbox table) tenant events are published on.
@@ -47,9 +48,18 @@ type TenantDeleted struct {
 	Name string `json:"name"`
 }
 
+// TenantRateLimitChanged records the tenant's own message ingest limit, which replaces
+// the command service's default from then on: PerSecond messages per second with bursts
+// of up to Burst. PerSecond 0 means unlimited (Burst is then 0).
+type TenantRateLimitChanged struct {
+	PerSecond int `json:"per_second"`
+	Burst     int `json:"burst"`
+}
+
 func (TenantCreated) EventType() string            { return TypeTenantCreated }
 func (TenantConcurrencyChanged) EventType() string { return TypeTenantConcurrencyChanged }
 func (TenantDeleted) EventType() string            { return TypeTenantDeleted }
+func (TenantRateLimitChanged) EventType() string   { return TypeTenantRateLimitChanged }
 
 // Metadata travels with every event.
 type Metadata struct {
@@ -123,6 +133,12 @@ func DecodeData(typ string, data []byte) (Event, error) {
 		ev = e
 	case TypeTenantDeleted:
 		var e TenantDeleted
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", typ, err)
+		}
+		ev = e
+	case TypeTenantRateLimitChanged:
+		var e TenantRateLimitChanged
 		if err := json.Unmarshal(data, &e); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", typ, err)
 		}

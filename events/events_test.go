@@ -33,6 +33,7 @@ var cases = []struct {
 	{1, events.TenantCreated{Name: "acme", Workers: 3}},
 	{2, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3}},
 	{3, events.TenantDeleted{Name: "acme"}},
+	{4, events.TenantRateLimitChanged{PerSecond: 50, Burst: 100}},
 }
 
 func TestWireFormatGolden(t *testing.T) {
@@ -90,6 +91,7 @@ func TestWireNamesAreStable(t *testing.T) {
 		"tenant.created.v1":             events.TenantCreated{},
 		"tenant.concurrency_changed.v1": events.TenantConcurrencyChanged{},
 		"tenant.deleted.v1":             events.TenantDeleted{},
+		"tenant.rate_limit_changed.v1":  events.TenantRateLimitChanged{},
 	}
 	for name, ev := range want {
 		if got := ev.EventType(); got != name {

@@ -29,6 +29,8 @@ func TestNextTransitions(t *testing.T) {
 	active := tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 3, Version: 2,
 		CreatedAt: t0.UTC(), UpdatedAt: t0.UTC()}
 	later := t0.Add(time.Hour)
+	limited := active
+	limited.RateLimit, limited.Version = &tenants.RateLimit{PerSecond: 50, Burst: 100}, 3
 	cases := []struct {
 		name    string
 		cur     *tenants.Row
@@ -48,6 +50,17 @@ func TestNextTransitions(t *testing.T) {
 			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusDeleted, WorkersDesired: 3, Version: 3, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
 		{"delete at the same version", &active, rec(id.String(), 2, later, events.TenantDeleted{Name: "acme"}), active, false},
 		{"delete without a row", nil, rec(id.String(), 3, later, events.TenantDeleted{Name: "acme"}), tenants.Row{}, false},
+		{"rate limit", &active, rec(id.String(), 3, later, events.TenantRateLimitChanged{PerSecond: 50, Burst: 100}),
+			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 3, RateLimit: &tenants.RateLimit{PerSecond: 50, Burst: 100},
+				Version: 3, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
+		{"unlimited", &limited, rec(id.String(), 4, later, events.TenantRateLimitChanged{}),
+			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 3, RateLimit: &tenants.RateLimit{},
+				Version: 4, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
+		{"rate limit at the same version", &limited, rec(id.String(), 3, later, events.TenantRateLimitChanged{PerSecond: 1, Burst: 1}), limited, false},
+		{"rate limit without a row", nil, rec(id.String(), 3, later, events.TenantRateLimitChanged{PerSecond: 1, Burst: 1}), tenants.Row{}, false},
+		{"resize keeps the rate limit", &limited, rec(id.String(), 4, later, events.TenantConcurrencyChanged{Workers: 5}),
+			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 5, RateLimit: &tenants.RateLimit{PerSecond: 50, Burst: 100},
+				Version: 4, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
 	}
 	for _, c := range cases {
 		var before tenants.Row
@@ -92,11 +105,12 @@ func TestRebuildFoldsAndCounts(t *testing.T) {
 		rec(a.String(), 3, t0, events.TenantDeleted{Name: "a"}),
 		rec(a.String(), 2, t0, events.TenantConcurrencyChanged{Workers: 7}), // older than the deletion
 		rec(b.String(), 1, t0, nil),                                         // unknown type
+		rec(b.String(), 2, t0, events.TenantRateLimitChanged{PerSecond: 5, Burst: 5}),
 	} {
 		require.NoError(t, rb.Add(int64(10+i), ev))
 	}
-	require.Equal(t, 7, rb.Events)
+	require.Equal(t, 8, rb.Events)
 	require.Equal(t, 1, rb.Skipped)
-	require.Equal(t, int64(16), rb.Position)
+	require.Equal(t, int64(17), rb.Position)
 	require.Equal(t, 2, rb.Len())
 }

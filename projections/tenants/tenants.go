@@ -46,6 +46,13 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// RateLimit is a tenant's own message ingest limit: PerSecond messages per second with
+// bursts of up to Burst; PerSecond 0 means unlimited.
+type RateLimit struct {
+	PerSecond int
+	Burst     int
+}
+
 // Tenant is one tenant as readers see it.
 type Tenant struct {
 	ID             uuid.UUID
@@ -54,9 +61,11 @@ type Tenant struct {
 	WorkersDesired int
 	// WorkersCurrent is what the consumer reports it runs (0 before its first report).
 	WorkersCurrent int
-	Version        int
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// RateLimit is the tenant's own ingest limit; nil: the command service's default.
+	RateLimit *RateLimit
+	Version   int
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Position is the keyset position just after t in the tenant list.
@@ -70,6 +79,7 @@ type Row struct {
 	Name           string
 	Status         string
 	WorkersDesired int
+	RateLimit      *RateLimit // nil: none of its own
 	Version        int
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
@@ -117,6 +127,14 @@ func Next(cur *Row, id uuid.UUID, rec events.Recorded) (Row, bool, error) {
 		}
 		next := *cur
 		next.Status, next.Version, next.UpdatedAt = StatusDeleted, rec.Version, at
+		return next, true, nil
+	case events.TenantRateLimitChanged:
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		next.RateLimit = &RateLimit{PerSecond: e.PerSecond, Burst: e.Burst}
+		next.Version, next.UpdatedAt = rec.Version, at
 		return next, true, nil
 	default:
 		return zeroOr(cur), false, fmt.Errorf("%s v%d of %s: unhandled event type %T", rec.Type, rec.Version, id, e)
@@ -166,16 +184,19 @@ func Apply(ctx context.Context, tx Tx, position int64, rec events.Recorded) (boo
 		// lock (a concurrent creation is not blocked by FOR UPDATE) is never overwritten.
 		var tag pgconn.CommandTag
 		if cur == nil {
+			perSecond, burst := next.RateLimit.columns()
 			tag, err = tx.Exec(ctx, `
-				INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)
+				INSERT INTO tenants (id, name, status, workers_desired, rate_per_second, rate_burst, version, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 				ON CONFLICT (id) DO NOTHING`,
-				next.ID, next.Name, next.Status, next.WorkersDesired, next.Version, next.CreatedAt, next.UpdatedAt)
+				next.ID, next.Name, next.Status, next.WorkersDesired, perSecond, burst, next.Version, next.CreatedAt, next.UpdatedAt)
 		} else {
+			perSecond, burst := next.RateLimit.columns()
 			tag, err = tx.Exec(ctx, `
-				UPDATE tenants SET name = $2, status = $3, workers_desired = $4, version = $5, updated_at = $6
-				WHERE id = $1 AND version < $5`,
-				next.ID, next.Name, next.Status, next.WorkersDesired, next.Version, next.UpdatedAt)
+				UPDATE tenants SET name = $2, status = $3, workers_desired = $4, rate_per_second = $5, rate_burst = $6,
+					version = $7, updated_at = $8
+				WHERE id = $1 AND version < $7`,
+				next.ID, next.Name, next.Status, next.WorkersDesired, perSecond, burst, next.Version, next.UpdatedAt)
 		}
 		if err != nil {
 			return false, fmt.Errorf("apply %s v%d of %s: %w", rec.Type, rec.Version, id, err)
@@ -190,16 +211,34 @@ func Apply(ctx context.Context, tx Tx, position int64, rec events.Recorded) (boo
 
 // lockRow reads a tenant's row for update; found is false when there is none.
 func lockRow(ctx context.Context, q Querier, id uuid.UUID) (r Row, found bool, err error) {
-	err = q.QueryRow(ctx, `SELECT id, name, status, workers_desired, version, created_at, updated_at
+	var perSecond, burst *int
+	err = q.QueryRow(ctx, `SELECT id, name, status, workers_desired, rate_per_second, rate_burst, version, created_at, updated_at
 		FROM tenants WHERE id = $1 FOR UPDATE`, id).
-		Scan(&r.ID, &r.Name, &r.Status, &r.WorkersDesired, &r.Version, &r.CreatedAt, &r.UpdatedAt)
+		Scan(&r.ID, &r.Name, &r.Status, &r.WorkersDesired, &perSecond, &burst, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Row{}, false, nil
 	}
 	if err != nil {
 		return Row{}, false, fmt.Errorf("lock tenant %s: %w", id, err)
 	}
+	r.RateLimit = rateLimitOf(perSecond, burst)
 	return r, true, nil
+}
+
+// columns are the nullable rate_per_second and rate_burst values of r (nil: NULL).
+func (r *RateLimit) columns() (perSecond, burst *int) {
+	if r == nil {
+		return nil, nil
+	}
+	return &r.PerSecond, &r.Burst
+}
+
+// rateLimitOf reads the two nullable columns back (a CHECK keeps them NULL together).
+func rateLimitOf(perSecond, burst *int) *RateLimit {
+	if perSecond == nil || burst == nil {
+		return nil
+	}
+	return &RateLimit{PerSecond: *perSecond, Burst: *burst}
 }
 
 // SaveCheckpoint records that the projection has applied position. Positions can
@@ -242,7 +281,7 @@ func Reset(ctx context.Context, tx Execer) error {
 }
 
 const selectTenant = `SELECT t.id, t.name, t.status, t.workers_desired, COALESCE(w.current, 0),
-	t.version, t.created_at, t.updated_at
+	t.rate_per_second, t.rate_burst, t.version, t.created_at, t.updated_at
 FROM tenants t LEFT JOIN tenant_workers w ON w.tenant_id = t.id`
 
 // Get returns a live tenant; deleted and unknown tenants are ErrNotFound.
@@ -325,10 +364,12 @@ func scanTenants(rows pgx.Rows) ([]Tenant, error) {
 	var out []Tenant
 	for rows.Next() {
 		var t Tenant
+		var perSecond, burst *int
 		if err := rows.Scan(&t.ID, &t.Name, &t.Status, &t.WorkersDesired, &t.WorkersCurrent,
-			&t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
+			&perSecond, &burst, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("scan tenant: %w", err)
 		}
+		t.RateLimit = rateLimitOf(perSecond, burst)
 		t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
 		out = append(out, t)
 	}

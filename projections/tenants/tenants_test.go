@@ -71,9 +71,19 @@ func TestApplyIdempotentByVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(3), cp)
 
-	deleted := record(t, id, 3, t0.Add(2*time.Minute), events.TenantDeleted{Name: "acme"})
-	require.True(t, apply(t, db.Pool, 4, deleted))
-	require.False(t, apply(t, db.Pool, 4, deleted))
+	// A rate limit of its own shows on the tenant; redelivery changes nothing.
+	limited := record(t, id, 3, t0.Add(90*time.Second), events.TenantRateLimitChanged{PerSecond: 20, Burst: 40})
+	require.True(t, apply(t, db.Pool, 4, limited))
+	require.False(t, apply(t, db.Pool, 4, limited))
+	got, err = tenants.Get(ctx, db.Pool, id)
+	require.NoError(t, err)
+	require.Equal(t, &tenants.RateLimit{PerSecond: 20, Burst: 40}, got.RateLimit)
+	require.Equal(t, 3, got.Version)
+	require.Equal(t, 7, got.WorkersDesired)
+
+	deleted := record(t, id, 4, t0.Add(2*time.Minute), events.TenantDeleted{Name: "acme"})
+	require.True(t, apply(t, db.Pool, 5, deleted))
+	require.False(t, apply(t, db.Pool, 5, deleted))
 	_, err = tenants.Get(ctx, db.Pool, id)
 	require.ErrorIs(t, err, tenants.ErrNotFound, "deleted tenants are hidden")
 	ok, err := tenants.Exists(ctx, db.Pool, id)
@@ -84,7 +94,7 @@ func TestApplyIdempotentByVersion(t *testing.T) {
 	require.Equal(t, tenants.StatusDeleted, status, "kept for replay equality")
 
 	// Unknown event types advance the checkpoint only.
-	unknown := events.Recorded{Envelope: events.Envelope{Type: "tenant.renamed.v9", TenantID: id.String(), Version: 4}}
+	unknown := events.Recorded{Envelope: events.Envelope{Type: "tenant.renamed.v9", TenantID: id.String(), Version: 5}}
 	require.False(t, apply(t, db.Pool, 9, unknown))
 	cp, err = tenants.Checkpoint(ctx, db.Pool)
 	require.NoError(t, err)
@@ -94,7 +104,7 @@ func TestApplyIdempotentByVersion(t *testing.T) {
 	require.ErrorIs(t, err, tenants.ErrNotFound)
 
 	// A known event whose tenant id is not a UUID can never apply: a distinct error.
-	bad := record(t, id, 5, t0, events.TenantConcurrencyChanged{Workers: 1})
+	bad := record(t, id, 6, t0, events.TenantConcurrencyChanged{Workers: 1})
 	bad.TenantID = "nope"
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		_, err := tenants.Apply(ctx, tx, 10, bad)

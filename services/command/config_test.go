@@ -8,11 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/multitenant/mtm/platform/config"
+	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
 func loadCommandConfig(t *testing.T, env map[string]string) (Config, error) {
 	t.Helper()
-	for _, k := range []string{"WORKERS", "MAX_WORKERS", "CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT"} {
+	for _, k := range []string{"WORKERS", "MAX_WORKERS", "MAX_TOTAL_WORKERS", "TENANT_RATE_LIMIT", "TENANT_RATE_BURST",
+		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -29,6 +31,15 @@ func TestWorkerDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, c.Workers)
 	require.Equal(t, 64, c.MaxWorkers)
+	require.Equal(t, 1024, c.MaxTotalWorkers)
+	require.Equal(t, tenant.RateLimit{PerSecond: 1000, Burst: 2000}, c.limits().DefaultRate)
+}
+
+// TENANT_RATE_LIMIT 0 turns the default limit off; the burst is then not used.
+func TestUnlimitedDefaultRate(t *testing.T) {
+	c, err := loadCommandConfig(t, map[string]string{"TENANT_RATE_LIMIT": "0", "TENANT_RATE_BURST": "0"})
+	require.NoError(t, err)
+	require.True(t, c.limits().DefaultRate.Unlimited())
 }
 
 // The worker bound is tenant.Limits' rule; the command refuses to start with bounds the
@@ -43,6 +54,12 @@ func TestWorkerBoundsAreValidated(t *testing.T) {
 		{map[string]string{"WORKERS": "65"}, "WORKERS"},
 		{map[string]string{"MAX_WORKERS": "-1"}, "MAX_WORKERS"},
 		{map[string]string{"PUBLISH_CHANNELS": "0"}, "PUBLISH_CHANNELS"},
+		{map[string]string{"MAX_TOTAL_WORKERS": "63"}, "MAX_TOTAL_WORKERS"},
+		{map[string]string{"MAX_WORKERS": "2000"}, "MAX_TOTAL_WORKERS"},
+		{map[string]string{"MAX_TOTAL_WORKERS": "x"}, "MAX_TOTAL_WORKERS"},
+		{map[string]string{"TENANT_RATE_LIMIT": "-1"}, "TENANT_RATE_LIMIT"},
+		{map[string]string{"TENANT_RATE_LIMIT": "1000001"}, "TENANT_RATE_LIMIT"},
+		{map[string]string{"TENANT_RATE_BURST": "0"}, "TENANT_RATE_BURST"},
 	} {
 		_, err := loadCommandConfig(t, tc.env)
 		require.Error(t, err, tc.env)

@@ -36,6 +36,12 @@ type Config struct {
 	Workers int `env:"WORKERS" envDefault:"3"`
 	// MaxWorkers is the largest pool a tenant may ask for.
 	MaxWorkers int `env:"MAX_WORKERS" envDefault:"64"`
+	// MaxTotalWorkers bounds the sum of all live tenants' pools.
+	MaxTotalWorkers int `env:"MAX_TOTAL_WORKERS" envDefault:"1024"`
+	// TenantRateLimit and TenantRateBurst are the per-tenant message ingest limit of a
+	// tenant without one of its own (messages per second, 0: unlimited; bucket size).
+	TenantRateLimit int `env:"TENANT_RATE_LIMIT" envDefault:"1000"`
+	TenantRateBurst int `env:"TENANT_RATE_BURST" envDefault:"2000"`
 	// PublishChannels is the number of confirm-mode channels for POST /tenants/{id}/messages.
 	PublishChannels int `env:"PUBLISH_CHANNELS" envDefault:"8"`
 	// IdempotencyKeyTTL is how long an Idempotency-Key remembers its first body: a reuse
@@ -45,9 +51,12 @@ type Config struct {
 	PublishConfirmTimeout time.Duration `env:"PUBLISH_CONFIRM_TIMEOUT" envDefault:"5s"`
 }
 
-// limits are the worker bounds the tenant aggregate enforces.
+// limits are the bounds the tenant aggregate and the ingest path enforce.
 func (c *Config) limits() tenant.Limits {
-	return tenant.Limits{DefaultWorkers: c.Workers, MaxWorkers: c.MaxWorkers}
+	return tenant.Limits{
+		DefaultWorkers: c.Workers, MaxWorkers: c.MaxWorkers, MaxTotalWorkers: c.MaxTotalWorkers,
+		DefaultRate: tenant.RateLimit{PerSecond: c.TenantRateLimit, Burst: c.TenantRateBurst},
+	}
 }
 
 // Validate checks the command service's own settings.

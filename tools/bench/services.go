@@ -45,6 +45,9 @@ func newServices(o options, log *slog.Logger) *services {
 		"LOG_LEVEL=" + o.logLevel,
 		"LOG_FORMAT=text",
 		"WORKERS=" + fmt.Sprint(o.workers),
+		// The scenarios create well over the default 1024 workers in one database
+		// (scale alone: 1,000 tenants) and never delete them.
+		"MAX_TOTAL_WORKERS=1000000",
 		"SHUTDOWN_TIMEOUT=30s",
 		"CURSOR_SECRET=bench-cursor-secret-0123456789abcdef",
 	}
@@ -55,7 +58,7 @@ func newServices(o options, log *slog.Logger) *services {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "WORKERS",
-			"JWT_SECRET", "CONFIG_FILE", "SHUTDOWN_TIMEOUT", "CURSOR_SECRET":
+			"JWT_SECRET", "CONFIG_FILE", "SHUTDOWN_TIMEOUT", "CURSOR_SECRET", "MAX_TOTAL_WORKERS":
 			continue
 		}
 		env = append(env, kv)

@@ -59,7 +59,7 @@ const docTemplate = `{
                         }
                     },
                     "409": {
-                        "description": "Duplicate name",
+                        "description": "Duplicate name (duplicate_name), or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -213,7 +213,7 @@ const docTemplate = `{
                         }
                     },
                     "409": {
-                        "description": "Changed concurrently (no If-Match sent)",
+                        "description": "Changed concurrently, no If-Match sent (concurrent_modification), or more workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -239,9 +239,98 @@ const docTemplate = `{
                 }
             }
         },
+        "/tenants/{id}/config/rate-limit": {
+            "put": {
+                "description": "Records tenant.rate_limit_changed.v1: from then on POST /tenants/{id}/messages admits per_second messages a second with bursts of up to burst (token bucket), instead of TENANT_RATE_LIMIT / TENANT_RATE_BURST; per_second 0 means unlimited. Each command replica counts on its own, so N replicas admit up to N times the rate. Setting the tenant's current limit again records nothing and answers 200 with the current version.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "tenants"
+                ],
+                "summary": "Set a tenant's message ingest limit",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Expected version: the ETag of the last answer; weak tags never match",
+                        "name": "If-Match",
+                        "in": "header"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Correlation id recorded on the event",
+                        "name": "X-Correlation-ID",
+                        "in": "header"
+                    },
+                    {
+                        "description": "Limit",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.RateLimitRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "ETag: the new version",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.RateLimitResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "Malformed JSON",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "409": {
+                        "description": "Changed concurrently (no If-Match sent)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "412": {
+                        "description": "If-Match does not match the current version",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "415": {
+                        "description": "Not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "422": {
+                        "description": "per_second not an integer in 0..1000000, or burst not one in 1..1000000 (0 or absent when per_second is 0)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
         "/tenants/{id}/messages": {
             "post": {
-                "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7.",
+                "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.",
                 "consumes": [
                     "application/json"
                 ],
@@ -309,6 +398,12 @@ const docTemplate = `{
                     },
                     "422": {
                         "description": "Body is JSON but not an object",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "429": {
+                        "description": "Over the tenant's rate limit (rate_limited); Retry-After: seconds until a message would be admitted",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -403,6 +498,49 @@ const docTemplate = `{
                 "tenant_id": {
                     "type": "string",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
+                }
+            }
+        },
+        "httpapi.RateLimitRequest": {
+            "type": "object",
+            "required": [
+                "per_second"
+            ],
+            "properties": {
+                "burst": {
+                    "description": "The bucket size, how many messages may arrive at once after a quiet spell: an\ninteger in 1..1000000; 0 or absent when per_second is 0.",
+                    "type": "integer",
+                    "maximum": 1000000,
+                    "minimum": 0,
+                    "example": 200
+                },
+                "per_second": {
+                    "description": "Messages per second the tenant may publish over HTTP, per command replica: an\ninteger in 0..1000000; 0 means unlimited.",
+                    "type": "integer",
+                    "maximum": 1000000,
+                    "minimum": 0,
+                    "example": 100
+                }
+            }
+        },
+        "httpapi.RateLimitResponse": {
+            "type": "object",
+            "properties": {
+                "burst": {
+                    "type": "integer",
+                    "example": 200
+                },
+                "id": {
+                    "type": "string",
+                    "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
+                },
+                "per_second": {
+                    "type": "integer",
+                    "example": 100
+                },
+                "version": {
+                    "type": "integer",
+                    "example": 3
                 }
             }
         },

@@ -310,6 +310,21 @@ const docTemplate = `{
                 }
             }
         },
+        "api.RateLimit": {
+            "type": "object",
+            "properties": {
+                "burst": {
+                    "description": "Burst is the bucket size: how many messages may arrive at once after a quiet\nspell (0 when unlimited).",
+                    "type": "integer",
+                    "example": 200
+                },
+                "per_second": {
+                    "description": "PerSecond is the sustained rate in messages per second; 0 means unlimited.",
+                    "type": "integer",
+                    "example": 100
+                }
+            }
+        },
         "api.Tenant": {
             "type": "object",
             "properties": {
@@ -327,6 +342,14 @@ const docTemplate = `{
                 "queue": {
                     "type": "string",
                     "example": "tenant_0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10_queue"
+                },
+                "rate_limit": {
+                    "description": "RateLimit is the tenant's own ingest limit; null means the command service's\ndefault (TENANT_RATE_LIMIT / TENANT_RATE_BURST) applies.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/api.RateLimit"
+                        }
+                    ]
                 },
                 "status": {
                     "type": "string",

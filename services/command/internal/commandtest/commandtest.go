@@ -23,8 +23,10 @@ import (
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
-// Limits used by tests: MAX_WORKERS 64, WORKERS 3.
-var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64}
+// Limits used by tests: MAX_WORKERS 64, WORKERS 3, MAX_TOTAL_WORKERS 1024, and the
+// default ingest limit of 1000 messages a second with bursts of 2000.
+var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024,
+	DefaultRate: tenant.RateLimit{PerSecond: 1000, Burst: 2000}}
 
 // Log discards output; tests assert on outcomes, not on log lines.
 var Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -37,9 +39,16 @@ type Env struct {
 	Tenants *tenant.Service
 }
 
-// New builds a tenant service on a fresh database whose queues are declared through
-// conn (nil: a connection to the test broker, running until the test ends).
+// New builds a tenant service with Limits on a fresh database whose queues are
+// declared through conn (nil: a connection to the test broker, running until the test
+// ends).
 func New(t testing.TB, conn *rabbit.Conn) Env {
+	t.Helper()
+	return NewWithLimits(t, conn, Limits)
+}
+
+// NewWithLimits is New with other limits.
+func NewWithLimits(t testing.TB, conn *rabbit.Conn, limits tenant.Limits) Env {
 	t.Helper()
 	pg := pgtest.New(t)
 	db := postgres.OpenDB(pg.Pool)
@@ -48,7 +57,7 @@ func New(t testing.TB, conn *rabbit.Conn) Env {
 		conn = RunConn(t, amqptest.URL(t))
 	}
 	store := eventstore.New(db, watermill.NopLogger{})
-	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), Limits, Log)}
+	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), limits, Log)}
 }
 
 // RunConn runs a reconnecting connection to url until the test ends and waits until

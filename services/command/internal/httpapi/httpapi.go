@@ -8,9 +8,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	swagger "github.com/gofiber/swagger"
@@ -23,6 +26,7 @@ import (
 	"github.com/multitenant/mtm/platform/payload"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/idempotency"
+	"github.com/multitenant/mtm/services/command/internal/ratelimit"
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
@@ -54,11 +58,13 @@ type API struct {
 	log     *slog.Logger
 	guards  Guards
 	keys    *idempotency.Keys
+	limiter *ratelimit.Limiters
 }
 
-// New builds the API.
+// New builds the API. Message ingest is limited per tenant by token buckets held in
+// this process (see WithLimiter).
 func New(tenants *tenant.Service, pub Publisher, log *slog.Logger) *API {
-	return &API{tenants: tenants, pub: pub, log: log}
+	return &API{tenants: tenants, pub: pub, log: log, limiter: ratelimit.New(ratelimit.DefaultCapacity, time.Now)}
 }
 
 // WithIdempotencyKeys makes a reused Idempotency-Key with another body a 409 (within
@@ -74,6 +80,12 @@ func (a *API) WithGuards(g Guards) *API {
 	return a
 }
 
+// WithLimiter replaces the per-tenant ingest buckets (tests pass a fake clock).
+func (a *API) WithLimiter(l *ratelimit.Limiters) *API {
+	a.limiter = l
+	return a
+}
+
 // Register adds the command routes to r. main passes a router so that middleware
 // (authentication) can be put in front of them.
 func Register(r fiber.Router, api *API) {
@@ -85,6 +97,7 @@ func Register(r fiber.Router, api *API) {
 	}
 	r.Post("/tenants", admin(api.createTenant)...)
 	r.Put("/tenants/:id/config/concurrency", admin(api.changeConcurrency)...)
+	r.Put("/tenants/:id/config/rate-limit", admin(api.changeRateLimit)...)
 	r.Delete("/tenants/:id", admin(api.deleteTenant)...)
 	r.Post("/tenants/:id/messages", api.publishMessage)
 }
@@ -133,6 +146,29 @@ type ConcurrencyResponse struct {
 	Version int    `json:"version" example:"2"`
 }
 
+// RateLimitRequest is the body of PUT /tenants/{id}/config/rate-limit.
+type RateLimitRequest struct {
+	// Messages per second the tenant may publish over HTTP, per command replica: an
+	// integer in 0..1000000; 0 means unlimited.
+	PerSecond int `json:"per_second" example:"100" validate:"required" minimum:"0" maximum:"1000000"`
+	// The bucket size, how many messages may arrive at once after a quiet spell: an
+	// integer in 1..1000000; 0 or absent when per_second is 0.
+	Burst int `json:"burst" example:"200" minimum:"0" maximum:"1000000"`
+}
+
+type rateLimitBody struct {
+	PerSecond json.RawMessage `json:"per_second"`
+	Burst     json.RawMessage `json:"burst"`
+}
+
+// RateLimitResponse is the tenant's own ingest limit and version after a change.
+type RateLimitResponse struct {
+	ID        string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	PerSecond int    `json:"per_second" example:"100"`
+	Burst     int    `json:"burst" example:"200"`
+	Version   int    `json:"version" example:"3"`
+}
+
 // DeleteResponse acknowledges a delete; the consumer removes queues and data.
 type DeleteResponse struct {
 	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
@@ -157,7 +193,7 @@ type MessageAccepted struct {
 //	@Param			body				body		CreateTenantRequest	true	"Tenant"
 //	@Success		201					{object}	TenantResponse		"Created; Location: /tenants/{id}; ETag: the version"
 //	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
-//	@Failure		409					{object}	httpserver.Problem	"Duplicate name"
+//	@Failure		409					{object}	httpserver.Problem	"Duplicate name (duplicate_name), or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)"
 //	@Failure		413					{object}	httpserver.Problem	"Body too large"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"Invalid or unknown field"
@@ -209,7 +245,7 @@ func (a *API) createTenant(c *fiber.Ctx) error {
 //	@Success		200					{object}	ConcurrencyResponse	"ETag: the new version"
 //	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
 //	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
-//	@Failure		409					{object}	httpserver.Problem	"Changed concurrently (no If-Match sent)"
+//	@Failure		409					{object}	httpserver.Problem	"Changed concurrently, no If-Match sent (concurrent_modification), or more workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)"
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"workers is not an integer in 1..MAX_WORKERS"
@@ -237,6 +273,63 @@ func (a *API) changeConcurrency(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderETag, etag(st.Version))
 	return c.JSON(ConcurrencyResponse{ID: st.ID, Workers: st.Workers, Version: st.Version})
+}
+
+// changeRateLimit godoc
+//
+//	@Summary		Set a tenant's message ingest limit
+//	@Description	Records tenant.rate_limit_changed.v1: from then on POST /tenants/{id}/messages admits per_second messages a second with bursts of up to burst (token bucket), instead of TENANT_RATE_LIMIT / TENANT_RATE_BURST; per_second 0 means unlimited. Each command replica counts on its own, so N replicas admit up to N times the rate. Setting the tenant's current limit again records nothing and answers 200 with the current version.
+//	@Tags			tenants
+//	@Accept			json
+//	@Produce		json
+//	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
+//	@Param			If-Match			header		string				false	"Expected version: the ETag of the last answer; weak tags never match"
+//	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
+//	@Param			body				body		RateLimitRequest	true	"Limit"
+//	@Success		200					{object}	RateLimitResponse	"ETag: the new version"
+//	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
+//	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
+//	@Failure		409					{object}	httpserver.Problem	"Changed concurrently (no If-Match sent)"
+//	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
+//	@Failure		415					{object}	httpserver.Problem	"Not JSON"
+//	@Failure		422					{object}	httpserver.Problem	"per_second not an integer in 0..1000000, or burst not one in 1..1000000 (0 or absent when per_second is 0)"
+//	@Router			/tenants/{id}/config/rate-limit [put]
+func (a *API) changeRateLimit(c *fiber.Ctx) error {
+	id, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	var body rateLimitBody
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	var limit tenant.RateLimit
+	var fields []httpserver.FieldError
+	if body.PerSecond == nil {
+		fields = append(fields, httpserver.FieldError{Field: "per_second", Detail: "is required"})
+	} else if n, ok := parseInt(body.PerSecond); ok {
+		limit.PerSecond = n
+	} else {
+		fields = append(fields, httpserver.FieldError{Field: "per_second", Detail: tenant.PerSecondRule})
+	}
+	if body.Burst != nil {
+		if n, ok := parseInt(body.Burst); ok {
+			limit.Burst = n
+		} else {
+			fields = append(fields, httpserver.FieldError{Field: "burst", Detail: tenant.BurstRule})
+		}
+	}
+	if len(fields) > 0 {
+		return httpserver.Unprocessable("invalid rate limit", fields...)
+	}
+	expected := parseIfMatch(c.Get(fiber.HeaderIfMatch))
+	st, err := a.tenants.ChangeRateLimit(c.UserContext(), a.meta(c), id, limit, expected)
+	if err != nil {
+		return a.problem(c, err)
+	}
+	c.Set(fiber.HeaderETag, etag(st.Version))
+	applied := a.tenants.Limits().RateFor(st)
+	return c.JSON(RateLimitResponse{ID: st.ID, PerSecond: applied.PerSecond, Burst: applied.Burst, Version: st.Version})
 }
 
 // deleteTenant godoc
@@ -270,7 +363,7 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 // publishMessage godoc
 //
 //	@Summary		Publish a message to a tenant
-//	@Description	Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7.
+//	@Description	Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.
 //	@Tags			messages
 //	@Accept			json
 //	@Produce		json
@@ -283,6 +376,7 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 //	@Failure		413				{object}	httpserver.Problem	"Body over MAX_MESSAGE_BYTES"
 //	@Failure		415				{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422				{object}	httpserver.Problem	"Body is JSON but not an object"
+//	@Failure		429				{object}	httpserver.Problem	"Over the tenant's rate limit (rate_limited); Retry-After: seconds until a message would be admitted"
 //	@Failure		503				{object}	httpserver.Problem	"Broker unavailable or did not confirm in time"
 //	@Router			/tenants/{id}/messages [post]
 func (a *API) publishMessage(c *fiber.Ctx) error {
@@ -325,6 +419,10 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	if !st.Exists() {
 		return a.problem(c, tenant.ErrNotFound)
 	}
+	// Only now, so bad requests and unknown tenants take no token and hold no bucket.
+	if err := a.admit(id, a.tenants.Limits().RateFor(st)); err != nil {
+		return err
+	}
 	if key != "" && a.keys != nil {
 		switch err := a.keys.Claim(ctx, uuid.MustParse(id), key, body); {
 		case errors.Is(err, idempotency.ErrReused):
@@ -351,6 +449,19 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 		return a.problem(c, err)
 	}
 	return c.Status(fiber.StatusAccepted).JSON(MessageAccepted{ID: msgID.String(), TenantID: id})
+}
+
+// admit takes a token from the tenant's bucket, or answers 429 with the whole seconds
+// (at least 1) until one would be there: Retry-After has no finer unit.
+func (a *API) admit(tenantID string, limit tenant.RateLimit) error {
+	ok, wait := a.limiter.Allow(tenantID, limit.PerSecond, limit.Burst)
+	if ok {
+		return nil
+	}
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	return httpserver.NewProblem(http.StatusTooManyRequests, "rate_limited",
+		fmt.Sprintf("the tenant is over its message rate limit (%d per second, bursts of %d); retry in %d s", limit.PerSecond, limit.Burst, secs)).
+		WithHeader(fiber.HeaderRetryAfter, strconv.Itoa(secs))
 }
 
 // tenantID parses the path id the way the query service does: a malformed id names no
@@ -401,6 +512,13 @@ func (a *API) problem(c *fiber.Ctx, err error) error {
 		return httpserver.NewProblem(http.StatusConflict, "concurrent_modification", "the tenant was changed concurrently; reload and retry")
 	case errors.Is(err, tenant.ErrDuplicateName):
 		return httpserver.NewProblem(http.StatusConflict, "duplicate_name", "a tenant with this name already exists")
+	case errors.Is(err, tenant.ErrCapacity):
+		detail := "the service cannot run that many more workers (MAX_TOTAL_WORKERS)"
+		var cerr *tenant.CapacityError
+		if errors.As(err, &cerr) {
+			detail = fmt.Sprintf("other tenants already claim %d of the %d workers this service runs (MAX_TOTAL_WORKERS); %d more do not fit. Shrink or delete a tenant first", cerr.Others, cerr.Max, cerr.Requested)
+		}
+		return httpserver.NewProblem(http.StatusConflict, "tenant_capacity_reached", detail)
 	case errors.Is(err, broker.ErrUnconfirmed):
 		// Sent, but no confirm: "nothing was published" would invite a duplicate.
 		a.log.Warn("publish unconfirmed", "err", err, "request_id", httpserver.RequestID(c), "path", c.Path())

@@ -27,6 +27,8 @@ import (
 	"github.com/multitenant/mtm/services/command/internal/commandtest"
 	"github.com/multitenant/mtm/services/command/internal/httpapi"
 	"github.com/multitenant/mtm/services/command/internal/idempotency"
+	"github.com/multitenant/mtm/services/command/internal/ratelimit"
+	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
 const bodyLimit = 4096
@@ -46,20 +48,40 @@ func newFixture(t *testing.T, brokerUp bool) *fixture {
 
 func newGuardedFixture(t *testing.T, brokerUp bool, guards httpapi.Guards) *fixture {
 	t.Helper()
+	return newFixtureWith(t, fixtureOptions{brokerUp: brokerUp, guards: guards})
+}
+
+type fixtureOptions struct {
+	brokerUp bool
+	guards   httpapi.Guards
+	limits   *tenant.Limits      // nil: commandtest.Limits
+	limiter  *ratelimit.Limiters // nil: the API's own, on the real clock
+}
+
+func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
+	t.Helper()
 	var topoConn, pubConn *rabbit.Conn
-	if brokerUp {
+	if o.brokerUp {
 		topoConn = commandtest.RunConn(t, amqptest.URL(t))
 		pubConn = commandtest.RunConn(t, amqptest.URL(t))
 	} else {
 		topoConn, pubConn = commandtest.DownConn(), commandtest.DownConn()
 	}
-	env := commandtest.New(t, topoConn)
+	limits := commandtest.Limits
+	if o.limits != nil {
+		limits = *o.limits
+	}
+	env := commandtest.NewWithLimits(t, topoConn, limits)
 	pub := broker.NewPublisher(pubConn, commandtest.Log, broker.PublisherOptions{Channels: 2})
 	t.Cleanup(pub.Close)
 	srv := httpserver.New(httpserver.Options{Service: "command-test", Addr: "127.0.0.1:0", Log: commandtest.Log, BodyLimit: bodyLimit})
 	httpapi.RegisterDocs(srv.App)
-	httpapi.Register(srv.App, httpapi.New(env.Tenants, pub, commandtest.Log).WithGuards(guards).
-		WithIdempotencyKeys(idempotency.New(env.Pool, 24*time.Hour)))
+	api := httpapi.New(env.Tenants, pub, commandtest.Log).WithGuards(o.guards).
+		WithIdempotencyKeys(idempotency.New(env.Pool, 24*time.Hour))
+	if o.limiter != nil {
+		api.WithLimiter(o.limiter)
+	}
+	httpapi.Register(srv.App, api)
 	// A real listener: Fiber's app.Test cannot show a 413 for an oversized body.
 	require.NoError(t, srv.Listen())
 	done := make(chan struct{})
@@ -95,8 +117,17 @@ func (f *fixture) doT(t *testing.T, method, path, contentType, body string, head
 
 func doT(t *testing.T, base, method, path, contentType, body string, headers ...string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+	r, err := send(t.Context(), base, method, path, contentType, body, headers...)
 	require.NoError(t, err)
+	return r
+}
+
+// send is doT for goroutines other than the test's, which must not call require.
+func send(ctx context.Context, base, method, path, contentType, body string, headers ...string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+	if err != nil {
+		return response{}, err
+	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -104,13 +135,17 @@ func doT(t *testing.T, base, method, path, contentType, body string, headers ...
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return r, nil
 }
 
 func (f *fixture) json(method, path, body string, headers ...string) response {
@@ -456,7 +491,7 @@ func TestSwagger(t *testing.T) {
 	r := f.do("GET", "/swagger/doc.json", "", "")
 	require.Equal(t, http.StatusOK, r.status)
 	paths, _ := r.body["paths"].(map[string]any)
-	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/messages"} {
+	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/config/rate-limit", "/tenants/{id}/messages"} {
 		assert.Contains(t, paths, p)
 	}
 	r = f.do("GET", "/swagger/index.html", "", "")
@@ -483,6 +518,7 @@ func TestGuardsRunBeforeHandlers(t *testing.T) {
 	})
 	requireProblem(t, f.json("POST", "/tenants", `{"name":"guarded"}`), http.StatusForbidden)
 	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/concurrency", `{"workers":2}`), http.StatusForbidden)
+	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/rate-limit", `{"per_second":0}`), http.StatusForbidden)
 	requireProblem(t, f.do("DELETE", "/tenants/"+allowed, "", ""), http.StatusForbidden)
 	// A foreign tenant gets 404 whatever it sends, even a malformed body.
 	requireProblem(t, f.json("POST", "/tenants/"+uuid.NewString()+"/messages", `{"a":`), http.StatusNotFound)

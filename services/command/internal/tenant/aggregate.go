@@ -31,7 +31,24 @@ var (
 	ErrConflict        = errors.New("tenant changed concurrently")
 	ErrDuplicateName   = errors.New("tenant name already in use")
 	ErrUnavailable     = errors.New("message broker unavailable")
+	// ErrCapacity is returned (as a *CapacityError) when the workers asked for would
+	// take the live tenants' total past MAX_TOTAL_WORKERS.
+	ErrCapacity = errors.New("tenant capacity reached")
 )
+
+// CapacityError says why a command would pass MAX_TOTAL_WORKERS.
+type CapacityError struct {
+	Max       int // MAX_TOTAL_WORKERS
+	Others    int // workers the other live tenants claim
+	Requested int // workers the command asks for this tenant
+}
+
+func (e *CapacityError) Error() string {
+	return fmt.Sprintf("%s: other tenants claim %d of %d workers, %d more do not fit", ErrCapacity, e.Others, e.Max, e.Requested)
+}
+
+// Is makes errors.Is(err, ErrCapacity) hold.
+func (e *CapacityError) Is(target error) bool { return target == ErrCapacity }
 
 // FieldError is one invalid command field.
 type FieldError struct {
@@ -52,16 +69,23 @@ func (e *ValidationError) Error() string {
 	return "invalid command: " + strings.Join(parts, "; ")
 }
 
-// Limits bound worker counts; they come from WORKERS and MAX_WORKERS. The bound is
-// checked only here: the configuration (Validate), the decisions and the HTTP layer
-// (CheckWorkers, WorkersRule) all ask Limits.
+// Limits are the service's bounds on tenants; they come from WORKERS, MAX_WORKERS,
+// MAX_TOTAL_WORKERS, TENANT_RATE_LIMIT and TENANT_RATE_BURST. Each bound is checked
+// only here: the configuration (Validate), the decisions and the HTTP layer
+// (CheckWorkers, WorkersRule, CheckCapacity, RateFor) all ask Limits.
 type Limits struct {
-	DefaultWorkers int // WORKERS: a new tenant's count when the command names none
-	MaxWorkers     int // MAX_WORKERS: the most any tenant may run
+	DefaultWorkers  int // WORKERS: a new tenant's count when the command names none
+	MaxWorkers      int // MAX_WORKERS: the most any tenant may run
+	MaxTotalWorkers int // MAX_TOTAL_WORKERS: the most all live tenants together may run
+	// DefaultRate is the ingest limit of a tenant without one of its own
+	// (TENANT_RATE_LIMIT, TENANT_RATE_BURST); PerSecond 0 means unlimited.
+	DefaultRate RateLimit
 }
 
 // Validate checks the limits themselves when the service starts: MAX_WORKERS at least
-// 1 and WORKERS a count CheckWorkers accepts. Errors name the variable at fault.
+// 1, WORKERS a count CheckWorkers accepts, MAX_TOTAL_WORKERS at least MAX_WORKERS (so
+// one tenant of the largest size fits) and a default rate limit the API would accept.
+// Errors name the variable at fault.
 func (l Limits) Validate() error {
 	if l.MaxWorkers < 1 {
 		return fmt.Errorf("MAX_WORKERS: must be at least 1, got %d", l.MaxWorkers)
@@ -69,8 +93,72 @@ func (l Limits) Validate() error {
 	if l.CheckWorkers(l.DefaultWorkers) != nil {
 		return fmt.Errorf("WORKERS: must be between 1 and MAX_WORKERS (%d), got %d", l.MaxWorkers, l.DefaultWorkers)
 	}
+	if l.MaxTotalWorkers < l.MaxWorkers {
+		return fmt.Errorf("MAX_TOTAL_WORKERS: must be at least MAX_WORKERS (%d), got %d", l.MaxWorkers, l.MaxTotalWorkers)
+	}
+	if r := l.DefaultRate; r.PerSecond < 0 || r.PerSecond > MaxRate {
+		return fmt.Errorf("TENANT_RATE_LIMIT: must be between 0 (unlimited) and %d, got %d", MaxRate, r.PerSecond)
+	}
+	if r := l.DefaultRate; r.PerSecond > 0 && (r.Burst < 1 || r.Burst > MaxRate) {
+		return fmt.Errorf("TENANT_RATE_BURST: must be between 1 and %d, got %d", MaxRate, r.Burst)
+	}
 	return nil
 }
+
+// CheckCapacity decides whether a tenant may claim requested workers when the other
+// live tenants claim others and it claimed current (0: a new tenant). A claim that grows
+// must keep the total within MaxTotalWorkers; one that does not grow always passes, so
+// tenants can still shrink after MAX_TOTAL_WORKERS was lowered below what runs.
+func (l Limits) CheckCapacity(others, current, requested int) error {
+	if requested > current && others+requested > l.MaxTotalWorkers {
+		return &CapacityError{Max: l.MaxTotalWorkers, Others: others, Requested: requested}
+	}
+	return nil
+}
+
+// RateFor is the ingest limit that applies to s: its own, else the default.
+func (l Limits) RateFor(s State) RateLimit {
+	if s.RateLimit != nil {
+		return *s.RateLimit
+	}
+	return l.DefaultRate
+}
+
+// MaxRate bounds both numbers of a rate limit: far above what one replica can ingest,
+// so it never limits, but it keeps nonsense such as 2^31 out of the event store.
+const MaxRate = 1_000_000
+
+// RateLimit is a message ingest limit: PerSecond messages a second with bursts of up to
+// Burst. PerSecond 0 means unlimited, and Burst is then 0.
+type RateLimit struct {
+	PerSecond int
+	Burst     int
+}
+
+// Unlimited reports whether r admits everything.
+func (r RateLimit) Unlimited() bool { return r.PerSecond == 0 }
+
+// Check validates a limit a command asks for: per_second in 0..MaxRate, burst in
+// 1..MaxRate, or 0 when per_second is 0.
+func (r RateLimit) Check() []FieldError {
+	var fields []FieldError
+	if r.PerSecond < 0 || r.PerSecond > MaxRate {
+		fields = append(fields, FieldError{"per_second", PerSecondRule})
+	}
+	switch {
+	case r.PerSecond == 0 && r.Burst != 0:
+		fields = append(fields, FieldError{"burst", "must be 0 or absent when per_second is 0 (unlimited)"})
+	case r.PerSecond != 0 && (r.Burst < 1 || r.Burst > MaxRate):
+		fields = append(fields, FieldError{"burst", BurstRule})
+	}
+	return fields
+}
+
+// The rules of the two rate limit fields, also answered for values that are not integers.
+var (
+	PerSecondRule = fmt.Sprintf("must be an integer between 0 (unlimited) and %d", MaxRate)
+	BurstRule     = fmt.Sprintf("must be an integer between 1 and %d", MaxRate)
+)
 
 // CheckWorkers validates a worker count a command asks for: 1..MaxWorkers. Its error
 // text is WorkersRule, ready to be a field detail.
@@ -92,8 +180,10 @@ type State struct {
 	ID      string
 	Name    string
 	Workers int
-	Status  Status
-	Version int
+	// RateLimit is the tenant's own ingest limit; nil: the service default applies.
+	RateLimit *RateLimit
+	Status    Status
+	Version   int
 }
 
 // Exists reports whether the tenant was created and not deleted.
@@ -109,6 +199,8 @@ func (s State) Apply(version int, e events.Event) State {
 		s.Workers = ev.Workers
 	case events.TenantDeleted:
 		s.Status = StatusDeleted
+	case events.TenantRateLimitChanged:
+		s.RateLimit = &RateLimit{PerSecond: ev.PerSecond, Burst: ev.Burst}
 	}
 	s.Version = version
 	return s
@@ -194,6 +286,22 @@ func DecideConcurrency(l Limits, s State, workers int, expected *int) (events.Ev
 		return nil, nil
 	}
 	return events.TenantConcurrencyChanged{Workers: workers, PreviousWorkers: s.Workers}, nil
+}
+
+// DecideRateLimit validates a tenant's own ingest limit. Like DecideConcurrency it
+// returns nil (and no error) when the tenant already has exactly that limit of its own;
+// a limit equal to the default is still recorded, so it stays when the default changes.
+func DecideRateLimit(s State, r RateLimit, expected *int) (events.Event, error) {
+	if fields := r.Check(); len(fields) > 0 {
+		return nil, &ValidationError{Fields: fields}
+	}
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	if s.RateLimit != nil && *s.RateLimit == r {
+		return nil, nil
+	}
+	return events.TenantRateLimitChanged{PerSecond: r.PerSecond, Burst: r.Burst}, nil
 }
 
 // DecideDelete validates a delete of an existing tenant.

@@ -11,7 +11,7 @@ import (
 	"github.com/multitenant/mtm/events"
 )
 
-var limits = Limits{DefaultWorkers: 3, MaxWorkers: 64}
+var limits = Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024, DefaultRate: RateLimit{PerSecond: 1000, Burst: 2000}}
 
 func ptr(n int) *int { return &n }
 
@@ -27,6 +27,13 @@ func TestReplay(t *testing.T) {
 	}
 	s := Replay("t", recs)
 	assert.Equal(t, State{ID: "t", Name: "acme", Workers: 7, Status: StatusActive, Version: 3}, s)
+	assert.Equal(t, limits.DefaultRate, limits.RateFor(s), "no limit of its own: the default")
+
+	limited := s.Apply(4, events.TenantRateLimitChanged{PerSecond: 5, Burst: 10})
+	assert.Equal(t, State{ID: "t", Name: "acme", Workers: 7, RateLimit: &RateLimit{PerSecond: 5, Burst: 10}, Status: StatusActive, Version: 4}, limited)
+	assert.Equal(t, RateLimit{PerSecond: 5, Burst: 10}, limits.RateFor(limited))
+	assert.True(t, limits.RateFor(limited.Apply(5, events.TenantRateLimitChanged{})).Unlimited())
+	assert.Nil(t, s.RateLimit, "Apply does not change its receiver")
 	assert.True(t, s.Exists())
 
 	s = s.Apply(4, events.TenantDeleted{Name: "acme"})
@@ -37,7 +44,8 @@ func TestReplay(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	require.NoError(t, limits.Validate())
-	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1}.Validate())
+	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1, MaxTotalWorkers: 1}.Validate(), "rate limit off")
+	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1, MaxTotalWorkers: 1, DefaultRate: RateLimit{PerSecond: 1, Burst: 1}}.Validate())
 	for _, tc := range []struct {
 		l    Limits
 		want string
@@ -46,6 +54,10 @@ func TestLimits(t *testing.T) {
 		{Limits{DefaultWorkers: 1, MaxWorkers: -1}, "MAX_WORKERS: must be at least 1, got -1"},
 		{Limits{DefaultWorkers: 0, MaxWorkers: 64}, "WORKERS: must be between 1 and MAX_WORKERS (64), got 0"},
 		{Limits{DefaultWorkers: 65, MaxWorkers: 64}, "WORKERS: must be between 1 and MAX_WORKERS (64), got 65"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 63}, "MAX_TOTAL_WORKERS: must be at least MAX_WORKERS (64), got 63"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, DefaultRate: RateLimit{PerSecond: -1}}, "TENANT_RATE_LIMIT: must be between 0 (unlimited) and 1000000, got -1"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, DefaultRate: RateLimit{PerSecond: 1_000_001, Burst: 1}}, "TENANT_RATE_LIMIT: must be between 0 (unlimited) and 1000000, got 1000001"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, DefaultRate: RateLimit{PerSecond: 10, Burst: 0}}, "TENANT_RATE_BURST: must be between 1 and 1000000, got 0"},
 	} {
 		assert.EqualError(t, tc.l.Validate(), tc.want, "%+v", tc.l)
 	}
@@ -134,6 +146,88 @@ func TestDecideConcurrency(t *testing.T) {
 		_, err := DecideConcurrency(limits, active(1, 3), n, nil)
 		var verr *ValidationError
 		assert.ErrorAs(t, err, &verr, "workers=%d", n)
+	}
+}
+
+func TestCheckCapacity(t *testing.T) {
+	l := Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 100}
+	for _, tc := range []struct {
+		name                       string
+		others, current, requested int
+		fits                       bool
+	}{
+		{"new tenant that fits exactly", 90, 0, 10, true},
+		{"new tenant one too many", 91, 0, 10, false},
+		{"grow that fits", 80, 5, 20, true},
+		{"grow one too many", 80, 5, 21, false},
+		{"shrink while over the cap (it was lowered)", 150, 10, 5, true},
+		{"same count while over the cap", 150, 10, 10, true},
+	} {
+		err := l.CheckCapacity(tc.others, tc.current, tc.requested)
+		if tc.fits {
+			assert.NoError(t, err, tc.name)
+			continue
+		}
+		require.ErrorIs(t, err, ErrCapacity, tc.name)
+		var cerr *CapacityError
+		require.ErrorAs(t, err, &cerr, tc.name)
+		assert.Equal(t, CapacityError{Max: 100, Others: tc.others, Requested: tc.requested}, *cerr, tc.name)
+	}
+}
+
+func TestDecideRateLimit(t *testing.T) {
+	limited := active(3, 2)
+	limited.RateLimit = &RateLimit{PerSecond: 5, Burst: 10}
+	deleted := active(3, 2)
+	deleted.Status = StatusDeleted
+	tests := []struct {
+		name     string
+		state    State
+		limit    RateLimit
+		expected *int
+		want     events.Event
+		err      error
+	}{
+		{"first limit of its own", active(1, 3), RateLimit{PerSecond: 50, Burst: 100}, nil, events.TenantRateLimitChanged{PerSecond: 50, Burst: 100}, nil},
+		{"equal to the default is still recorded", active(1, 3), limits.DefaultRate, nil, events.TenantRateLimitChanged{PerSecond: 1000, Burst: 2000}, nil},
+		{"unlimited", limited, RateLimit{}, ptr(3), events.TenantRateLimitChanged{}, nil},
+		{"burst below the rate", limited, RateLimit{PerSecond: 1000, Burst: 1}, nil, events.TenantRateLimitChanged{PerSecond: 1000, Burst: 1}, nil},
+		{"the same limit records nothing", limited, RateLimit{PerSecond: 5, Burst: 10}, nil, nil, nil},
+		{"stale If-Match", limited, RateLimit{PerSecond: 6, Burst: 10}, ptr(2), nil, ErrVersionMismatch},
+		{"unknown tenant", State{ID: "t"}, RateLimit{PerSecond: 1, Burst: 1}, nil, nil, ErrNotFound},
+		{"deleted tenant", deleted, RateLimit{PerSecond: 1, Burst: 1}, nil, nil, ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecideRateLimit(tc.state, tc.limit, tc.expected)
+			if tc.err != nil {
+				require.ErrorIs(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+	for _, tc := range []struct {
+		limit  RateLimit
+		fields []string
+	}{
+		{RateLimit{PerSecond: -1, Burst: 1}, []string{"per_second"}},
+		{RateLimit{PerSecond: 1_000_001, Burst: 1}, []string{"per_second"}},
+		{RateLimit{PerSecond: 10, Burst: 0}, []string{"burst"}},
+		{RateLimit{PerSecond: 10, Burst: 1_000_001}, []string{"burst"}},
+		{RateLimit{PerSecond: 0, Burst: 5}, []string{"burst"}},
+		{RateLimit{PerSecond: -1, Burst: -1}, []string{"per_second", "burst"}},
+	} {
+		// Bad input is refused before the state is looked at, even for a missing tenant.
+		_, err := DecideRateLimit(State{ID: "t"}, tc.limit, nil)
+		var verr *ValidationError
+		require.ErrorAs(t, err, &verr, "%+v", tc.limit)
+		var fields []string
+		for _, f := range verr.Fields {
+			fields = append(fields, f.Field)
+		}
+		assert.Equal(t, tc.fields, fields, "%+v", tc.limit)
 	}
 }
 

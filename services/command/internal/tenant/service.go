@@ -21,6 +21,11 @@ type Queues interface {
 	DeleteTenant(ctx context.Context, tenantID string) error
 }
 
+// capacityLockKey is the transaction-level advisory lock under which a command that
+// grows a tenant's workers sums the other tenants' claims and writes its own, so two
+// such commands never both fit into the same free capacity.
+const capacityLockKey int64 = 0x6d746d5f636170 // "mtm_cap"
+
 // Meta is request context recorded on every event.
 type Meta struct {
 	CorrelationID string
@@ -59,11 +64,20 @@ func (s *Service) Load(ctx context.Context, id string) (State, error) {
 
 // Create validates the command, declares the tenant's queues (so a message published
 // right after the answer is never lost), then records TenantCreated and claims the
-// name in one transaction. If the append fails the fresh, empty queues are removed
-// again on a best-effort basis; a leftover is harmless (nothing routes to it).
+// name and the workers in one transaction. If the append fails the fresh, empty queues
+// are removed again on a best-effort basis; a leftover is harmless (nothing routes to it).
 func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *int) (State, error) {
 	ev, err := DecideCreate(s.limits, name, workers)
 	if err != nil {
+		return State{}, err
+	}
+	// Cheap early check, as for the name below, so a full service declares no queues;
+	// claimWorkers in the append transaction is what actually guarantees the bound.
+	var claimed int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0) FROM worker_claims`).Scan(&claimed); err != nil {
+		return State{}, fmt.Errorf("sum worker claims: %w", err)
+	}
+	if err := s.limits.CheckCapacity(claimed, 0, ev.Workers); err != nil {
 		return State{}, err
 	}
 	// Cheap early check so the common duplicate does not declare queues at all; the
@@ -84,6 +98,10 @@ func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *i
 		return State{}, err
 	}
 	_, err = s.store.Append(ctx, []events.Envelope{env}, func(ctx context.Context, tx *sql.Tx) error {
+		// The capacity lock first: a command waiting for it holds no other lock yet.
+		if err := s.claimWorkers(ctx, tx, id, 0, ev.Workers); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO tenant_names (name, tenant_id) VALUES ($1, $2)`, NameKey(ev.Name), id)
 		if postgres.IsUniqueViolation(err, "tenant_names_pkey") {
 			return ErrDuplicateName
@@ -125,10 +143,54 @@ func (s *Service) ChangeConcurrency(ctx context.Context, meta Meta, id string, w
 	if err != nil || ev == nil {
 		return st, err
 	}
+	return s.append(ctx, meta, st, ev, expected, func(ctx context.Context, tx *sql.Tx) error {
+		return s.claimWorkers(ctx, tx, id, st.Workers, workers)
+	})
+}
+
+// claimWorkers records that tenant id now runs workers (it ran current), inside the
+// append transaction. A claim that grows takes the capacity lock and checks the other
+// live tenants' claims first; the lock is held until the commit, so concurrent growing
+// commands see each other's claims. A shrinking claim needs no lock: it can only make
+// room, and a command that summed before it merely saw less room than there is.
+func (s *Service) claimWorkers(ctx context.Context, tx *sql.Tx, id string, current, workers int) error {
+	if workers > current {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, capacityLockKey); err != nil {
+			return fmt.Errorf("lock tenant capacity: %w", err)
+		}
+		var others int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0) FROM worker_claims WHERE tenant_id <> $1`, id).Scan(&others); err != nil {
+			return fmt.Errorf("sum worker claims: %w", err)
+		}
+		if err := s.limits.CheckCapacity(others, current, workers); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO worker_claims (tenant_id, workers) VALUES ($1, $2)
+		ON CONFLICT (tenant_id) DO UPDATE SET workers = EXCLUDED.workers`, id, workers)
+	if err != nil {
+		return fmt.Errorf("claim workers of %s: %w", id, err)
+	}
+	return nil
+}
+
+// ChangeRateLimit records the tenant's own message ingest limit. expected, when set,
+// is the version the client last saw (If-Match).
+func (s *Service) ChangeRateLimit(ctx context.Context, meta Meta, id string, limit RateLimit, expected *int) (State, error) {
+	st, err := s.Load(ctx, id)
+	if err != nil {
+		return State{}, err
+	}
+	ev, err := DecideRateLimit(st, limit, expected)
+	if err != nil || ev == nil {
+		return st, err
+	}
 	return s.append(ctx, meta, st, ev, expected, nil)
 }
 
-// Delete records TenantDeleted and releases the name in the same transaction.
+// Delete records TenantDeleted and releases the name and the workers in the same
+// transaction.
 func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *int) (State, error) {
 	st, err := s.Load(ctx, id)
 	if err != nil {
@@ -141,6 +203,9 @@ func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *in
 	return s.append(ctx, meta, st, ev, expected, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tenant_names WHERE tenant_id = $1`, id); err != nil {
 			return fmt.Errorf("release tenant name: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM worker_claims WHERE tenant_id = $1`, id); err != nil {
+			return fmt.Errorf("release workers: %w", err)
 		}
 		return nil
 	})

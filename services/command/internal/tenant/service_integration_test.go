@@ -4,6 +4,7 @@ package tenant_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -175,4 +176,94 @@ func TestCreateWithBrokerDownRecordsNothing(t *testing.T) {
 	var names int
 	require.NoError(t, env.DB.QueryRow(`SELECT count(*) FROM tenant_names`).Scan(&names))
 	assert.Equal(t, 0, names)
+}
+
+// MAX_TOTAL_WORKERS holds under concurrent commands: of 20 creations racing for room
+// for 5, exactly 5 succeed, and of 4 resizes racing for room for one, exactly one does.
+func TestCapacityHoldsUnderConcurrentCommands(t *testing.T) {
+	t.Parallel()
+	limits := commandtest.Limits
+	limits.MaxWorkers, limits.MaxTotalWorkers = 4, 10
+	env := commandtest.NewWithLimits(t, nil, limits)
+	ctx := context.Background()
+	prefix := "cap-" + uuid.NewString()[:8]
+
+	const n = 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var created []tenant.State
+	var full int
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			workers := 2
+			st, err := env.Tenants.Create(ctx, tenant.Meta{}, fmt.Sprintf("%s-%d", prefix, i), &workers)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				created = append(created, st)
+				return
+			}
+			assert.ErrorIs(t, err, tenant.ErrCapacity)
+			full++
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, st := range created {
+		amqptest.CleanupTenant(t, st.ID)
+	}
+	require.Len(t, created, 5, "10 / 2 workers")
+	assert.Equal(t, n-5, full)
+	assert.Equal(t, 5, env.EventCount(t))
+	assert.Equal(t, 10, claimed(t, env))
+
+	// Room for one resize of 2 → 4 after a deletion: four tenants race for it.
+	_, err := env.Tenants.Delete(ctx, tenant.Meta{}, created[4].ID, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 8, claimed(t, env))
+	errs := make([]error, 4)
+	start = make(chan struct{})
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, errs[i] = env.Tenants.ChangeConcurrency(ctx, tenant.Meta{}, created[i].ID, 4, nil)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+			continue
+		}
+		assert.ErrorIs(t, err, tenant.ErrCapacity)
+	}
+	assert.Equal(t, 1, won)
+	assert.Equal(t, 10, claimed(t, env))
+
+	// Shrinking always passes, and the room it makes can be taken, exactly.
+	_, err = env.Tenants.ChangeConcurrency(ctx, tenant.Meta{}, created[0].ID, 1, nil)
+	require.NoError(t, err)
+	free := limits.MaxTotalWorkers - claimed(t, env)
+	require.Positive(t, free)
+	create(t, env, prefix+"-late", free)
+	one := 1
+	_, err = env.Tenants.Create(ctx, tenant.Meta{}, prefix+"-full", &one)
+	require.ErrorIs(t, err, tenant.ErrCapacity)
+	assert.Equal(t, limits.MaxTotalWorkers, claimed(t, env))
+}
+
+// claimed is the workers the command's claims table holds over all tenants.
+func claimed(t *testing.T, env commandtest.Env) int {
+	t.Helper()
+	var n int
+	require.NoError(t, env.DB.QueryRow(`SELECT COALESCE(sum(workers), 0) FROM worker_claims`).Scan(&n))
+	return n
 }

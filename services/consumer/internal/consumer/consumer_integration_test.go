@@ -255,3 +255,26 @@ func TestRestartRebuildsFromEvents(t *testing.T) {
 	e.append(resized, 4, events.TenantConcurrencyChanged{Workers: 2, PreviousWorkers: 4})
 	e.requireConsumers(resized, 2)
 }
+
+// A rate limit change is an event the consumer knows and ignores: in the start-up replay
+// and live, it is neither counted as unknown or malformed nor does it disturb the pool
+// or the events after it.
+func TestRateLimitEventsLeavePoolsAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.createTenant(2)
+	e.append(id, 2, events.TenantRateLimitChanged{PerSecond: 10, Burst: 20})
+
+	svc := e.startService(1 << 16)
+	e.requireConsumers(id, 2)
+	e.append(id, 3, events.TenantRateLimitChanged{PerSecond: 0, Burst: 0})
+	e.append(id, 4, events.TenantConcurrencyChanged{Workers: 3, PreviousWorkers: 2})
+	e.requireConsumers(id, 3)
+
+	require.Zero(t, testutil.ToFloat64(svc.m.eventsSkipped.WithLabelValues("unknown_type")))
+	require.Zero(t, testutil.ToFloat64(svc.m.eventsSkipped.WithLabelValues("malformed")))
+	got, ok := svc.state.Get(id)
+	require.True(t, ok)
+	require.Equal(t, 4, got.Version)
+	require.Equal(t, 3, got.Workers)
+}

@@ -43,6 +43,16 @@ func (s *State) Apply(rec events.Recorded) (changed bool, err error) {
 	if ok && rec.Version <= t.Version {
 		return false, nil
 	}
+	if _, limit := rec.Event.(events.TenantRateLimitChanged); limit {
+		// The ingest limit is the command service's business: no pool changes. The
+		// version still moves on for a known tenant; an unknown one gets no entry, so
+		// a creation arriving after it is not mistaken for a stale event.
+		if ok {
+			t.Version = rec.Version
+			s.tenants[rec.TenantID] = t
+		}
+		return false, nil
+	}
 	if t.Deleted {
 		// Deletion is final: a stream accepts no commands after it.
 		t.Version = rec.Version

@@ -35,6 +35,16 @@ func TestApply(t *testing.T) {
 			rec("a", 2, events.TenantConcurrencyChanged{Workers: 5}),
 			rec("a", 1, events.TenantCreated{Workers: 3}),
 		}, Tenant{ID: "a", Workers: 5, Version: 2}, []bool{true, true, false, false}},
+		{"a rate limit change leaves the pool alone", []events.Recorded{
+			rec("a", 1, events.TenantCreated{Workers: 3}),
+			rec("a", 2, events.TenantRateLimitChanged{PerSecond: 10, Burst: 20}),
+			rec("a", 2, events.TenantRateLimitChanged{PerSecond: 10, Burst: 20}),
+			rec("a", 3, events.TenantConcurrencyChanged{Workers: 4}),
+		}, Tenant{ID: "a", Workers: 4, Version: 3}, []bool{true, false, false, true}},
+		{"a rate limit change before the creation does not hide it", []events.Recorded{
+			rec("a", 2, events.TenantRateLimitChanged{PerSecond: 10, Burst: 20}),
+			rec("a", 1, events.TenantCreated{Workers: 3}),
+		}, Tenant{ID: "a", Workers: 3, Version: 1}, []bool{false, true}},
 		{"delete is final", []events.Recorded{
 			rec("a", 1, events.TenantCreated{Workers: 3}),
 			rec("a", 2, events.TenantDeleted{}),

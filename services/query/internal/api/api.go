@@ -99,16 +99,29 @@ type Workers struct {
 	Current int `json:"current" example:"3"`
 }
 
+// RateLimit is a tenant's own message ingest limit, set with
+// PUT /tenants/{id}/config/rate-limit on the command service.
+type RateLimit struct {
+	// PerSecond is the sustained rate in messages per second; 0 means unlimited.
+	PerSecond int `json:"per_second" example:"100"`
+	// Burst is the bucket size: how many messages may arrive at once after a quiet
+	// spell (0 when unlimited).
+	Burst int `json:"burst" example:"200"`
+}
+
 // Tenant is a tenant as the API shows it.
 type Tenant struct {
-	ID        string    `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
-	Name      string    `json:"name" example:"acme"`
-	Status    string    `json:"status" example:"active"`
-	Workers   Workers   `json:"workers"`
-	Queue     string    `json:"queue" example:"tenant_0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10_queue"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Version   int       `json:"version" example:"2"`
+	ID      string  `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
+	Name    string  `json:"name" example:"acme"`
+	Status  string  `json:"status" example:"active"`
+	Workers Workers `json:"workers"`
+	// RateLimit is the tenant's own ingest limit; null means the command service's
+	// default (TENANT_RATE_LIMIT / TENANT_RATE_BURST) applies.
+	RateLimit *RateLimit `json:"rate_limit"`
+	Queue     string     `json:"queue" example:"tenant_0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10_queue"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Version   int        `json:"version" example:"2"`
 }
 
 // TenantPage is one page of tenants.
@@ -306,11 +319,16 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 
 func toTenant(t tenants.Tenant) Tenant {
 	id := t.ID.String()
+	var limit *RateLimit
+	if t.RateLimit != nil {
+		limit = &RateLimit{PerSecond: t.RateLimit.PerSecond, Burst: t.RateLimit.Burst}
+	}
 	return Tenant{
 		ID:        id,
 		Name:      t.Name,
 		Status:    t.Status,
 		Workers:   Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent},
+		RateLimit: limit,
 		Queue:     rabbit.QueueName(id),
 		CreatedAt: t.CreatedAt,
 		UpdatedAt: t.UpdatedAt,

@@ -142,6 +142,10 @@ type tenantJSON struct {
 		Desired int `json:"desired"`
 		Current int `json:"current"`
 	} `json:"workers"`
+	RateLimit *struct {
+		PerSecond int `json:"per_second"`
+		Burst     int `json:"burst"`
+	} `json:"rate_limit"`
 	Queue     string    `json:"queue"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -185,7 +189,8 @@ func TestGetTenant(t *testing.T) {
 	for k := range raw {
 		keys = append(keys, k)
 	}
-	require.ElementsMatch(t, []string{"id", "name", "status", "workers", "queue", "created_at", "updated_at", "version"}, keys)
+	require.ElementsMatch(t, []string{"id", "name", "status", "workers", "rate_limit", "queue", "created_at", "updated_at", "version"}, keys)
+	require.JSONEq(t, "null", string(raw["rate_limit"]), "no limit of its own: the command service's default")
 	got := decode[tenantJSON](t, r)
 	require.Equal(t, id.String(), got.ID)
 	require.Equal(t, "acme", got.Name)
@@ -205,6 +210,14 @@ func TestGetTenant(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5, decode[tenantJSON](t, e.get(t, "/tenants/"+id.String())).Workers.Current)
 
+	// A limit of its own shows as set.
+	e.apply(t, id, 3, t0.Add(90*time.Second), events.TenantRateLimitChanged{PerSecond: 25, Burst: 50})
+	limited := decode[tenantJSON](t, e.get(t, "/tenants/"+id.String()))
+	require.NotNil(t, limited.RateLimit)
+	require.Equal(t, 25, limited.RateLimit.PerSecond)
+	require.Equal(t, 50, limited.RateLimit.Burst)
+	require.Equal(t, 3, limited.Version)
+
 	requireProblem(t, e.get(t, "/tenants/"+uuid.NewString()), http.StatusNotFound, "tenant_not_found")
 	// A malformed path id names no tenant, as in the command service: even a live
 	// tenant's id in another spelling is the unknown tenant's 404.
@@ -213,7 +226,7 @@ func TestGetTenant(t *testing.T) {
 	requireProblem(t, e.get(t, "/tenants/"+strings.ReplaceAll(id.String(), "-", "")), http.StatusNotFound, "tenant_not_found")
 	require.Equal(t, http.StatusOK, e.get(t, "/tenants/"+strings.ToUpper(id.String())).status, "letter case does not matter")
 
-	e.apply(t, id, 3, t0.Add(2*time.Minute), events.TenantDeleted{Name: "acme"})
+	e.apply(t, id, 4, t0.Add(2*time.Minute), events.TenantDeleted{Name: "acme"})
 	requireProblem(t, e.get(t, "/tenants/"+id.String()), http.StatusNotFound, "tenant_not_found")
 }
 

@@ -86,13 +86,17 @@ type snapshot struct {
 func take(t *testing.T, pool *pgxpool.Pool) snapshot {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT id, name, status, workers_desired, 0, version, created_at, updated_at FROM tenants ORDER BY id`)
+	rows, err := pool.Query(ctx, `SELECT id, name, status, workers_desired, 0, rate_per_second, rate_burst, version, created_at, updated_at FROM tenants ORDER BY id`)
 	require.NoError(t, err)
 	defer rows.Close()
 	var s snapshot
 	for rows.Next() {
 		var tn tenants.Tenant
-		require.NoError(t, rows.Scan(&tn.ID, &tn.Name, &tn.Status, &tn.WorkersDesired, &tn.WorkersCurrent, &tn.Version, &tn.CreatedAt, &tn.UpdatedAt))
+		var perSecond, burst *int
+		require.NoError(t, rows.Scan(&tn.ID, &tn.Name, &tn.Status, &tn.WorkersDesired, &tn.WorkersCurrent, &perSecond, &burst, &tn.Version, &tn.CreatedAt, &tn.UpdatedAt))
+		if perSecond != nil && burst != nil {
+			tn.RateLimit = &tenants.RateLimit{PerSecond: *perSecond, Burst: *burst}
+		}
 		tn.CreatedAt, tn.UpdatedAt = tn.CreatedAt.UTC(), tn.UpdatedAt.UTC()
 		s.Tenants = append(s.Tenants, tn)
 	}
@@ -102,7 +106,7 @@ func take(t *testing.T, pool *pgxpool.Pool) snapshot {
 	return s
 }
 
-// seed appends a history: ten tenants, resizes, two deletions. It returns the ids.
+// seed appends a history: ten tenants, resizes, rate limits, two deletions. It returns the ids.
 func (b bundle) seed(t *testing.T) []uuid.UUID {
 	t.Helper()
 	t0 := time.Date(2025, 4, 1, 10, 0, 0, 123456789, time.UTC)
@@ -118,6 +122,8 @@ func (b bundle) seed(t *testing.T) []uuid.UUID {
 	b.append(t, ids[0], 3, t0.Add(2*time.Minute), events.TenantConcurrencyChanged{Workers: 9, PreviousWorkers: 4})
 	b.append(t, ids[1], 3, t0.Add(3*time.Minute), events.TenantDeleted{Name: "tenant-" + ids[1].String()[:8]})
 	b.append(t, ids[9], 2, t0.Add(3*time.Minute), events.TenantDeleted{Name: "tenant-" + ids[9].String()[:8]})
+	b.append(t, ids[2], 3, t0.Add(4*time.Minute), events.TenantRateLimitChanged{PerSecond: 10, Burst: 30})
+	b.append(t, ids[7], 2, t0.Add(4*time.Minute), events.TenantRateLimitChanged{PerSecond: 0, Burst: 0})
 	return ids
 }
 
@@ -145,7 +151,16 @@ func TestLiveProjectionAndLag(t *testing.T) {
 	got, err = tenants.Get(ctx, b.pool, ids[7])
 	require.NoError(t, err)
 	require.Equal(t, 3, got.WorkersDesired)
-	require.Equal(t, 1, got.Version)
+	require.Equal(t, 2, got.Version)
+	require.Equal(t, &tenants.RateLimit{}, got.RateLimit, "unlimited is a limit of its own")
+	got, err = tenants.Get(ctx, b.pool, ids[2])
+	require.NoError(t, err)
+	require.Equal(t, &tenants.RateLimit{PerSecond: 10, Burst: 30}, got.RateLimit)
+	got, err = tenants.Get(ctx, b.pool, ids[8])
+	require.NoError(t, err)
+	require.Nil(t, got.RateLimit, "no limit of its own")
+	require.Equal(t, 0.0, counterValue(t, reg, "unknown_type"))
+	require.Equal(t, 0.0, counterValue(t, reg, "invalid"))
 
 	require.Eventually(t, func() bool {
 		v, ok := gaugeValue(t, reg, projector.LagMetric)
@@ -153,11 +168,17 @@ func TestLiveProjectionAndLag(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "lag gauge drops to 0")
 
 	// A new event flows through: a resize appears without a restart.
-	b.append(t, ids[7], 2, time.Now(), events.TenantConcurrencyChanged{Workers: 11, PreviousWorkers: 3})
+	b.append(t, ids[7], 3, time.Now(), events.TenantConcurrencyChanged{Workers: 11, PreviousWorkers: 3})
 	require.Eventually(t, func() bool {
 		tn, err := tenants.Get(ctx, b.pool, ids[7])
-		return err == nil && tn.WorkersDesired == 11 && tn.Version == 2
+		return err == nil && tn.WorkersDesired == 11 && tn.Version == 3
 	}, 5*time.Second, 20*time.Millisecond)
+	b.append(t, ids[7], 4, time.Now(), events.TenantRateLimitChanged{PerSecond: 7, Burst: 9})
+	require.Eventually(t, func() bool {
+		tn, err := tenants.Get(ctx, b.pool, ids[7])
+		return err == nil && tn.Version == 4 && tn.RateLimit != nil && *tn.RateLimit == tenants.RateLimit{PerSecond: 7, Burst: 9}
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, 0.0, counterValue(t, reg, "unknown_type"), "the rate limit event is known")
 }
 
 // An event that can never be decoded is counted and skipped: it does not block the
@@ -219,10 +240,10 @@ func TestLagCountsUnappliedEvents(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	b.seed(t) // 19 events, none applied: no projector runs
+	b.seed(t) // 21 events, none applied: no projector runs
 	lag, err := projector.Lag(ctx, b.pool, b.store)
 	require.NoError(t, err)
-	require.Equal(t, int64(19), lag)
+	require.Equal(t, int64(21), lag)
 }
 
 // Replay equality: the state built live from the subscription equals the state a
@@ -253,6 +274,8 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.pool.Exec(ctx, `UPDATE tenants SET workers_desired = 99 WHERE id = $1`, ids[4])
 	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `UPDATE tenants SET rate_per_second = NULL, rate_burst = NULL WHERE id = $1`, ids[2])
+	require.NoError(t, err)
 	_, err = b.pool.Exec(ctx, `INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at) VALUES ($1, 'ghost', 'active', 1, 1, now(), now())`, uuid.New())
 	require.NoError(t, err)
 	_, err = b.pool.Exec(ctx, `UPDATE projection_checkpoints SET position = 1 WHERE name = 'tenants'`)
@@ -262,7 +285,7 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	// Small batches, so the batching loop runs several times.
 	res, err := projector.Replay(ctx, b.pool, 4)
 	require.NoError(t, err)
-	require.Equal(t, 19, res.Events)
+	require.Equal(t, 21, res.Events)
 	require.Equal(t, head, res.Position)
 	require.Equal(t, before, take(t, b.pool), "replayed state equals the live state")
 
@@ -363,10 +386,11 @@ func TestReplayEqualsPerEventApply(t *testing.T) {
 			b.rawEvent(t, id, 3, env(id.String(), 3, at.Add(2*time.Second), events.TenantConcurrencyChanged{Workers: 3}))
 			b.rawEvent(t, id, 4, env(id.String(), 4, at.Add(3*time.Second), events.TenantDeleted{Name: "x"}))
 			b.rawEvent(t, id, 5, env(id.String(), 5, at.Add(4*time.Second), events.TenantConcurrencyChanged{Workers: 9}))
-		case 1: // versions out of order: the older resize arrives last and changes nothing
+		case 1: // versions out of order: the resizes older than the rate limit arrive last and change nothing
 			b.rawEvent(t, id, 1, env(id.String(), 1, at, events.TenantCreated{Name: "t" + id.String()[:8], Workers: 1}))
-			b.rawEvent(t, id, 3, env(id.String(), 3, at.Add(time.Second), events.TenantConcurrencyChanged{Workers: 6}))
-			b.rawEvent(t, id, 2, env(id.String(), 2, at.Add(2*time.Second), events.TenantConcurrencyChanged{Workers: 5}))
+			b.rawEvent(t, id, 4, env(id.String(), 4, at.Add(time.Second), events.TenantRateLimitChanged{PerSecond: 3, Burst: 6}))
+			b.rawEvent(t, id, 3, env(id.String(), 3, at.Add(2*time.Second), events.TenantConcurrencyChanged{Workers: 6}))
+			b.rawEvent(t, id, 2, env(id.String(), 2, at.Add(3*time.Second), events.TenantConcurrencyChanged{Workers: 5}))
 		case 2: // resize before creation, then a second creation
 			b.rawEvent(t, id, 2, env(id.String(), 2, at, events.TenantConcurrencyChanged{Workers: 7}))
 			b.rawEvent(t, id, 1, env(id.String(), 1, at.Add(time.Second), events.TenantCreated{Name: "t" + id.String()[:8], Workers: 2}))
@@ -377,8 +401,9 @@ func TestReplayEqualsPerEventApply(t *testing.T) {
 			unknown.Type = "tenant.renamed.v9"
 			b.rawEvent(t, id, 2, unknown)
 			b.rawEvent(t, id, 3, env("not-a-uuid", 3, at, events.TenantDeleted{Name: "x"}))
-		case 4: // only a deletion: no row at all
+		case 4: // only a deletion and a rate limit: no row at all
 			b.rawEvent(t, id, 1, env(id.String(), 1, at, events.TenantDeleted{Name: "x"}))
+			b.rawEvent(t, id, 2, env(id.String(), 2, at, events.TenantRateLimitChanged{PerSecond: 1, Burst: 1}))
 		}
 	}
 	head, err := b.store.Head(ctx)
@@ -395,7 +420,7 @@ func TestReplayEqualsPerEventApply(t *testing.T) {
 		require.NoError(t, err)
 		res, err := projector.Replay(ctx, b.pool, batch)
 		require.NoError(t, err)
-		require.Equal(t, projector.ReplayResult{Events: 120, Skipped: wantSkipped, Position: head, Tenants: 32}, res, "batch %d", batch)
+		require.Equal(t, projector.ReplayResult{Events: 136, Skipped: wantSkipped, Position: head, Tenants: 32}, res, "batch %d", batch)
 		require.Equal(t, want, take(t, b.pool), "batch %d", batch)
 	}
 }
@@ -421,7 +446,7 @@ func TestReplayUndecodableEventFailsAndChangesNothing(t *testing.T) {
 	// Batch 1: pages behind the bad one are in flight when the fold fails.
 	for _, batch := range []int{1, 500} {
 		_, err = projector.Replay(ctx, b.pool, batch)
-		require.ErrorContains(t, err, "event at position 20", "batch %d", batch)
+		require.ErrorContains(t, err, "event at position 22", "batch %d", batch)
 		require.Equal(t, before, take(t, b.pool), "batch %d", batch)
 	}
 }
