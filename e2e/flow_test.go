@@ -131,19 +131,25 @@ func TestTenantLifecycleEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok)
 	}
-	// Over HTTP, with one idempotency key used twice: one message.
+	// Over HTTP, with one idempotency key used twice for the same body (a retry): one
+	// message. The same key with another body is refused.
 	var httpIDs []string
 	for i := range 10 {
 		h := map[string]string{}
+		msg := map[string]any{"i": i}
 		if i >= 8 {
 			h["Idempotency-Key"] = "order-42"
+			msg = map[string]any{"i": 8}
 		}
-		code, _, body := jsonCall(t, "POST", s.command.URL()+"/tenants/"+id+"/messages", map[string]any{"i": i}, h)
+		code, _, body := jsonCall(t, "POST", s.command.URL()+"/tenants/"+id+"/messages", msg, h)
 		require.Equal(t, 202, code, "%v", body)
 		require.Equal(t, id, body["tenant_id"])
 		httpIDs = append(httpIDs, body["id"].(string))
 	}
 	require.Equal(t, httpIDs[8], httpIDs[9], "same Idempotency-Key, same message id")
+	code, _, body := jsonCall(t, "POST", s.command.URL()+"/tenants/"+id+"/messages", map[string]any{"i": 99}, map[string]string{"Idempotency-Key": "order-42"})
+	require.Equal(t, 409, code, "%v", body)
+	require.Equal(t, "idempotency_key_reused", body["code"])
 	want = append(want, httpIDs[:9]...)
 
 	require.Eventually(t, func() bool { return len(allMessageIDs(t, s.query, id)) >= len(want) }, 15*time.Second, 50*time.Millisecond)
@@ -175,7 +181,7 @@ func TestTenantLifecycleEndToEnd(t *testing.T) {
 	}
 
 	// A stale If-Match is refused and records nothing.
-	code, _, body := jsonCall(t, "PUT", s.command.URL()+"/tenants/"+id+"/config/concurrency", map[string]any{"workers": 2}, map[string]string{"If-Match": `"1"`})
+	code, _, body = jsonCall(t, "PUT", s.command.URL()+"/tenants/"+id+"/config/concurrency", map[string]any{"workers": 2}, map[string]string{"If-Match": `"1"`})
 	require.Equal(t, 412, code, "%v", body)
 
 	// A rate limit of the tenant's own: the query side shows it, ingest over it is 429,
