@@ -22,10 +22,12 @@ import (
 	"github.com/multitenant/mtm/platform/amqptest"
 	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/platform/msgid"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/commandtest"
 	"github.com/multitenant/mtm/services/command/internal/httpapi"
+	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
 const bodyLimit = 4096
@@ -45,6 +47,17 @@ func newFixture(t *testing.T, brokerUp bool) *fixture {
 
 func newGuardedFixture(t *testing.T, brokerUp bool, guards httpapi.Guards) *fixture {
 	t.Helper()
+	return buildFixture(t, brokerUp, guards, nil)
+}
+
+// newAccountsFixture is a fixture with per-tenant broker accounts on.
+func newAccountsFixture(t *testing.T, accounts tenant.Accounts) *fixture {
+	t.Helper()
+	return buildFixture(t, true, httpapi.Guards{}, accounts)
+}
+
+func buildFixture(t *testing.T, brokerUp bool, guards httpapi.Guards, accounts tenant.Accounts) *fixture {
+	t.Helper()
 	var topoConn, pubConn *rabbit.Conn
 	if brokerUp {
 		topoConn = commandtest.RunConn(t, amqptest.URL(t))
@@ -53,6 +66,9 @@ func newGuardedFixture(t *testing.T, brokerUp bool, guards httpapi.Guards) *fixt
 		topoConn, pubConn = commandtest.DownConn(), commandtest.DownConn()
 	}
 	env := commandtest.New(t, topoConn)
+	if accounts != nil {
+		env.Tenants.WithAccounts(accounts)
+	}
 	pub := broker.NewPublisher(pubConn, commandtest.Log, broker.PublisherOptions{Channels: 2})
 	t.Cleanup(pub.Close)
 	srv := httpserver.New(httpserver.Options{Service: "command-test", Addr: "127.0.0.1:0", Log: commandtest.Log, BodyLimit: bodyLimit})
@@ -331,7 +347,8 @@ func TestPublishMessage(t *testing.T) {
 	assert.Equal(t, uuid.Version(7), parsed.Version())
 	assert.Equal(t, id, r.body["tenant_id"])
 
-	// The same Idempotency-Key gives the same id (UUIDv5 in the tenant's namespace).
+	// The same Idempotency-Key gives the same id (UUIDv5 in the tenant's Idempotency-Key
+	// namespace).
 	first := f.json("POST", path, `{"order":2}`, "Idempotency-Key", "order-2")
 	second := f.json("POST", path, `{"order":2}`, "Idempotency-Key", "order-2")
 	other := f.json("POST", path, `{"order":3}`, "Idempotency-Key", "order-3")
@@ -340,7 +357,10 @@ func TestPublishMessage(t *testing.T) {
 	}
 	assert.Equal(t, first.body["id"], second.body["id"])
 	assert.NotEqual(t, first.body["id"], other.body["id"])
-	assert.Equal(t, uuid.NewSHA1(uuid.MustParse(id), []byte("order-2")).String(), first.body["id"])
+	assert.Equal(t, msgid.FromIdempotencyKey(uuid.MustParse(id), "order-2").String(), first.body["id"])
+	// Not the id the consumer gives an AMQP message_id "order-2": a producer on AMQP
+	// cannot pre-empt the HTTP client's key, nor the reverse.
+	assert.NotEqual(t, uuid.NewSHA1(uuid.MustParse(id), []byte("order-2")).String(), first.body["id"])
 
 	// Every 202 is in the queue with its id as AMQP message_id.
 	admin := amqptest.Dial(t)
@@ -449,7 +469,7 @@ func TestSwagger(t *testing.T) {
 	r := f.do("GET", "/swagger/doc.json", "", "")
 	require.Equal(t, http.StatusOK, r.status)
 	paths, _ := r.body["paths"].(map[string]any)
-	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/messages"} {
+	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/messages", "/tenants/{id}/credentials"} {
 		assert.Contains(t, paths, p)
 	}
 	r = f.do("GET", "/swagger/index.html", "", "")
@@ -477,6 +497,7 @@ func TestGuardsRunBeforeHandlers(t *testing.T) {
 	requireProblem(t, f.json("POST", "/tenants", `{"name":"guarded"}`), http.StatusForbidden)
 	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/concurrency", `{"workers":2}`), http.StatusForbidden)
 	requireProblem(t, f.do("DELETE", "/tenants/"+allowed, "", ""), http.StatusForbidden)
+	requireProblem(t, f.do("POST", "/tenants/"+allowed+"/credentials", "", ""), http.StatusForbidden)
 	// A foreign tenant gets 404 whatever it sends, even a malformed body.
 	requireProblem(t, f.json("POST", "/tenants/"+uuid.NewString()+"/messages", `{"a":`), http.StatusNotFound)
 	// Past the guards the handlers run as usual.
