@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and RabbitMQ answer on their local ports: starts the locally
 # installed servers if they are stopped, else `docker compose up -d postgres rabbitmq`
-# where a Docker engine answers, else says what to install. Idempotent.
+# where a Docker engine answers, else says what to install. On a locally installed
+# RabbitMQ it also enables the management plugin (per-tenant broker accounts use its
+# HTTP API) without a restart. Idempotent.
 set -euo pipefail
 
 PG_HOST=${PG_HOST:-127.0.0.1}
 PG_PORT=${PG_PORT:-5432}
 MQ_HOST=${MQ_HOST:-127.0.0.1}
 MQ_PORT=${MQ_PORT:-5672}
+MQ_MGMT_PORT=${MQ_MGMT_PORT:-15672}
 
 up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
@@ -69,5 +72,19 @@ if ! amqp_answers "$MQ_HOST" "$MQ_PORT"; then
 		for _ in $(seq 1 60); do amqp_answers "$MQ_HOST" "$MQ_PORT" && break; sleep 1; done
 	fi
 	amqp_answers "$MQ_HOST" "$MQ_PORT" || { echo "deps: RabbitMQ on $MQ_HOST:$MQ_PORT does not answer AMQP" >&2; exit 1; }
+fi
+# The management API is optional (RABBITMQ_MANAGEMENT_URL): a failure here is reported,
+# never fatal. `enable --online` changes the running node only, and is a no-op when the
+# plugin already runs.
+if ! up "$MQ_HOST" "$MQ_MGMT_PORT" && command -v rabbitmq-plugins >/dev/null && pgrep -u rabbitmq beam.smp >/dev/null; then
+	echo "deps: enabling the RabbitMQ management plugin"
+	if rabbitmq-plugins enable --online rabbitmq_management >/dev/null; then
+		for _ in $(seq 1 60); do up "$MQ_HOST" "$MQ_MGMT_PORT" && break; sleep 1; done
+	fi
+fi
+if up "$MQ_HOST" "$MQ_MGMT_PORT"; then
+	echo "deps: RabbitMQ management API $MQ_HOST:$MQ_MGMT_PORT is up"
+else
+	echo "deps: RabbitMQ management API is not answering on $MQ_HOST:$MQ_MGMT_PORT (needed only with RABBITMQ_MANAGEMENT_URL): rabbitmq-plugins enable rabbitmq_management" >&2
 fi
 echo "deps: PostgreSQL $PG_HOST:$PG_PORT and RabbitMQ $MQ_HOST:$MQ_PORT are up"

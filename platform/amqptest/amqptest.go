@@ -1,13 +1,17 @@
 // Package amqptest gives integration tests a reachable RabbitMQ and cleans up the
-// tenant queues a test declared.
+// tenant queues and broker users a test made.
 //
 // The broker is TEST_RABBITMQ_URL, else the local default; when neither answers and a
 // Docker engine does, a throwaway rabbitmq container (dockertest). Otherwise the test
-// fails naming what is missing.
+// fails naming what is missing. Its management API (for per-tenant users) is
+// TEST_RABBITMQ_MANAGEMENT_URL, else the local default; tests that need it fail
+// naming it when it does not answer.
 package amqptest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,10 +22,14 @@ import (
 
 	"github.com/multitenant/mtm/platform/internal/dockerhost"
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/rabbitadmin"
 )
 
 // DefaultURL is used when TEST_RABBITMQ_URL is unset.
 const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// DefaultManagementURL is used when TEST_RABBITMQ_MANAGEMENT_URL is unset.
+const DefaultManagementURL = "http://guest:guest@127.0.0.1:15672"
 
 var (
 	once      sync.Once
@@ -68,7 +76,7 @@ func Dial(t testing.TB) *amqp.Connection {
 	return conn
 }
 
-// CleanupTenant deletes the tenant's queues when the test ends (tests use fresh UUIDs,
+// CleanupTenant deletes the tenant's queues and broker user when the test ends (tests use fresh UUIDs,
 // so queue names never collide between tests). Cleanups run last-registered first: a
 // service still running then may declare the queues again, so tests that run services
 // should also call DeleteTenant from a cleanup registered before the service starts.
@@ -77,8 +85,8 @@ func CleanupTenant(t testing.TB, tenantID string) {
 	t.Cleanup(func() { DeleteTenant(t, tenantID) })
 }
 
-// CleanupEventStoreTenants deletes, when the test ends, the queues of every tenant in
-// the event store of pool's database. Register it before starting services (cleanups run
+// CleanupEventStoreTenants deletes, when the test ends, the queues and broker users of
+// every tenant in the event store of pool's database. Register it before starting services (cleanups run
 // last-registered first) so it runs after they stopped: a running consumer would
 // declare the queues of live tenants again.
 func CleanupEventStoreTenants(t testing.TB, pool *pgxpool.Pool) {
@@ -100,10 +108,11 @@ func CleanupEventStoreTenants(t testing.TB, pool *pgxpool.Pool) {
 	})
 }
 
-// DeleteTenant deletes the tenant's queues now (best effort: a test's leftovers must not
-// fail it, but they must not pile up on a shared broker either).
+// DeleteTenant deletes the tenant's queues and broker user now (best effort: a test's
+// leftovers must not fail it, but they must not pile up on a shared broker either).
 func DeleteTenant(t testing.TB, tenantID string) {
 	t.Helper()
+	deleteTenantUser(t, tenantID)
 	conn, err := amqp.DialConfig(URL(t), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
 	if err != nil {
 		t.Logf("amqptest: delete queues of %s: %v", tenantID, err)
@@ -117,6 +126,62 @@ func DeleteTenant(t testing.TB, tenantID string) {
 	}
 	if err := rabbit.DeleteTenant(ch, tenantID); err != nil {
 		t.Logf("amqptest: delete queues of %s: %v", tenantID, err)
+	}
+}
+
+var (
+	mgmtOnce  sync.Once
+	mgmtURL   string
+	mgmtAdmin *rabbitadmin.Client
+	mgmtErr   error
+)
+
+func findManagement() {
+	mgmtURL = os.Getenv("TEST_RABBITMQ_MANAGEMENT_URL")
+	if mgmtURL == "" {
+		mgmtURL = DefaultManagementURL
+	}
+	mgmtAdmin, mgmtErr = rabbitadmin.New(mgmtURL, 10*time.Second)
+	if mgmtErr != nil {
+		mgmtErr = fmt.Errorf("TEST_RABBITMQ_MANAGEMENT_URL: %w", mgmtErr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := mgmtAdmin.UserExists(ctx, "mtm-amqptest-probe"); err != nil {
+		mgmtErr = fmt.Errorf("RabbitMQ management API does not answer (set TEST_RABBITMQ_MANAGEMENT_URL, or enable it: rabbitmq-plugins enable rabbitmq_management): %w", err)
+	}
+}
+
+// ManagementURL returns the URL of a reachable management API (with credentials).
+func ManagementURL(t testing.TB) string {
+	t.Helper()
+	mgmtOnce.Do(findManagement)
+	if mgmtErr != nil {
+		t.Fatalf("amqptest: %v", mgmtErr)
+	}
+	return mgmtURL
+}
+
+// Admin returns a management API client.
+func Admin(t testing.TB) *rabbitadmin.Client {
+	t.Helper()
+	ManagementURL(t)
+	return mgmtAdmin
+}
+
+// deleteTenantUser deletes the tenant's broker user when a management API answers
+// (tests that made one needed it; the others may run without it).
+func deleteTenantUser(t testing.TB, tenantID string) {
+	t.Helper()
+	mgmtOnce.Do(findManagement)
+	if mgmtErr != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mgmtAdmin.DeleteUser(ctx, rabbit.UserName(tenantID)); err != nil {
+		t.Logf("amqptest: delete broker user of %s: %v", tenantID, err)
 	}
 }
 

@@ -37,8 +37,9 @@ func TestConnReconnectsAndDeclaresTopology(t *testing.T) {
 	require.NoError(t, rabbit.DeclareTenant(ch, tenant))
 	require.NoError(t, rabbit.DeclareTenant(ch, tenant), "declaring twice is a no-op")
 
-	// A message rejected without requeue lands in the tenant's DLQ through dlx_exchange.
-	require.NoError(t, ch.PublishWithContext(ctx, "", rabbit.QueueName(tenant), false, false, amqp.Publishing{Body: []byte(`{}`)}))
+	// The tenant's exchange routes to its queue whatever the routing key. A message
+	// rejected without requeue lands in the tenant's DLQ through dlx_exchange.
+	require.NoError(t, ch.PublishWithContext(ctx, rabbit.ExchangeName(tenant), "any-key", false, false, amqp.Publishing{Body: []byte(`{}`)}))
 	var d amqp.Delivery
 	require.Eventually(t, func() bool {
 		var ok bool
@@ -67,6 +68,13 @@ func TestConnReconnectsAndDeclaresTopology(t *testing.T) {
 	require.NoError(t, err)
 	_, err = rabbit.Inspect(ch3, rabbit.QueueName(tenant))
 	require.Error(t, err, "queue is gone after DeleteTenant")
+	ch4, err := conn.Channel()
+	require.NoError(t, err)
+	err = ch4.ExchangeDeclarePassive(rabbit.ExchangeName(tenant), amqp.ExchangeFanout, true, false, false, false, nil)
+	require.Error(t, err, "exchange is gone after DeleteTenant")
+	ch5, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, rabbit.DeleteTenant(ch5, tenant), "deleting again is a no-op")
 }
 
 func TestConnReportsDownBroker(t *testing.T) {

@@ -21,6 +21,17 @@ func QueueName(tenantID string) string { return "tenant_" + tenantID + "_queue" 
 // DLQName is the tenant's dead-letter queue; its routing key on dlx_exchange is the same name.
 func DLQName(tenantID string) string { return "tenant_" + tenantID + "_dlq" }
 
+// ExchangeName is the tenant's own exchange: a fanout bound only to its work queue, the
+// one exchange a tenant's broker account may publish to. It bears the queue's name
+// (exchanges and queues are separate namespaces) because RabbitMQ checks a publish's
+// write permission against the exchange, and through the default exchange that is
+// "amq.default" whatever the routing key: a tenant granted it could write to every
+// queue, so tenant accounts publish here instead.
+func ExchangeName(tenantID string) string { return QueueName(tenantID) }
+
+// UserName is the tenant's own broker account.
+func UserName(tenantID string) string { return "tenant_" + tenantID }
+
 // QueueArgs are the work queue's arguments: quorum, an explicit delivery limit, and
 // dead-lettering through dlx_exchange to the tenant's DLQ.
 func QueueArgs(tenantID string) amqp.Table {
@@ -32,8 +43,9 @@ func QueueArgs(tenantID string) amqp.Table {
 	}
 }
 
-// DeclareTenant declares dlx_exchange, the tenant's DLQ (bound to it) and work queue.
-// Idempotent: declaring again with the same arguments is a no-op.
+// DeclareTenant declares dlx_exchange, the tenant's DLQ (bound to it), work queue and
+// exchange (bound to the work queue). Idempotent: declaring again with the same
+// arguments is a no-op.
 func DeclareTenant(ch *amqp.Channel, tenantID string) error {
 	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare %s: %w", DeadLetterExchange, err)
@@ -49,12 +61,23 @@ func DeclareTenant(ch *amqp.Channel, tenantID string) error {
 	if _, err := ch.QueueDeclare(q, true, false, false, false, QueueArgs(tenantID)); err != nil {
 		return fmt.Errorf("declare %s: %w", q, err)
 	}
+	ex := ExchangeName(tenantID)
+	if err := ch.ExchangeDeclare(ex, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", ex, err)
+	}
+	if err := ch.QueueBind(q, "", ex, false, nil); err != nil {
+		return fmt.Errorf("bind %s to exchange %s: %w", q, ex, err)
+	}
 	return nil
 }
 
-// DeleteTenant deletes the tenant's work queue and DLQ. Deleting a missing queue
-// succeeds in RabbitMQ, so this is idempotent.
+// DeleteTenant deletes the tenant's exchange (first, so its producers are refused at
+// once rather than silently unrouted), work queue and DLQ. Deleting a missing exchange
+// or queue succeeds in RabbitMQ, so this is idempotent.
 func DeleteTenant(ch *amqp.Channel, tenantID string) error {
+	if err := ch.ExchangeDelete(ExchangeName(tenantID), false, false); err != nil {
+		return fmt.Errorf("delete exchange %s: %w", ExchangeName(tenantID), err)
+	}
 	for _, q := range []string{QueueName(tenantID), DLQName(tenantID)} {
 		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 			return fmt.Errorf("delete %s: %w", q, err)

@@ -14,7 +14,7 @@ import (
 func loadCommandConfig(t *testing.T, env map[string]string) (Config, error) {
 	t.Helper()
 	for _, k := range []string{"WORKERS", "MAX_WORKERS", "MAX_TOTAL_WORKERS", "TENANT_RATE_LIMIT", "TENANT_RATE_BURST",
-		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT"} {
+		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -65,5 +65,33 @@ func TestWorkerBoundsAreValidated(t *testing.T) {
 		require.Error(t, err, tc.env)
 		require.NotContains(t, err.Error(), "\n", "one line")
 		require.True(t, strings.HasPrefix(err.Error(), tc.wantVar), "error %q must name %s", err, tc.wantVar)
+	}
+}
+
+// RABBITMQ_MANAGEMENT_URL is optional; when set it must be usable, and the error never
+// repeats the administrator's password.
+func TestManagementURL(t *testing.T) {
+	c, err := loadCommandConfig(t, nil)
+	require.NoError(t, err)
+	require.Empty(t, c.ManagementURL, "per-tenant accounts are off by default")
+
+	c, err = loadCommandConfig(t, map[string]string{"RABBITMQ_MANAGEMENT_URL": "http://admin:s3cret@rabbitmq:15672", "RABBITMQ_URL": "amqp://svc:pw@rabbitmq:5672/prod"})
+	require.NoError(t, err)
+	accounts, err := c.accounts()
+	require.NoError(t, err)
+	require.NotNil(t, accounts)
+
+	for _, bad := range []string{
+		"amqp://admin:s3cret@rabbitmq:15672",
+		"http://rabbitmq:15672",
+		"http://admin:s3cret@",
+		"http://admin:s3cret@rabbit mq:15672",
+		"http://admin:s3cret@rabbitmq:15672/?x=%zz",
+	} {
+		_, err := loadCommandConfig(t, map[string]string{"RABBITMQ_MANAGEMENT_URL": bad})
+		require.Error(t, err, bad)
+		require.True(t, strings.HasPrefix(err.Error(), "RABBITMQ_MANAGEMENT_URL: "), "%q: %v", bad, err)
+		require.NotContains(t, err.Error(), "s3cret")
+		require.NotContains(t, err.Error(), "\n")
 	}
 }

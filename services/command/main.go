@@ -14,8 +14,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/multitenant/mtm/platform/app"
 	"github.com/multitenant/mtm/platform/auth"
@@ -23,6 +26,7 @@ import (
 	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/lifecycle"
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/rabbitadmin"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/httpapi"
 	"github.com/multitenant/mtm/services/command/internal/idempotency"
@@ -49,6 +53,9 @@ type Config struct {
 	IdempotencyKeyTTL time.Duration `env:"IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
 	// PublishConfirmTimeout bounds the wait for a broker confirm before answering 503.
 	PublishConfirmTimeout time.Duration `env:"PUBLISH_CONFIRM_TIMEOUT" envDefault:"5s"`
+	// ManagementURL is the RabbitMQ management API with an administrator's credentials;
+	// set, every tenant gets its own broker user. Empty turns per-tenant accounts off.
+	ManagementURL string `env:"RABBITMQ_MANAGEMENT_URL"`
 }
 
 // limits are the bounds the tenant aggregate and the ingest path enforce.
@@ -73,8 +80,32 @@ func (c *Config) Validate() error {
 	if c.PublishConfirmTimeout <= 0 {
 		return fmt.Errorf("PUBLISH_CONFIRM_TIMEOUT: must be positive, got %s", c.PublishConfirmTimeout)
 	}
+	if c.ManagementURL != "" {
+		if _, err := c.accounts(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// accounts builds the per-tenant broker account manager from RABBITMQ_MANAGEMENT_URL,
+// on the vhost of RABBITMQ_URL (tenant users live where the tenant queues are).
+func (c *Config) accounts() (*broker.Accounts, error) {
+	admin, err := rabbitadmin.New(c.ManagementURL, rabbitadmin.DefaultTimeout)
+	if err != nil {
+		// Never echo the URL: it carries the administrator's password.
+		return nil, fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
+	}
+	uri, err := amqp.ParseURI(c.RabbitMQURL)
+	if err != nil {
+		return nil, fmt.Errorf("RABBITMQ_URL: %w", err)
+	}
+	return broker.NewAccounts(admin, uri.Vhost), nil
+}
+
+// accountSweepInterval is how often users of deleted tenants are looked for: at most
+// this long after the management API is back, a removal that failed at delete time is done.
+const accountSweepInterval = time.Minute
 
 func main() {
 	token := auth.RegisterTokenFlags(flag.CommandLine)
@@ -102,6 +133,7 @@ func main() {
 	})
 	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, broker.NewTopology(a.Rabbit),
 		cfg.limits(), a.Log)
+	sweeper := brokerAccounts(&cfg, tenants, a.Log)
 
 	keys := idempotency.New(a.Pool, cfg.IdempotencyKeyTTL)
 
@@ -128,5 +160,31 @@ func main() {
 		},
 		Stop: pruneStop.Stop,
 	}
-	a.Serve(ctx, pruner, publisher)
+	a.Serve(ctx, append([]lifecycle.Component{pruner, publisher}, sweeper...)...)
+}
+
+// brokerAccounts turns per-tenant broker accounts on when RABBITMQ_MANAGEMENT_URL is set
+// and returns the sweeper that finishes user removals a delete could not do; nothing
+// when off.
+func brokerAccounts(cfg *Config, tenants *tenant.Service, log *slog.Logger) []lifecycle.Component {
+	if cfg.ManagementURL == "" {
+		log.Warn("per-tenant broker accounts are off: RABBITMQ_MANAGEMENT_URL is not set; producers share the services' broker account, which can write to every tenant's queue")
+		return nil
+	}
+	accounts, err := cfg.accounts()
+	if err != nil {
+		app.Exit("command", app.ExitUsage, err) // Validate already checked it
+	}
+	tenants.WithAccounts(accounts)
+	var stop lifecycle.Stopper
+	return []lifecycle.Component{{
+		Name: "broker-account-sweeper",
+		Run: func(ctx context.Context) error {
+			return stop.Run(ctx, func(ctx context.Context) error {
+				tenants.RunAccountSweeper(ctx, accountSweepInterval)
+				return nil
+			})
+		},
+		Stop: stop.Stop,
+	}}
 }

@@ -17,7 +17,7 @@ const docTemplate = `{
     "paths": {
         "/tenants": {
             "post": {
-                "description": "Declares the tenant's queue and dead-letter queue, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost.",
+                "description": "Declares the tenant's queue and dead-letter queue and, when per-tenant broker accounts are on (RABBITMQ_MANAGEMENT_URL set), creates the tenant's own RabbitMQ user, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost, and the credentials in \"amqp\" (shown only here) work.",
                 "consumes": [
                     "application/json"
                 ],
@@ -83,7 +83,7 @@ const docTemplate = `{
                         }
                     },
                     "503": {
-                        "description": "Broker unavailable; nothing recorded",
+                        "description": "Broker (or its management API) unavailable; nothing recorded",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -328,9 +328,62 @@ const docTemplate = `{
                 }
             }
         },
+        "/tenants/{id}/credentials": {
+            "post": {
+                "description": "Gives the tenant's own RabbitMQ user a new password (creating the user if the tenant has none, e.g. it was created while accounts were off) and closes the connections opened with the old one, which stops working. The new password is shown only in this answer. No body.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "tenants"
+                ],
+                "summary": "Rotate a tenant's broker credentials",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Correlation id logged with the rotation",
+                        "name": "X-Correlation-ID",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.CredentialsResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "501": {
+                        "description": "Per-tenant broker accounts are off (RABBITMQ_MANAGEMENT_URL not set)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "503": {
+                        "description": "Broker management API unavailable; the old password may already have stopped working: retry",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
         "/tenants/{id}/messages": {
             "post": {
-                "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.",
+                "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5 of the key in the tenant's Idempotency-Key namespace (not the AMQP message_id namespace), so a retry is stored once; the key is bound to its first body for IDEMPOTENCY_KEY_TTL (another body is 409). Without a key, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.",
                 "consumes": [
                     "application/json"
                 ],
@@ -419,6 +472,28 @@ const docTemplate = `{
         }
     },
     "definitions": {
+        "httpapi.AMQPCredentials": {
+            "type": "object",
+            "properties": {
+                "exchange": {
+                    "description": "The one exchange the account may publish to (fanout to the tenant's queue).",
+                    "type": "string",
+                    "example": "tenant_0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f_queue"
+                },
+                "password": {
+                    "type": "string",
+                    "example": "shown-once-43-url-safe-random-characters"
+                },
+                "username": {
+                    "type": "string",
+                    "example": "tenant_0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
+                },
+                "vhost": {
+                    "type": "string",
+                    "example": "/"
+                }
+            }
+        },
         "httpapi.ConcurrencyRequest": {
             "type": "object",
             "required": [
@@ -468,6 +543,18 @@ const docTemplate = `{
                     "type": "integer",
                     "minimum": 1,
                     "example": 3
+                }
+            }
+        },
+        "httpapi.CredentialsResponse": {
+            "type": "object",
+            "properties": {
+                "amqp": {
+                    "$ref": "#/definitions/httpapi.AMQPCredentials"
+                },
+                "id": {
+                    "type": "string",
+                    "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 }
             }
         },
@@ -547,6 +634,14 @@ const docTemplate = `{
         "httpapi.TenantResponse": {
             "type": "object",
             "properties": {
+                "amqp": {
+                    "description": "The tenant's own broker account; absent when per-tenant broker accounts are off.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/httpapi.AMQPCredentials"
+                        }
+                    ]
+                },
                 "id": {
                     "type": "string",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"

@@ -8,17 +8,20 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/multitenant/mtm/platform/amqptest"
 	"github.com/multitenant/mtm/platform/eventstore"
 	"github.com/multitenant/mtm/platform/pgtest"
 	"github.com/multitenant/mtm/platform/postgres"
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/rabbitadmin"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
@@ -78,6 +81,50 @@ func RunConn(t testing.TB, url string) *rabbit.Conn {
 		t.Fatalf("commandtest: %v", err)
 	}
 	return conn
+}
+
+// Accounts manages tenant broker users through the test broker's management API, on the
+// vhost of its AMQP URL (amqptest deletes a tenant's user with its queues).
+func Accounts(t testing.TB) *broker.Accounts {
+	t.Helper()
+	uri, err := amqp.ParseURI(amqptest.URL(t))
+	if err != nil {
+		t.Fatalf("commandtest: %v", err)
+	}
+	return broker.NewAccounts(amqptest.Admin(t), uri.Vhost)
+}
+
+// DownAccounts is an account manager whose management API never answers.
+func DownAccounts(t testing.TB) *broker.Accounts {
+	t.Helper()
+	admin, err := rabbitadmin.New("http://guest:guest@127.0.0.1:1", time.Second)
+	if err != nil {
+		t.Fatalf("commandtest: %v", err)
+	}
+	return broker.NewAccounts(admin, "/")
+}
+
+// TenantURL is the test broker's AMQP URL with a tenant's own credentials.
+func TenantURL(t testing.TB, c tenant.Credentials) string {
+	t.Helper()
+	u, err := url.Parse(amqptest.URL(t))
+	if err != nil {
+		t.Fatalf("commandtest: %v", err)
+	}
+	u.User = url.UserPassword(c.Username, c.Password)
+	return u.String()
+}
+
+// DialTenant connects with a tenant's own credentials; the connection is closed at
+// test end.
+func DialTenant(t testing.TB, c tenant.Credentials) (*amqp.Connection, error) {
+	t.Helper()
+	conn, err := amqp.DialConfig(TenantURL(t, c), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn, nil
 }
 
 // DownConn is a connection that is never dialled: every use fails as if the broker

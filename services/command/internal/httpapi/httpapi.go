@@ -23,7 +23,9 @@ import (
 
 	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/platform/msgid"
 	"github.com/multitenant/mtm/platform/payload"
+	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/idempotency"
 	"github.com/multitenant/mtm/services/command/internal/ratelimit"
@@ -44,7 +46,8 @@ type Publisher interface {
 // Guards are the authorization hooks main installs (platform/auth); the query service's
 // api.Guards are the same idea. The zero value lets everything through.
 type Guards struct {
-	// Admin runs before the tenant lifecycle routes (create, resize, delete).
+	// Admin runs before the tenant lifecycle routes (create, resize, delete, rotate
+	// credentials).
 	Admin fiber.Handler
 	// TenantAccess runs first in POST /tenants/{id}/messages, before the body is
 	// read, with the raw path id; its error is returned as is.
@@ -99,6 +102,7 @@ func Register(r fiber.Router, api *API) {
 	r.Put("/tenants/:id/config/concurrency", admin(api.changeConcurrency)...)
 	r.Put("/tenants/:id/config/rate-limit", admin(api.changeRateLimit)...)
 	r.Delete("/tenants/:id", admin(api.deleteTenant)...)
+	r.Post("/tenants/:id/credentials", admin(api.rotateCredentials)...)
 	r.Post("/tenants/:id/messages", api.publishMessage)
 }
 
@@ -127,6 +131,28 @@ type TenantResponse struct {
 	Workers int    `json:"workers" example:"3"`
 	Status  string `json:"status" example:"active"`
 	Version int    `json:"version" example:"1"`
+	// The tenant's own broker account; absent when per-tenant broker accounts are off.
+	AMQP *AMQPCredentials `json:"amqp,omitempty"`
+}
+
+// AMQPCredentials are a tenant's own RabbitMQ account. The password is shown only in
+// this answer and stored nowhere (the broker keeps a salted hash).
+type AMQPCredentials struct {
+	Username string `json:"username" example:"tenant_0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	Password string `json:"password" example:"shown-once-43-url-safe-random-characters"`
+	VHost    string `json:"vhost" example:"/"`
+	// The one exchange the account may publish to (fanout to the tenant's queue).
+	Exchange string `json:"exchange" example:"tenant_0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f_queue"`
+}
+
+// CredentialsResponse carries a tenant's new broker credentials.
+type CredentialsResponse struct {
+	ID   string          `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	AMQP AMQPCredentials `json:"amqp"`
+}
+
+func amqpCredentials(tenantID string, c tenant.Credentials) AMQPCredentials {
+	return AMQPCredentials{Username: c.Username, Password: c.Password, VHost: c.VHost, Exchange: rabbit.ExchangeName(tenantID)}
 }
 
 // ConcurrencyRequest is the body of PUT /tenants/{id}/config/concurrency.
@@ -185,7 +211,7 @@ type MessageAccepted struct {
 // createTenant godoc
 //
 //	@Summary		Create a tenant
-//	@Description	Declares the tenant's queue and dead-letter queue, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost.
+//	@Description	Declares the tenant's queue and dead-letter queue and, when per-tenant broker accounts are on (RABBITMQ_MANAGEMENT_URL set), creates the tenant's own RabbitMQ user, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost, and the credentials in "amqp" (shown only here) work.
 //	@Tags			tenants
 //	@Accept			json
 //	@Produce		json
@@ -197,7 +223,7 @@ type MessageAccepted struct {
 //	@Failure		413					{object}	httpserver.Problem	"Body too large"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"Invalid or unknown field"
-//	@Failure		503					{object}	httpserver.Problem	"Broker unavailable; nothing recorded"
+//	@Failure		503					{object}	httpserver.Problem	"Broker (or its management API) unavailable; nothing recorded"
 //	@Router			/tenants [post]
 func (a *API) createTenant(c *fiber.Ctx) error {
 	var body createTenantBody
@@ -222,13 +248,18 @@ func (a *API) createTenant(c *fiber.Ctx) error {
 	if len(fields) > 0 {
 		return httpserver.Unprocessable("invalid tenant", fields...)
 	}
-	st, err := a.tenants.Create(c.UserContext(), a.meta(c), name, workers)
+	st, creds, err := a.tenants.Create(c.UserContext(), a.meta(c), name, workers)
 	if err != nil {
 		return a.problem(c, err)
 	}
+	resp := TenantResponse{ID: st.ID, Name: st.Name, Workers: st.Workers, Status: string(st.Status), Version: st.Version}
+	if creds != nil {
+		ac := amqpCredentials(st.ID, *creds)
+		resp.AMQP = &ac
+	}
 	c.Location("/tenants/" + st.ID)
 	c.Set(fiber.HeaderETag, etag(st.Version))
-	return c.Status(fiber.StatusCreated).JSON(TenantResponse{ID: st.ID, Name: st.Name, Workers: st.Workers, Status: string(st.Status), Version: st.Version})
+	return c.Status(fiber.StatusCreated).JSON(resp)
 }
 
 // changeConcurrency godoc
@@ -360,10 +391,35 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusAccepted).JSON(DeleteResponse{ID: st.ID, Status: "deleting", Version: st.Version})
 }
 
+// rotateCredentials godoc
+//
+//	@Summary		Rotate a tenant's broker credentials
+//	@Description	Gives the tenant's own RabbitMQ user a new password (creating the user if the tenant has none, e.g. it was created while accounts were off) and closes the connections opened with the old one, which stops working. The new password is shown only in this answer. No body.
+//	@Tags			tenants
+//	@Produce		json
+//	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
+//	@Param			X-Correlation-ID	header		string				false	"Correlation id logged with the rotation"
+//	@Success		200					{object}	CredentialsResponse
+//	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
+//	@Failure		501					{object}	httpserver.Problem	"Per-tenant broker accounts are off (RABBITMQ_MANAGEMENT_URL not set)"
+//	@Failure		503					{object}	httpserver.Problem	"Broker management API unavailable; the old password may already have stopped working: retry"
+//	@Router			/tenants/{id}/credentials [post]
+func (a *API) rotateCredentials(c *fiber.Ctx) error {
+	id, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	creds, err := a.tenants.RotateCredentials(c.UserContext(), a.meta(c), id)
+	if err != nil {
+		return a.problem(c, err)
+	}
+	return c.JSON(CredentialsResponse{ID: id, AMQP: amqpCredentials(id, creds)})
+}
+
 // publishMessage godoc
 //
 //	@Summary		Publish a message to a tenant
-//	@Description	Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5(tenant id, key), so a retry is stored once; without, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.
+//	@Description	Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5 of the key in the tenant's Idempotency-Key namespace (not the AMQP message_id namespace), so a retry is stored once; the key is bound to its first body for IDEMPOTENCY_KEY_TTL (another body is 409). Without a key, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.
 //	@Tags			messages
 //	@Accept			json
 //	@Produce		json
@@ -434,7 +490,7 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	}
 	msgID := uuid.Must(uuid.NewV7())
 	if key != "" {
-		msgID = uuid.NewSHA1(uuid.MustParse(id), []byte(key))
+		msgID = msgid.FromIdempotencyKey(uuid.MustParse(id), key)
 	}
 	err = a.pub.Publish(ctx, broker.Message{ID: msgID.String(), TenantID: id, Body: body, CorrelationID: a.correlationID(c)})
 	if errors.Is(err, broker.ErrNoQueue) {
@@ -523,6 +579,11 @@ func (a *API) problem(c *fiber.Ctx, err error) error {
 		// Sent, but no confirm: "nothing was published" would invite a duplicate.
 		a.log.Warn("publish unconfirmed", "err", err, "request_id", httpserver.RequestID(c), "path", c.Path())
 		return httpserver.NewProblem(http.StatusServiceUnavailable, "publish_unconfirmed", "the broker did not confirm the message in time: it may have been stored. Retrying with the same Idempotency-Key is safe (the message is stored once); a retry without one may store it twice").WithHeader(fiber.HeaderRetryAfter, "1")
+	case errors.Is(err, tenant.ErrAccountsDisabled):
+		return httpserver.NewProblem(http.StatusNotImplemented, "broker_accounts_disabled", "per-tenant broker accounts are off on this server (RABBITMQ_MANAGEMENT_URL is not set): producers share the services' broker account")
+	case errors.Is(err, tenant.ErrNotRotated):
+		a.log.Warn("broker credentials not rotated", "err", err, "request_id", httpserver.RequestID(c), "path", c.Path())
+		return httpserver.NewProblem(http.StatusServiceUnavailable, "broker_unavailable", "the broker did not take the new credentials; the previous password may already have stopped working: retry").WithHeader(fiber.HeaderRetryAfter, "1")
 	case errors.Is(err, broker.ErrInvalidMessage):
 		return httpserver.BadRequest("invalid_message", "the message cannot be published: "+err.Error())
 	case errors.Is(err, tenant.ErrUnavailable), errors.Is(err, broker.ErrUnavailable):

@@ -22,6 +22,7 @@ import (
 	"github.com/multitenant/mtm/platform/amqptest"
 	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
+	"github.com/multitenant/mtm/platform/msgid"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/command/internal/broker"
 	"github.com/multitenant/mtm/services/command/internal/commandtest"
@@ -51,11 +52,18 @@ func newGuardedFixture(t *testing.T, brokerUp bool, guards httpapi.Guards) *fixt
 	return newFixtureWith(t, fixtureOptions{brokerUp: brokerUp, guards: guards})
 }
 
+// newAccountsFixture is a fixture with per-tenant broker accounts on.
+func newAccountsFixture(t *testing.T, accounts tenant.Accounts) *fixture {
+	t.Helper()
+	return newFixtureWith(t, fixtureOptions{brokerUp: true, accounts: accounts})
+}
+
 type fixtureOptions struct {
 	brokerUp bool
 	guards   httpapi.Guards
 	limits   *tenant.Limits      // nil: commandtest.Limits
 	limiter  *ratelimit.Limiters // nil: the API's own, on the real clock
+	accounts tenant.Accounts     // nil: broker accounts off
 }
 
 func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
@@ -72,6 +80,9 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 		limits = *o.limits
 	}
 	env := commandtest.NewWithLimits(t, topoConn, limits)
+	if o.accounts != nil {
+		env.Tenants.WithAccounts(o.accounts)
+	}
 	pub := broker.NewPublisher(pubConn, commandtest.Log, broker.PublisherOptions{Channels: 2})
 	t.Cleanup(pub.Close)
 	srv := httpserver.New(httpserver.Options{Service: "command-test", Addr: "127.0.0.1:0", Log: commandtest.Log, BodyLimit: bodyLimit})
@@ -368,7 +379,8 @@ func TestPublishMessage(t *testing.T) {
 	assert.Equal(t, uuid.Version(7), parsed.Version())
 	assert.Equal(t, id, r.body["tenant_id"])
 
-	// The same Idempotency-Key gives the same id (UUIDv5 in the tenant's namespace).
+	// The same Idempotency-Key gives the same id (UUIDv5 in the tenant's Idempotency-Key
+	// namespace).
 	first := f.json("POST", path, `{"order":2}`, "Idempotency-Key", "order-2")
 	second := f.json("POST", path, `{"order":2}`, "Idempotency-Key", "order-2")
 	other := f.json("POST", path, `{"order":3}`, "Idempotency-Key", "order-3")
@@ -377,7 +389,10 @@ func TestPublishMessage(t *testing.T) {
 	}
 	assert.Equal(t, first.body["id"], second.body["id"])
 	assert.NotEqual(t, first.body["id"], other.body["id"])
-	assert.Equal(t, uuid.NewSHA1(uuid.MustParse(id), []byte("order-2")).String(), first.body["id"])
+	assert.Equal(t, msgid.FromIdempotencyKey(uuid.MustParse(id), "order-2").String(), first.body["id"])
+	// Not the id the consumer gives an AMQP message_id "order-2": a producer on AMQP
+	// cannot pre-empt the HTTP client's key, nor the reverse.
+	assert.NotEqual(t, uuid.NewSHA1(uuid.MustParse(id), []byte("order-2")).String(), first.body["id"])
 
 	// The same key with another body is refused, not silently deduplicated away.
 	reused := f.json("POST", path, `{"order":99}`, "Idempotency-Key", "order-2")
@@ -491,7 +506,7 @@ func TestSwagger(t *testing.T) {
 	r := f.do("GET", "/swagger/doc.json", "", "")
 	require.Equal(t, http.StatusOK, r.status)
 	paths, _ := r.body["paths"].(map[string]any)
-	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/config/rate-limit", "/tenants/{id}/messages"} {
+	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/config/rate-limit", "/tenants/{id}/messages", "/tenants/{id}/credentials"} {
 		assert.Contains(t, paths, p)
 	}
 	r = f.do("GET", "/swagger/index.html", "", "")
@@ -520,6 +535,7 @@ func TestGuardsRunBeforeHandlers(t *testing.T) {
 	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/concurrency", `{"workers":2}`), http.StatusForbidden)
 	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/rate-limit", `{"per_second":0}`), http.StatusForbidden)
 	requireProblem(t, f.do("DELETE", "/tenants/"+allowed, "", ""), http.StatusForbidden)
+	requireProblem(t, f.do("POST", "/tenants/"+allowed+"/credentials", "", ""), http.StatusForbidden)
 	// A foreign tenant gets 404 whatever it sends, even a malformed body.
 	requireProblem(t, f.json("POST", "/tenants/"+uuid.NewString()+"/messages", `{"a":`), http.StatusNotFound)
 	// Past the guards the handlers run as usual.

@@ -36,9 +36,11 @@ type Service struct {
 	store  *eventstore.Store
 	db     *sql.DB
 	queues Queues
-	limits Limits
-	log    *slog.Logger
-	now    func() time.Time
+	// accounts is nil when per-tenant broker accounts are off (see WithAccounts).
+	accounts Accounts
+	limits   Limits
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // NewService wires the command handlers. db is the event store's database.
@@ -63,39 +65,55 @@ func (s *Service) Load(ctx context.Context, id string) (State, error) {
 }
 
 // Create validates the command, declares the tenant's queues (so a message published
-// right after the answer is never lost), then records TenantCreated and claims the
-// name and the workers in one transaction. If the append fails the fresh, empty queues
-// are removed again on a best-effort basis; a leftover is harmless (nothing routes to it).
-func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *int) (State, error) {
+// right after the answer is never lost) and, with accounts on, grants the tenant's broker
+// user (so the credentials in the answer work at once), then records TenantCreated and
+// claims the name and the workers in one transaction. If the append fails, the queues
+// and the user are removed again; after an unknown commit outcome they are removed only
+// once the tenant is known not to be recorded. A leftover queue is harmless (nothing
+// routes to it) and a leftover user's password was never handed out. The credentials
+// are nil with accounts off.
+func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *int) (State, *Credentials, error) {
 	ev, err := DecideCreate(s.limits, name, workers)
 	if err != nil {
-		return State{}, err
+		return State{}, nil, err
 	}
 	// Cheap early check, as for the name below, so a full service declares no queues;
 	// claimWorkers in the append transaction is what actually guarantees the bound.
 	var claimed int
 	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0) FROM worker_claims`).Scan(&claimed); err != nil {
-		return State{}, fmt.Errorf("sum worker claims: %w", err)
+		return State{}, nil, fmt.Errorf("sum worker claims: %w", err)
 	}
 	if err := s.limits.CheckCapacity(claimed, 0, ev.Workers); err != nil {
-		return State{}, err
+		return State{}, nil, err
 	}
 	// Cheap early check so the common duplicate does not declare queues at all; the
 	// unique key in the append transaction is what actually guarantees uniqueness.
 	var taken bool
 	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_names WHERE name = $1)`, NameKey(ev.Name)).Scan(&taken); err != nil {
-		return State{}, fmt.Errorf("check tenant name: %w", err)
+		return State{}, nil, fmt.Errorf("check tenant name: %w", err)
 	}
 	if taken {
-		return State{}, ErrDuplicateName
+		return State{}, nil, ErrDuplicateName
 	}
 	id := uuid.Must(uuid.NewV7()).String()
 	if err := s.queues.DeclareTenant(ctx, id); err != nil {
-		return State{}, fmt.Errorf("%w: declare queues of %s: %w", ErrUnavailable, id, err)
+		return State{}, nil, fmt.Errorf("%w: declare queues of %s: %w", ErrUnavailable, id, err)
+	}
+	var creds *Credentials
+	if s.accounts != nil {
+		c, err := s.accounts.Grant(ctx, id)
+		if err != nil {
+			// A failed grant may have made the user without its permissions: it goes
+			// with the queues.
+			s.undoCreate(ctx, id)
+			return State{}, nil, fmt.Errorf("%w: grant broker user of %s: %w", ErrUnavailable, id, err)
+		}
+		creds = &c
 	}
 	env, err := s.envelope(id, 1, meta, ev)
 	if err != nil {
-		return State{}, err
+		s.undoCreate(ctx, id)
+		return State{}, nil, err
 	}
 	_, err = s.store.Append(ctx, []events.Envelope{env}, func(ctx context.Context, tx *sql.Tx) error {
 		// The capacity lock first: a command waiting for it holds no other lock yet.
@@ -112,24 +130,46 @@ func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *i
 		return nil
 	})
 	if err != nil {
-		// After an unknown commit outcome the tenant may exist: keep its queues (the
-		// consumer declares them again anyway when it sees the event).
-		if !errors.Is(err, eventstore.ErrCommitUnknown) {
-			s.dropQueues(ctx, id)
+		// After an unknown commit outcome the tenant may exist: its queues and user
+		// stay unless the store shows it was not recorded (the consumer declares the
+		// queues again anyway; the user's password can be rotated).
+		if !errors.Is(err, eventstore.ErrCommitUnknown) || s.notRecorded(ctx, id) {
+			s.undoCreate(ctx, id)
 		}
-		return State{}, fmt.Errorf("create tenant %s: %w", id, err)
+		return State{}, nil, fmt.Errorf("create tenant %s: %w", id, err)
 	}
-	return State{}.Apply(1, ev).withID(id), nil
+	return State{}.Apply(1, ev).withID(id), creds, nil
 }
 
 func (s State) withID(id string) State { s.ID = id; return s }
 
-func (s *Service) dropQueues(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+// undoCreate removes, best effort, the queues and user of a tenant that was not created.
+func (s *Service) undoCreate(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), accountCallTimeout)
 	defer cancel()
 	if err := s.queues.DeleteTenant(ctx, id); err != nil {
 		s.log.Warn("could not remove queues of a tenant that was not created", "tenant_id", id, "err", err)
 	}
+	if s.accounts != nil {
+		if err := s.accounts.Delete(ctx, id); err != nil {
+			// Nobody ever received its password; an operator may delete it by name.
+			s.log.Warn("could not remove the broker user of a tenant that was not created", "tenant_id", id, "err", err)
+		}
+	}
+}
+
+// notRecorded reports whether the store shows, after an unknown commit outcome, that
+// the tenant's first event is not there. Any doubt (the database still away) is false.
+func (s *Service) notRecorded(ctx context.Context, id string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var recorded bool
+	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM event_store WHERE stream_id = $1)`, id).Scan(&recorded)
+	if err != nil {
+		s.log.Warn("could not tell whether a tenant was recorded; keeping its queues and broker user", "tenant_id", id, "err", err)
+		return false
+	}
+	return !recorded
 }
 
 // ChangeConcurrency sets the desired worker count. expected, when set, is the
@@ -190,7 +230,9 @@ func (s *Service) ChangeRateLimit(ctx context.Context, meta Meta, id string, lim
 }
 
 // Delete records TenantDeleted and releases the name and the workers in the same
-// transaction.
+// transaction, then deletes the tenant's broker user (which closes its connections). The
+// user goes only after the delete is recorded, so a refused delete never leaves a live
+// tenant without it; if the broker does not answer, SweepAccounts deletes it later.
 func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *int) (State, error) {
 	st, err := s.Load(ctx, id)
 	if err != nil {
@@ -200,7 +242,7 @@ func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *in
 	if err != nil {
 		return st, err
 	}
-	return s.append(ctx, meta, st, ev, expected, func(ctx context.Context, tx *sql.Tx) error {
+	st, err = s.append(ctx, meta, st, ev, expected, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tenant_names WHERE tenant_id = $1`, id); err != nil {
 			return fmt.Errorf("release tenant name: %w", err)
 		}
@@ -209,6 +251,10 @@ func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *in
 		}
 		return nil
 	})
+	if err == nil && s.accounts != nil {
+		s.deleteAccount(ctx, id, "tenant deleted")
+	}
+	return st, err
 }
 
 func (s *Service) append(ctx context.Context, meta Meta, st State, ev events.Event, expected *int, extra func(context.Context, *sql.Tx) error) (State, error) {

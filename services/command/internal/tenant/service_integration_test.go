@@ -22,7 +22,7 @@ import (
 
 func create(t *testing.T, env commandtest.Env, name string, workers int) tenant.State {
 	t.Helper()
-	st, err := env.Tenants.Create(context.Background(), tenant.Meta{CorrelationID: "c-1"}, name, &workers)
+	st, _, err := env.Tenants.Create(context.Background(), tenant.Meta{CorrelationID: "c-1"}, name, &workers)
 	require.NoError(t, err)
 	amqptest.CleanupTenant(t, st.ID)
 	return st
@@ -128,7 +128,7 @@ func TestNamesAreUniqueUntilDeleted(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := env.Tenants.Create(ctx, tenant.Meta{}, name, nil)
+			st, _, err := env.Tenants.Create(ctx, tenant.Meta{}, name, nil)
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -149,7 +149,7 @@ func TestNamesAreUniqueUntilDeleted(t *testing.T) {
 	assert.Equal(t, 1, env.EventCount(t))
 
 	// Names differ only in case: still a duplicate.
-	_, err := env.Tenants.Create(ctx, tenant.Meta{}, " "+strings.ToUpper(name)+" ", nil)
+	_, _, err := env.Tenants.Create(ctx, tenant.Meta{}, " "+strings.ToUpper(name)+" ", nil)
 	assert.ErrorIs(t, err, tenant.ErrDuplicateName)
 
 	deleted, err := env.Tenants.Delete(ctx, tenant.Meta{}, created[0].ID, nil)
@@ -170,7 +170,7 @@ func TestNamesAreUniqueUntilDeleted(t *testing.T) {
 func TestCreateWithBrokerDownRecordsNothing(t *testing.T) {
 	t.Parallel()
 	env := commandtest.New(t, commandtest.DownConn())
-	_, err := env.Tenants.Create(context.Background(), tenant.Meta{}, "offline", nil)
+	_, _, err := env.Tenants.Create(context.Background(), tenant.Meta{}, "offline", nil)
 	require.ErrorIs(t, err, tenant.ErrUnavailable)
 	assert.Equal(t, 0, env.EventCount(t))
 	var names int
@@ -200,7 +200,7 @@ func TestCapacityHoldsUnderConcurrentCommands(t *testing.T) {
 			defer wg.Done()
 			<-start
 			workers := 2
-			st, err := env.Tenants.Create(ctx, tenant.Meta{}, fmt.Sprintf("%s-%d", prefix, i), &workers)
+			st, _, err := env.Tenants.Create(ctx, tenant.Meta{}, fmt.Sprintf("%s-%d", prefix, i), &workers)
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -255,7 +255,7 @@ func TestCapacityHoldsUnderConcurrentCommands(t *testing.T) {
 	require.Positive(t, free)
 	create(t, env, prefix+"-late", free)
 	one := 1
-	_, err = env.Tenants.Create(ctx, tenant.Meta{}, prefix+"-full", &one)
+	_, _, err = env.Tenants.Create(ctx, tenant.Meta{}, prefix+"-full", &one)
 	require.ErrorIs(t, err, tenant.ErrCapacity)
 	assert.Equal(t, limits.MaxTotalWorkers, claimed(t, env))
 }

@@ -11,7 +11,8 @@ import (
 // other non-empty string (including the urn:uuid:, braced and 32-digit forms
 // uuid.Parse also accepts, which are different message ids) maps to UUIDv5 in the
 // tenant's namespace (the same string always gives the same id, and two tenants'
-// ids never collide); without one, a fresh UUIDv7 (time-ordered, index friendly).
+// ids never collide; HTTP Idempotency-Keys live in another namespace, see platform/msgid);
+// without one, a fresh UUIDv7 (time-ordered, index friendly).
 func MessageID(tenant uuid.UUID, amqpMessageID string) (uuid.UUID, error) {
 	if amqpMessageID == "" {
 		id, err := uuid.NewV7()

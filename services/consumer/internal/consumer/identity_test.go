@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/multitenant/mtm/platform/msgid"
 )
 
 func TestMessageID(t *testing.T) {
@@ -40,6 +42,9 @@ func TestMessageID(t *testing.T) {
 	other, err := MessageID(tenantB, "order-42")
 	require.NoError(t, err)
 	require.NotEqual(t, k1, other, "namespaced by tenant")
+	// An HTTP Idempotency-Key of the same string names another message: neither path
+	// can pre-empt the other's ids.
+	require.NotEqual(t, msgid.FromIdempotencyKey(tenantA, "order-42"), k1)
 
 	f1, err := MessageID(tenantA, "")
 	require.NoError(t, err)
