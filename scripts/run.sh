@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 # would make a service skip its graceful shutdown).
 set -m
 pids=()
-start() { # name
+start() { # name [VAR=value...]
+	local name=$1
+	shift
 	# Process substitution keeps $! the service's own pid. The prefixing sed ignores
 	# INT/TERM so it outlives the service and no shutdown log line is lost.
-	"./bin/$1" > >(trap '' INT TERM; exec sed -u "s/^/[$1] /") 2>&1 &
+	env "$@" "./bin/$name" > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
 	pids+=($!)
 }
 stop() {
@@ -26,7 +28,14 @@ stop() {
 }
 trap stop INT TERM
 
-start command
+# The command manages per-tenant broker accounts and the DLQ bound through the local
+# management API when it answers (scripts/deps.sh enables it); only the command gets
+# the administrator's URL.
+mgmt=()
+if [ -z "${RABBITMQ_MANAGEMENT_URL+x}" ] && curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null; then
+	mgmt=(RABBITMQ_MANAGEMENT_URL=http://guest:guest@127.0.0.1:15672)
+fi
+start command "${mgmt[@]}"
 start consumer
 start query
 echo "run: command :8080, query :8081, consumer :8082 — Ctrl+C stops all three"

@@ -15,6 +15,20 @@ const (
 	HeaderDeadLetterReason = "x-dead-letter-reason"
 )
 
+// DLQPolicyName names the policy that bounds every tenant's DLQ (a policy, unlike a
+// queue argument, applies to queues that already exist without redeclaring them).
+const DLQPolicyName = "mtm-dlq-bound"
+
+// DLQPattern matches every tenant DLQ and nothing else.
+const DLQPattern = `^tenant_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_dlq$`
+
+// DLQPolicy is the bound's definition: at maxLength messages the DLQ refuses new dead
+// letters (overflow reject-publish nacks the publish) rather than dropping its oldest,
+// so the consumer keeps a refused poison message unacked in the tenant's queue.
+func DLQPolicy(maxLength int) map[string]any {
+	return map[string]any{"max-length": maxLength, "overflow": "reject-publish"}
+}
+
 // QueueName is the tenant's work queue.
 func QueueName(tenantID string) string { return "tenant_" + tenantID + "_queue" }
 

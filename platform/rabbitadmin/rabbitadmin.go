@@ -1,5 +1,5 @@
 // Package rabbitadmin is a small client of the RabbitMQ management HTTP API: users, their
-// permissions and their connections. Every call is bounded by a timeout. Errors name the
+// permissions and their connections, and policies. Every call is bounded by a timeout. Errors name the
 // method, path and status with a short excerpt of the broker's answer: they are for the
 // log, never for HTTP clients. Nothing here ever holds or prints the management password
 // outside the Authorization header.
@@ -160,6 +160,44 @@ func (c *Client) VHostUsers(ctx context.Context, vhost string) ([]string, error)
 // not), with reason shown to the client.
 func (c *Client) CloseConnections(ctx context.Context, user, reason string) error {
 	return c.do(ctx, request{method: http.MethodDelete, path: []string{"connections", "username", user}, reason: reason})
+}
+
+// Policy is a RabbitMQ policy: Definition (e.g. max-length, overflow) applies to the
+// queues whose names match Pattern; of several matching policies only the one with the
+// highest Priority applies.
+type Policy struct {
+	Pattern    string         `json:"pattern"`
+	Definition map[string]any `json:"definition"`
+	Priority   int            `json:"priority"`
+	ApplyTo    string         `json:"apply-to"`
+}
+
+// PutPolicy creates or replaces the policy name on vhost; the broker applies it to
+// existing and future matching queues without redeclaring them.
+func (c *Client) PutPolicy(ctx context.Context, vhost, name string, p Policy) error {
+	return c.do(ctx, request{method: http.MethodPut, path: []string{"policies", vhost, name}, body: p})
+}
+
+// DeletePolicy deletes the policy; a missing one is not an error.
+func (c *Client) DeletePolicy(ctx context.Context, vhost, name string) error {
+	err := c.do(ctx, request{method: http.MethodDelete, path: []string{"policies", vhost, name}})
+	if IsStatus(err, http.StatusNotFound) {
+		return nil
+	}
+	return err
+}
+
+// QueueInfo is what the management API says of one queue.
+type QueueInfo struct {
+	Policy   string `json:"policy"`
+	Messages int    `json:"messages"`
+}
+
+// Queue describes the queue (its statistics lag the broker by up to a few seconds).
+func (c *Client) Queue(ctx context.Context, vhost, name string) (QueueInfo, error) {
+	var q QueueInfo
+	err := c.do(ctx, request{method: http.MethodGet, path: []string{"queues", vhost, name}, out: &q})
+	return q, err
 }
 
 // request is one management call: path are the segments after /api, each escaped on

@@ -14,7 +14,7 @@ import (
 func loadCommandConfig(t *testing.T, env map[string]string) (Config, error) {
 	t.Helper()
 	for _, k := range []string{"WORKERS", "MAX_WORKERS", "MAX_TOTAL_WORKERS", "TENANT_RATE_LIMIT", "TENANT_RATE_BURST",
-		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL"} {
+		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL", "DLQ_MAX_LENGTH"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -60,6 +60,7 @@ func TestWorkerBoundsAreValidated(t *testing.T) {
 		{map[string]string{"TENANT_RATE_LIMIT": "-1"}, "TENANT_RATE_LIMIT"},
 		{map[string]string{"TENANT_RATE_LIMIT": "1000001"}, "TENANT_RATE_LIMIT"},
 		{map[string]string{"TENANT_RATE_BURST": "0"}, "TENANT_RATE_BURST"},
+		{map[string]string{"DLQ_MAX_LENGTH": "0"}, "DLQ_MAX_LENGTH"},
 	} {
 		_, err := loadCommandConfig(t, tc.env)
 		require.Error(t, err, tc.env)
@@ -77,9 +78,10 @@ func TestManagementURL(t *testing.T) {
 
 	c, err = loadCommandConfig(t, map[string]string{"RABBITMQ_MANAGEMENT_URL": "http://admin:s3cret@rabbitmq:15672", "RABBITMQ_URL": "amqp://svc:pw@rabbitmq:5672/prod"})
 	require.NoError(t, err)
-	accounts, err := c.accounts()
+	admin, vhost, err := c.management()
 	require.NoError(t, err)
-	require.NotNil(t, accounts)
+	require.NotNil(t, admin)
+	require.Equal(t, "prod", vhost)
 
 	for _, bad := range []string{
 		"amqp://admin:s3cret@rabbitmq:15672",

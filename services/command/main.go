@@ -56,6 +56,9 @@ type Config struct {
 	// ManagementURL is the RabbitMQ management API with an administrator's credentials;
 	// set, every tenant gets its own broker user. Empty turns per-tenant accounts off.
 	ManagementURL string `env:"RABBITMQ_MANAGEMENT_URL"`
+	// DLQMaxLength bounds every tenant's DLQ (a broker policy, put through the
+	// management API): past it dead letters wait unacked in the tenant's queue.
+	DLQMaxLength int `env:"DLQ_MAX_LENGTH" envDefault:"10000"`
 }
 
 // limits are the bounds the tenant aggregate and the ingest path enforce.
@@ -80,32 +83,39 @@ func (c *Config) Validate() error {
 	if c.PublishConfirmTimeout <= 0 {
 		return fmt.Errorf("PUBLISH_CONFIRM_TIMEOUT: must be positive, got %s", c.PublishConfirmTimeout)
 	}
+	if c.DLQMaxLength < 1 {
+		return fmt.Errorf("DLQ_MAX_LENGTH: must be at least 1, got %d", c.DLQMaxLength)
+	}
 	if c.ManagementURL != "" {
-		if _, err := c.accounts(); err != nil {
+		if _, _, err := c.management(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// accounts builds the per-tenant broker account manager from RABBITMQ_MANAGEMENT_URL,
-// on the vhost of RABBITMQ_URL (tenant users live where the tenant queues are).
-func (c *Config) accounts() (*broker.Accounts, error) {
+// management is the RabbitMQ management API client from RABBITMQ_MANAGEMENT_URL and the
+// vhost of RABBITMQ_URL (tenant users and DLQs live where the tenant queues are).
+func (c *Config) management() (*rabbitadmin.Client, string, error) {
 	admin, err := rabbitadmin.New(c.ManagementURL, rabbitadmin.DefaultTimeout)
 	if err != nil {
 		// Never echo the URL: it carries the administrator's password.
-		return nil, fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
+		return nil, "", fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
 	}
 	uri, err := amqp.ParseURI(c.RabbitMQURL)
 	if err != nil {
-		return nil, fmt.Errorf("RABBITMQ_URL: %w", err)
+		return nil, "", fmt.Errorf("RABBITMQ_URL: %w", err)
 	}
-	return broker.NewAccounts(admin, uri.Vhost), nil
+	return admin, uri.Vhost, nil
 }
 
 // accountSweepInterval is how often users of deleted tenants are looked for: at most
 // this long after the management API is back, a removal that failed at delete time is done.
 const accountSweepInterval = time.Minute
+
+// dlqBoundInterval is how often the DLQ bound policy is put again (after an outage of
+// the management API at start, or a policy removed by hand).
+const dlqBoundInterval = 5 * time.Minute
 
 func main() {
 	token := auth.RegisterTokenFlags(flag.CommandLine)
@@ -163,28 +173,38 @@ func main() {
 	a.Serve(ctx, append([]lifecycle.Component{pruner, publisher}, sweeper...)...)
 }
 
-// brokerAccounts turns per-tenant broker accounts on when RABBITMQ_MANAGEMENT_URL is set
-// and returns the sweeper that finishes user removals a delete could not do; nothing
-// when off.
+// brokerAccounts turns per-tenant broker accounts and the DLQ bound on when
+// RABBITMQ_MANAGEMENT_URL is set and returns their components: the sweeper that finishes
+// user removals a delete could not do, and the keeper of the DLQ bound; nothing when off.
 func brokerAccounts(cfg *Config, tenants *tenant.Service, log *slog.Logger) []lifecycle.Component {
 	if cfg.ManagementURL == "" {
-		log.Warn("per-tenant broker accounts are off: RABBITMQ_MANAGEMENT_URL is not set; producers share the services' broker account, which can write to every tenant's queue")
+		log.Warn("per-tenant broker accounts and the DLQ bound are off: RABBITMQ_MANAGEMENT_URL is not set; producers share the services' broker account, which can write to every tenant's queue, and DLQs are bounded only by a policy set by hand")
 		return nil
 	}
-	accounts, err := cfg.accounts()
+	admin, vhost, err := cfg.management()
 	if err != nil {
 		app.Exit("command", app.ExitUsage, err) // Validate already checked it
 	}
-	tenants.WithAccounts(accounts)
-	var stop lifecycle.Stopper
+	tenants.WithAccounts(broker.NewAccounts(admin, vhost))
+	bound := broker.NewDLQBound(admin, vhost, cfg.DLQMaxLength)
+	var sweepStop, boundStop lifecycle.Stopper
 	return []lifecycle.Component{{
 		Name: "broker-account-sweeper",
 		Run: func(ctx context.Context) error {
-			return stop.Run(ctx, func(ctx context.Context) error {
+			return sweepStop.Run(ctx, func(ctx context.Context) error {
 				tenants.RunAccountSweeper(ctx, accountSweepInterval)
 				return nil
 			})
 		},
-		Stop: stop.Stop,
+		Stop: sweepStop.Stop,
+	}, {
+		Name: "dlq-bound",
+		Run: func(ctx context.Context) error {
+			return boundStop.Run(ctx, func(ctx context.Context) error {
+				bound.Run(ctx, dlqBoundInterval, log)
+				return nil
+			})
+		},
+		Stop: boundStop.Stop,
 	}}
 }

@@ -4,16 +4,19 @@ package consumer
 
 import (
 	"context"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/multitenant/mtm/platform/amqptest"
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/rabbitadmin"
 	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
 )
 
@@ -88,4 +91,54 @@ func TestPoisonMessageReachesRedeclaredDLQ(t *testing.T) {
 	q, err := amqptest.Inspect(t, e.amqp, rabbit.QueueName(id))
 	require.NoError(t, err)
 	require.Zero(t, q.Messages, "the original is settled")
+}
+
+// A DLQ at its bound (overflow reject-publish) refuses a dead letter: the poison message
+// is not lost but stays unacked in the tenant's queue, counted, and lands once the DLQ
+// has room again.
+func TestFullDLQHoldsPoisonBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.startService(1 << 16)
+	id := e.createTenant(1)
+	e.requireConsumers(id, 1)
+
+	// A policy for this tenant's DLQ only, above the deployment-wide bound.
+	admin := amqptest.Admin(t)
+	ctx := context.Background()
+	policy := "test-dlq-bound-" + id
+	require.NoError(t, admin.PutPolicy(ctx, "/", policy, rabbitadmin.Policy{
+		Pattern: "^" + regexp.QuoteMeta(rabbit.DLQName(id)) + "$", Definition: rabbit.DLQPolicy(1), Priority: 100, ApplyTo: "queues",
+	}))
+	t.Cleanup(func() { _ = admin.DeletePolicy(context.Background(), "/", policy) })
+	require.Eventually(t, func() bool {
+		q, err := admin.Queue(ctx, "/", rabbit.DLQName(id))
+		return err == nil && q.Policy == policy
+	}, 10*time.Second, 50*time.Millisecond, "policy applied to the DLQ")
+
+	e.publisher().publish(id,
+		amqp.Publishing{MessageId: "poison-1", Body: []byte(`{"broken":`)},
+		amqp.Publishing{MessageId: "poison-2", Body: []byte(`{"broken":`)},
+		amqp.Publishing{MessageId: "poison-3", Body: []byte(`{"broken":`)},
+	)
+	// A quorum queue refuses a publish once it holds more than max-length, so a bound
+	// of 1 takes two.
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(svc.m.deadLettersRefused.WithLabelValues(id)) >= 1
+	}, 10*time.Second, 20*time.Millisecond, "the third dead letter is refused and counted")
+	require.Equal(t, 2, e.dlqMessages(id))
+
+	// Room again: the held-back message is dead-lettered on its next retry.
+	ch, err := e.amqp.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	got := map[string]bool{}
+	require.Eventually(t, func() bool {
+		d, ok, err := ch.Get(rabbit.DLQName(id), true)
+		require.NoError(t, err)
+		if ok {
+			got[d.MessageId] = true
+		}
+		return len(got) == 3
+	}, 15*time.Second, 50*time.Millisecond, "every poison message reaches the DLQ, none is lost")
 }
