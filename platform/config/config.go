@@ -177,7 +177,8 @@ func (b *Base) Validate() error {
 func checkURL(name, raw string, schemes ...string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%s: not a URL: %s", name, firstLine(err.Error()))
+		// The parser's message quotes the URL, password included: never echo it.
+		return fmt.Errorf("%s: not a valid URL (percent-encode special characters in the password)", name)
 	}
 	for _, s := range schemes {
 		if u.Scheme == s {

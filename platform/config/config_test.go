@@ -106,6 +106,19 @@ func TestLoadRejectsBadValues(t *testing.T) {
 	}
 }
 
+// A malformed URL's error names the variable and never repeats the password in it.
+func TestBadURLErrorHidesPassword(t *testing.T) {
+	for _, v := range []string{"DATABASE_URL", "RABBITMQ_URL"} {
+		clearEnv(t)
+		t.Setenv(v, "postgres://user:hunter2-secret@db host:5432/x")
+		var c svcConfig
+		err := Load(&c, &c.Base, ":8080")
+		require.Error(t, err)
+		require.True(t, strings.HasPrefix(err.Error(), v), err.Error())
+		require.NotContains(t, err.Error(), "hunter2")
+	}
+}
+
 func TestJWTSecretOfMinimumLengthIsAccepted(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("JWT_SECRET", strings.Repeat("s", MinJWTSecretBytes))
