@@ -65,8 +65,12 @@ fi
 if ! amqp_answers "$MQ_HOST" "$MQ_PORT"; then
 	if command -v rabbitmq-server >/dev/null && pgrep -u rabbitmq beam.smp >/dev/null; then
 		echo "deps: RabbitMQ accepts connections but does not answer the AMQP handshake; restarting the local broker" >&2
-		pkill -KILL -u rabbitmq beam.smp || true
-		sleep 2
+		# Stopped through its own control tool, never by killing processes by name: this
+		# script did not start that broker and must not take down anything else.
+		if ! timeout 60 rabbitmqctl stop >/dev/null 2>&1; then
+			echo "deps: rabbitmqctl stop did not stop the wedged broker; stop it by hand, then run make deps again" >&2
+			exit 1
+		fi
 		rabbitmq-server -detached || true
 		wait_up RabbitMQ "$MQ_HOST" "$MQ_PORT" 120
 		for _ in $(seq 1 60); do amqp_answers "$MQ_HOST" "$MQ_PORT" && break; sleep 1; done
