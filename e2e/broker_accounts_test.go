@@ -23,16 +23,7 @@ func startSystemWithAccounts(t *testing.T) *system {
 	t.Helper()
 	env := Env(t)
 	env["RABBITMQ_MANAGEMENT_URL"] = amqptest.ManagementURL(t)
-	code, out := Run(t, "command", env, "-migrate")
-	require.Equal(t, 0, code, out)
-	s := &system{env: env}
-	s.command = Start(t, "command", env)
-	s.consumer = Start(t, "consumer", env)
-	s.query = Start(t, "query", env)
-	for _, p := range []*Proc{s.command, s.consumer, s.query} {
-		p.WaitStatus(t, "/readyz", 200, 30*time.Second)
-	}
-	return s
+	return startSystemWith(t, env)
 }
 
 // tenantAMQP is a tenant's own broker account as POST /tenants or /credentials gave it.

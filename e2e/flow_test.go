@@ -29,7 +29,12 @@ type system struct {
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
-	env := Env(t)
+	return startSystemWith(t, Env(t))
+}
+
+// startSystemWith migrates, then runs the three services on env until they are ready.
+func startSystemWith(t *testing.T, env map[string]string) *system {
+	t.Helper()
 	code, out := Run(t, "command", env, "-migrate")
 	require.Equal(t, 0, code, out)
 	s := &system{env: env}

@@ -179,18 +179,13 @@ func (a *App) Migrate(ctx context.Context) error {
 // 503 and SHUTDOWN_DRAIN_DELAY has passed), then the components, then the broker
 // connection and the database pool — all within SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
-	var rabbitStop lifecycle.Stopper
 	all := []lifecycle.Component{
 		{
 			Name: "postgres",
 			Run:  func(context.Context) error { return nil },
 			Stop: a.closeDatabase,
 		},
-		{
-			Name: "rabbitmq",
-			Run:  func(ctx context.Context) error { return rabbitStop.Run(ctx, a.Rabbit.Run) },
-			Stop: rabbitStop.Stop,
-		},
+		lifecycle.Cancellable("rabbitmq", a.Rabbit.Run),
 	}
 	all = append(all, comps...)
 	all = append(all, lifecycle.Component{Name: "http", Run: a.HTTP.Run, Stop: a.HTTP.Stop})

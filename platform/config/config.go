@@ -135,12 +135,12 @@ func (b *Base) Validate() error {
 	if err := checkURL("RABBITMQ_URL", b.RabbitMQURL, "amqp", "amqps"); err != nil {
 		return err
 	}
-	if _, port, ok := strings.Cut(b.HTTPAddr, ":"); !ok || !validPort(port) {
-		return fmt.Errorf("HTTP_ADDR: %q is not host:port with a port in 1..65535", b.HTTPAddr)
+	if err := checkAddr("HTTP_ADDR", b.HTTPAddr); err != nil {
+		return err
 	}
 	if b.MetricsAddr != "" {
-		if _, port, ok := strings.Cut(b.MetricsAddr, ":"); !ok || !validPort(port) {
-			return fmt.Errorf("METRICS_ADDR: %q is not host:port with a port in 1..65535", b.MetricsAddr)
+		if err := checkAddr("METRICS_ADDR", b.MetricsAddr); err != nil {
+			return err
 		}
 		if b.MetricsAddr == b.HTTPAddr {
 			return fmt.Errorf("METRICS_ADDR: must differ from HTTP_ADDR (%s)", b.HTTPAddr)
@@ -189,6 +189,13 @@ func checkURL(name, raw string, schemes ...string) error {
 		}
 	}
 	return fmt.Errorf("%s: scheme must be %s, got %q", name, strings.Join(schemes, " or "), u.Scheme)
+}
+
+func checkAddr(name, addr string) error {
+	if _, port, ok := strings.Cut(addr, ":"); !ok || !validPort(port) {
+		return fmt.Errorf("%s: %q is not host:port with a port in 1..65535", name, addr)
+	}
+	return nil
 }
 
 func validPort(p string) bool {

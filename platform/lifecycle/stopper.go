@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Stopper is the stop handshake between a Component's Run and Stop. Stop can come
@@ -94,4 +95,30 @@ func (s *Stopper) Run(ctx context.Context, run func(context.Context) error) erro
 	defer cancel()
 	defer context.AfterFunc(s.requested, cancel)()
 	return run(ctx)
+}
+
+// Cancellable is a component whose shutdown is plain cancellation: Stop cancels the ctx
+// run got and waits for run to return, within Stop's own ctx.
+func Cancellable(name string, run func(context.Context) error) Component {
+	s := new(Stopper)
+	return Component{
+		Name: name,
+		Run:  func(ctx context.Context) error { return s.Run(ctx, run) },
+		Stop: s.Stop,
+	}
+}
+
+// Every calls f at once and then every interval until ctx ends: periodic upkeep (a
+// sweep, a prune) that reports its own errors and simply tries again next time.
+func Every(ctx context.Context, interval time.Duration, f func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		f(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

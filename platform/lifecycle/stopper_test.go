@@ -164,3 +164,34 @@ func TestStopperUnderRunner(t *testing.T) {
 	require.NoError(t, <-done)
 	require.True(t, finished.Load())
 }
+
+func TestCancellableStopsItsRun(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	c := Cancellable("loop", func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	<-started
+	require.NoError(t, c.Stop(context.Background()))
+	require.NoError(t, <-done)
+}
+
+func TestEveryRunsAtOnceThenOnEachTickUntilCancelled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Every(ctx, time.Millisecond, func(context.Context) { calls.Add(1) })
+	}()
+	require.Eventually(t, func() bool { return calls.Load() >= 3 }, 5*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	n := calls.Load()
+	require.Never(t, func() bool { return calls.Load() != n }, 20*time.Millisecond, time.Millisecond, "no call after ctx ended")
+}

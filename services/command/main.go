@@ -113,6 +113,10 @@ func (c *Config) management() (*rabbitadmin.Client, string, error) {
 // this long after the management API is back, a removal that failed at delete time is done.
 const accountSweepInterval = time.Minute
 
+// idempotencyPruneInterval is how often Idempotency-Keys past IDEMPOTENCY_KEY_TTL are
+// deleted.
+const idempotencyPruneInterval = 10 * time.Minute
+
 // dlqBoundInterval is how often the DLQ bound policy is put again (after an outage of
 // the management API at start, or a policy removed by hand).
 const dlqBoundInterval = 5 * time.Minute
@@ -156,20 +160,12 @@ func main() {
 
 	// Stopped after HTTP (components stop in reverse order), so in-flight publishes
 	// still get their confirms.
-	var pubStop lifecycle.Stopper
-	publisher := lifecycle.Component{
-		Name: "publisher",
-		Run:  func(ctx context.Context) error { return pubStop.Run(ctx, pubConn.Run) },
-		Stop: func(ctx context.Context) error { pub.Close(); return pubStop.Stop(ctx) },
-	}
-	var pruneStop lifecycle.Stopper
-	pruner := lifecycle.Component{
-		Name: "idempotency-key-pruner",
-		Run: func(ctx context.Context) error {
-			return pruneStop.Run(ctx, func(ctx context.Context) error { return keys.RunPruner(ctx, 10*time.Minute, a.Log) })
-		},
-		Stop: pruneStop.Stop,
-	}
+	publisher := lifecycle.Cancellable("publisher", pubConn.Run)
+	stopConn := publisher.Stop
+	publisher.Stop = func(ctx context.Context) error { pub.Close(); return stopConn(ctx) }
+	pruner := lifecycle.Cancellable("idempotency-key-pruner", func(ctx context.Context) error {
+		return keys.RunPruner(ctx, idempotencyPruneInterval, a.Log)
+	})
 	a.Serve(ctx, append([]lifecycle.Component{pruner, publisher}, sweeper...)...)
 }
 
@@ -187,24 +183,14 @@ func brokerAccounts(cfg *Config, tenants *tenant.Service, log *slog.Logger) []li
 	}
 	tenants.WithAccounts(broker.NewAccounts(admin, vhost))
 	bound := broker.NewDLQBound(admin, vhost, cfg.DLQMaxLength)
-	var sweepStop, boundStop lifecycle.Stopper
-	return []lifecycle.Component{{
-		Name: "broker-account-sweeper",
-		Run: func(ctx context.Context) error {
-			return sweepStop.Run(ctx, func(ctx context.Context) error {
-				tenants.RunAccountSweeper(ctx, accountSweepInterval)
-				return nil
-			})
-		},
-		Stop: sweepStop.Stop,
-	}, {
-		Name: "dlq-bound",
-		Run: func(ctx context.Context) error {
-			return boundStop.Run(ctx, func(ctx context.Context) error {
-				bound.Run(ctx, dlqBoundInterval, log)
-				return nil
-			})
-		},
-		Stop: boundStop.Stop,
-	}}
+	return []lifecycle.Component{
+		lifecycle.Cancellable("broker-account-sweeper", func(ctx context.Context) error {
+			tenants.RunAccountSweeper(ctx, accountSweepInterval)
+			return nil
+		}),
+		lifecycle.Cancellable("dlq-bound", func(ctx context.Context) error {
+			bound.Run(ctx, dlqBoundInterval, log)
+			return nil
+		}),
+	}
 }

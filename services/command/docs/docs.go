@@ -437,6 +437,12 @@ const docTemplate = `{
                             "$ref": "#/definitions/httpserver.Problem"
                         }
                     },
+                    "409": {
+                        "description": "Idempotency-Key already used with another body within IDEMPOTENCY_KEY_TTL (idempotency_key_reused)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
                     "413": {
                         "description": "Body over MAX_MESSAGE_BYTES",
                         "schema": {
@@ -450,7 +456,7 @@ const docTemplate = `{
                         }
                     },
                     "422": {
-                        "description": "Body is JSON but not an object",
+                        "description": "Body is JSON but not an object, or cannot be stored (\\\\u0000, a lone surrogate escape, a number beyond PostgreSQL numeric, numbers that print over 256 KiB larger)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -462,7 +468,7 @@ const docTemplate = `{
                         }
                     },
                     "503": {
-                        "description": "Broker unavailable or did not confirm in time",
+                        "description": "Broker unavailable, nothing published (broker_unavailable); or no confirm in time, the message may be stored: retry with the same Idempotency-Key (publish_unconfirmed)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/multitenant/mtm/platform/lifecycle"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/platform/rabbitadmin"
 )
@@ -45,16 +46,9 @@ func (b *DLQBound) Ensure(ctx context.Context) error {
 // Run ensures the policy now and every interval (it may have been removed by hand, or
 // the management API may have been away at start) until ctx ends.
 func (b *DLQBound) Run(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	lifecycle.Every(ctx, interval, func(ctx context.Context) {
 		if err := b.Ensure(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("could not bound the dead-letter queues, will retry", "err", err, "retry_in", interval)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

@@ -429,11 +429,12 @@ func (a *API) rotateCredentials(c *fiber.Ctx) error {
 //	@Success		202				{object}	MessageAccepted
 //	@Failure		400				{object}	httpserver.Problem	"Malformed JSON or bad Idempotency-Key"
 //	@Failure		404				{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
+//	@Failure		409				{object}	httpserver.Problem	"Idempotency-Key already used with another body within IDEMPOTENCY_KEY_TTL (idempotency_key_reused)"
 //	@Failure		413				{object}	httpserver.Problem	"Body over MAX_MESSAGE_BYTES"
 //	@Failure		415				{object}	httpserver.Problem	"Not JSON"
-//	@Failure		422				{object}	httpserver.Problem	"Body is JSON but not an object"
+//	@Failure		422				{object}	httpserver.Problem	"Body is JSON but not an object, or cannot be stored (\\u0000, a lone surrogate escape, a number beyond PostgreSQL numeric, numbers that print over 256 KiB larger)"
 //	@Failure		429				{object}	httpserver.Problem	"Over the tenant's rate limit (rate_limited); Retry-After: seconds until a message would be admitted"
-//	@Failure		503				{object}	httpserver.Problem	"Broker unavailable or did not confirm in time"
+//	@Failure		503				{object}	httpserver.Problem	"Broker unavailable, nothing published (broker_unavailable); or no confirm in time, the message may be stored: retry with the same Idempotency-Key (publish_unconfirmed)"
 //	@Router			/tenants/{id}/messages [post]
 func (a *API) publishMessage(c *fiber.Ctx) error {
 	if a.guards.TenantAccess != nil {
@@ -479,8 +480,9 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	if err := a.admit(id, a.tenants.Limits().RateFor(st)); err != nil {
 		return err
 	}
+	tenantUUID := uuid.MustParse(id) // canonical: tenantID parsed it
 	if key != "" && a.keys != nil {
-		switch err := a.keys.Claim(ctx, uuid.MustParse(id), key, body); {
+		switch err := a.keys.Claim(ctx, tenantUUID, key, body); {
 		case errors.Is(err, idempotency.ErrReused):
 			return httpserver.NewProblem(http.StatusConflict, "idempotency_key_reused",
 				"this Idempotency-Key was used with a different body in the last "+a.keys.Window().String()+"; use a new key for a new message")
@@ -490,7 +492,7 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	}
 	msgID := uuid.Must(uuid.NewV7())
 	if key != "" {
-		msgID = msgid.FromIdempotencyKey(uuid.MustParse(id), key)
+		msgID = msgid.FromIdempotencyKey(tenantUUID, key)
 	}
 	err = a.pub.Publish(ctx, broker.Message{ID: msgID.String(), TenantID: id, Body: body, CorrelationID: a.correlationID(c)})
 	if errors.Is(err, broker.ErrNoQueue) {

@@ -16,6 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/multitenant/mtm/platform/lifecycle"
 )
 
 // ErrReused means the key was used with a different body within the window.
@@ -80,23 +82,17 @@ func (k *Keys) Prune(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// RunPruner prunes every interval until ctx ends; errors are logged and retried on the
-// next tick (a missed prune only keeps old keys a little longer).
+// RunPruner prunes now and every interval until ctx ends; errors are logged and retried
+// on the next tick (a missed prune only keeps old keys a little longer).
 func (k *Keys) RunPruner(ctx context.Context, interval time.Duration, log *slog.Logger) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if n, err := k.Prune(ctx); err != nil {
-				if ctx.Err() == nil {
-					log.Warn("pruning idempotency keys failed", "err", err)
-				}
-			} else if n > 0 {
-				log.Debug("idempotency keys pruned", "count", n)
+	lifecycle.Every(ctx, interval, func(ctx context.Context) {
+		if n, err := k.Prune(ctx); err != nil {
+			if ctx.Err() == nil {
+				log.Warn("pruning idempotency keys failed", "err", err)
 			}
+		} else if n > 0 {
+			log.Debug("idempotency keys pruned", "count", n)
 		}
-	}
+	})
+	return nil
 }

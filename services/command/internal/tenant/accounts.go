@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/multitenant/mtm/platform/lifecycle"
 )
 
 // Credentials are a tenant's own broker account. The password is handed out once, in
@@ -159,16 +161,9 @@ func (s *Service) deletedAmong(ctx context.Context, ids []string) ([]string, err
 
 // RunAccountSweeper runs SweepAccounts at once and then every interval until ctx ends.
 func (s *Service) RunAccountSweeper(ctx context.Context, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
+	lifecycle.Every(ctx, interval, func(ctx context.Context) {
 		if _, err := s.SweepAccounts(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("broker user sweep failed, will retry", "err", err, "retry_in", interval)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multitenant/mtm/platform/msgid"
 	"github.com/multitenant/mtm/platform/payload"
 	"github.com/multitenant/mtm/projections/messages"
 	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
@@ -70,7 +71,7 @@ func (t *tenantHandler) handle(ctx context.Context, batch []*message.Message) {
 			go t.deadLetter(ctx, msg, reason)
 			continue
 		}
-		id, err := MessageID(t.tenant, msg.Metadata.Get(amqpsub.MetaMessageID))
+		id, err := msgid.FromMessageID(t.tenant, msg.Metadata.Get(amqpsub.MetaMessageID))
 		if err != nil {
 			msg.Nack()
 			t.settleOne(OutcomeRequeued, receivedAt(msg))

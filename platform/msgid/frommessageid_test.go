@@ -1,4 +1,4 @@
-package consumer
+package msgid
 
 import (
 	"strings"
@@ -6,16 +6,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-
-	"github.com/multitenant/mtm/platform/msgid"
 )
 
-func TestMessageID(t *testing.T) {
+func TestFromMessageID(t *testing.T) {
 	t.Parallel()
 	tenantA, tenantB := uuid.New(), uuid.New()
 	given := uuid.New()
 
-	got, err := MessageID(tenantA, given.String())
+	got, err := FromMessageID(tenantA, given.String())
 	require.NoError(t, err)
 	require.Equal(t, given, got, "a UUID message_id is kept")
 
@@ -26,29 +24,29 @@ func TestMessageID(t *testing.T) {
 		"{" + given.String() + "}",
 		strings.ReplaceAll(given.String(), "-", ""),
 	} {
-		got, err := MessageID(tenantA, alt)
+		got, err := FromMessageID(tenantA, alt)
 		require.NoError(t, err)
 		require.Equal(t, uuid.NewSHA1(tenantA, []byte(alt)), got, alt)
 		require.NotEqual(t, given, got, alt)
 	}
 
-	k1, err := MessageID(tenantA, "order-42")
+	k1, err := FromMessageID(tenantA, "order-42")
 	require.NoError(t, err)
-	k2, err := MessageID(tenantA, "order-42")
+	k2, err := FromMessageID(tenantA, "order-42")
 	require.NoError(t, err)
 	require.Equal(t, k1, k2, "the same key gives the same id")
 	require.Equal(t, uuid.Version(5), k1.Version())
 	require.Equal(t, uuid.NewSHA1(tenantA, []byte("order-42")), k1)
-	other, err := MessageID(tenantB, "order-42")
+	other, err := FromMessageID(tenantB, "order-42")
 	require.NoError(t, err)
 	require.NotEqual(t, k1, other, "namespaced by tenant")
 	// An HTTP Idempotency-Key of the same string names another message: neither path
 	// can pre-empt the other's ids.
-	require.NotEqual(t, msgid.FromIdempotencyKey(tenantA, "order-42"), k1)
+	require.NotEqual(t, FromIdempotencyKey(tenantA, "order-42"), k1)
 
-	f1, err := MessageID(tenantA, "")
+	f1, err := FromMessageID(tenantA, "")
 	require.NoError(t, err)
-	f2, err := MessageID(tenantA, "")
+	f2, err := FromMessageID(tenantA, "")
 	require.NoError(t, err)
 	require.NotEqual(t, f1, f2)
 	require.Equal(t, uuid.Version(7), f1.Version())
