@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -17,6 +18,11 @@ const (
 	TypeTenantConcurrencyChanged = "tenant.concurrency_changed.v1"
 	TypeTenantDeleted            = "tenant.deleted.v1"
 	TypeTenantRateLimitChanged   = "tenant.rate_limit_changed.v1"
+	TypeTenantPaused             = "tenant.paused.v1"
+	TypeTenantResumed            = "tenant.resumed.v1"
+	TypeTenantDeletionRequested  = "tenant.deletion_requested.v1"
+	TypeDeadLettersRedriven      = "tenant.dead_letters_redriven.v1"
+	TypeDeadLettersPurged        = "tenant.dead_letters_purged.v1"
 )
 
 // Topic is the watermill topic (outbox table) tenant events are published on.
@@ -56,10 +62,53 @@ type TenantRateLimitChanged struct {
 	Burst     int `json:"burst"`
 }
 
+// TenantPaused records that the tenant's messages are no longer consumed: its queue
+// keeps accepting them, its desired worker count is kept for the resume.
+type TenantPaused struct{}
+
+// TenantResumed records that a paused tenant runs its desired workers again.
+type TenantResumed struct{}
+
+// TenantDeletionRequested records a drain-then-delete: the tenant accepts no more
+// messages over HTTP, its consumers keep storing until the queue is empty, and then
+// tenant.deleted.v1 follows. After Deadline nothing deletes it automatically; it stays
+// draining until deleted plainly or asked to drain again.
+type TenantDeletionRequested struct {
+	DrainTimeoutSeconds int       `json:"drain_timeout_seconds"`
+	Deadline            time.Time `json:"deadline"`
+}
+
+// DeadLetterSelector picks a tenant's pending dead letters: by id, or by reason (empty:
+// any) up to Max of them, oldest first.
+type DeadLetterSelector struct {
+	IDs    []string `json:"ids,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	Max    int      `json:"max,omitempty"`
+}
+
+// DeadLettersRedriven records that Count pending dead letters picked by Selector were
+// published into the tenant's queue again.
+type DeadLettersRedriven struct {
+	Selector DeadLetterSelector `json:"selector"`
+	Count    int                `json:"count"`
+}
+
+// DeadLettersPurged records that Count pending dead letters picked by Selector were
+// marked purged: they are never redriven.
+type DeadLettersPurged struct {
+	Selector DeadLetterSelector `json:"selector"`
+	Count    int                `json:"count"`
+}
+
 func (TenantCreated) EventType() string            { return TypeTenantCreated }
 func (TenantConcurrencyChanged) EventType() string { return TypeTenantConcurrencyChanged }
 func (TenantDeleted) EventType() string            { return TypeTenantDeleted }
 func (TenantRateLimitChanged) EventType() string   { return TypeTenantRateLimitChanged }
+func (TenantPaused) EventType() string             { return TypeTenantPaused }
+func (TenantResumed) EventType() string            { return TypeTenantResumed }
+func (TenantDeletionRequested) EventType() string  { return TypeTenantDeletionRequested }
+func (DeadLettersRedriven) EventType() string      { return TypeDeadLettersRedriven }
+func (DeadLettersPurged) EventType() string        { return TypeDeadLettersPurged }
 
 // Metadata travels with every event.
 type Metadata struct {
@@ -115,36 +164,29 @@ func Decode(b []byte) (Recorded, error) {
 	return Recorded{Envelope: env, Event: ev}, nil
 }
 
-// DecodeData parses a payload of the given wire type.
+// decoders builds an empty payload of each known wire type.
+var decoders = map[string]func() Event{
+	TypeTenantCreated:            func() Event { return &TenantCreated{} },
+	TypeTenantConcurrencyChanged: func() Event { return &TenantConcurrencyChanged{} },
+	TypeTenantDeleted:            func() Event { return &TenantDeleted{} },
+	TypeTenantRateLimitChanged:   func() Event { return &TenantRateLimitChanged{} },
+	TypeTenantPaused:             func() Event { return &TenantPaused{} },
+	TypeTenantResumed:            func() Event { return &TenantResumed{} },
+	TypeTenantDeletionRequested:  func() Event { return &TenantDeletionRequested{} },
+	TypeDeadLettersRedriven:      func() Event { return &DeadLettersRedriven{} },
+	TypeDeadLettersPurged:        func() Event { return &DeadLettersPurged{} },
+}
+
+// DecodeData parses a payload of the given wire type. The event is returned as a value
+// (events.TenantCreated, not a pointer), which is what type switches match.
 func DecodeData(typ string, data []byte) (Event, error) {
-	var ev Event
-	switch typ {
-	case TypeTenantCreated:
-		var e TenantCreated
-		if err := json.Unmarshal(data, &e); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", typ, err)
-		}
-		ev = e
-	case TypeTenantConcurrencyChanged:
-		var e TenantConcurrencyChanged
-		if err := json.Unmarshal(data, &e); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", typ, err)
-		}
-		ev = e
-	case TypeTenantDeleted:
-		var e TenantDeleted
-		if err := json.Unmarshal(data, &e); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", typ, err)
-		}
-		ev = e
-	case TypeTenantRateLimitChanged:
-		var e TenantRateLimitChanged
-		if err := json.Unmarshal(data, &e); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", typ, err)
-		}
-		ev = e
-	default:
+	mk, ok := decoders[typ]
+	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, typ)
 	}
-	return ev, nil
+	ptr := mk()
+	if err := json.Unmarshal(data, ptr); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", typ, err)
+	}
+	return reflect.ValueOf(ptr).Elem().Interface().(Event), nil
 }

@@ -34,6 +34,11 @@ var cases = []struct {
 	{2, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3}},
 	{3, events.TenantDeleted{Name: "acme"}},
 	{4, events.TenantRateLimitChanged{PerSecond: 50, Burst: 100}},
+	{5, events.TenantPaused{}},
+	{6, events.TenantResumed{}},
+	{7, events.TenantDeletionRequested{DrainTimeoutSeconds: 300, Deadline: time.Date(2024, 7, 1, 12, 35, 45, 123456000, time.UTC)}},
+	{8, events.DeadLettersRedriven{Selector: events.DeadLetterSelector{IDs: []string{"0190f2a4-7b80-7000-8000-00000000000a"}}, Count: 1}},
+	{9, events.DeadLettersPurged{Selector: events.DeadLetterSelector{Reason: "invalid_json", Max: 1000}, Count: 12}},
 }
 
 func TestWireFormatGolden(t *testing.T) {
@@ -88,10 +93,15 @@ func TestWireFormatGolden(t *testing.T) {
 
 func TestWireNamesAreStable(t *testing.T) {
 	want := map[string]events.Event{
-		"tenant.created.v1":             events.TenantCreated{},
-		"tenant.concurrency_changed.v1": events.TenantConcurrencyChanged{},
-		"tenant.deleted.v1":             events.TenantDeleted{},
-		"tenant.rate_limit_changed.v1":  events.TenantRateLimitChanged{},
+		"tenant.created.v1":               events.TenantCreated{},
+		"tenant.concurrency_changed.v1":   events.TenantConcurrencyChanged{},
+		"tenant.deleted.v1":               events.TenantDeleted{},
+		"tenant.rate_limit_changed.v1":    events.TenantRateLimitChanged{},
+		"tenant.paused.v1":                events.TenantPaused{},
+		"tenant.resumed.v1":               events.TenantResumed{},
+		"tenant.deletion_requested.v1":    events.TenantDeletionRequested{},
+		"tenant.dead_letters_redriven.v1": events.DeadLettersRedriven{},
+		"tenant.dead_letters_purged.v1":   events.DeadLettersPurged{},
 	}
 	for name, ev := range want {
 		if got := ev.EventType(); got != name {

@@ -1,0 +1,24 @@
+// Package deadletters is the dead-letter archive: the `dead_letters` table, written by
+// the consumer (archive.go: every message of a tenant's DLQ, acked off the DLQ only
+// after its row commits), browsed by the query service (read.go) and acted on by the
+// command service (act.go: redrive and purge, recorded as tenant events).
+package deadletters
+
+// Table is the archive table.
+const Table = "dead_letters"
+
+// Statuses of an archived dead letter.
+const (
+	// StatusPending: archived and not acted on; the only status redrive and purge pick.
+	StatusPending = "pending"
+	// StatusRedriven: published into the tenant's queue again. A redriven message that
+	// dies again comes back as pending with its death count raised.
+	StatusRedriven = "redriven"
+	// StatusPurged: given up on by an operator; never redriven.
+	StatusPurged = "purged"
+)
+
+// ValidStatus reports whether s is one of the statuses.
+func ValidStatus(s string) bool {
+	return s == StatusPending || s == StatusRedriven || s == StatusPurged
+}
