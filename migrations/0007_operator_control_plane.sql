@@ -8,7 +8,8 @@ CREATE TABLE dead_letters (
     tenant_id              uuid        NOT NULL,
     id                     uuid        NOT NULL,
     message_id             text        NOT NULL,
-    reason                 text        NOT NULL,
+    reason                 text        NOT NULL, -- a code: invalid_json, too_large, delivery_limit, expired, ...
+    reason_detail          text        NOT NULL DEFAULT '',
     body                   bytea       NOT NULL,
     body_size              integer     NOT NULL,
     headers                jsonb       NOT NULL DEFAULT '{}'::jsonb,

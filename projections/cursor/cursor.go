@@ -31,6 +31,11 @@ type Kind byte
 const (
 	KindTenants  Kind = 1
 	KindMessages Kind = 2
+	// KindDeadLetters pages a tenant's dead letters by (first_dead_lettered_at, id).
+	KindDeadLetters Kind = 3
+	// KindEvents pages a tenant's event history; the position holds the stream version
+	// in CreatedAt's nanoseconds (time.Unix(0, version)) and uuid.Nil as id.
+	KindEvents Kind = 4
 )
 
 // formatVersion lets the layout change later without misreading old cursors.
