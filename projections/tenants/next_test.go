@@ -31,6 +31,10 @@ func TestNextTransitions(t *testing.T) {
 	later := t0.Add(time.Hour)
 	limited := active
 	limited.RateLimit, limited.Version = &tenants.RateLimit{PerSecond: 50, Burst: 100}, 3
+	deadline := t0.Add(2 * time.Hour).UTC()
+	paused := withStatus(active, tenants.StatusPaused, 3, t0)
+	draining := withDrain(withStatus(active, tenants.StatusDraining, 3, t0), t0.UTC(), deadline)
+	deleted := withStatus(active, tenants.StatusDeleted, 3, t0)
 	cases := []struct {
 		name    string
 		cur     *tenants.Row
@@ -58,6 +62,39 @@ func TestNextTransitions(t *testing.T) {
 				Version: 4, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
 		{"rate limit at the same version", &limited, rec(id.String(), 3, later, events.TenantRateLimitChanged{PerSecond: 1, Burst: 1}), limited, false},
 		{"rate limit without a row", nil, rec(id.String(), 3, later, events.TenantRateLimitChanged{PerSecond: 1, Burst: 1}), tenants.Row{}, false},
+		{"pause", &active, rec(id.String(), 3, later, events.TenantPaused{}),
+			withStatus(active, tenants.StatusPaused, 3, later), true},
+		{"pause at the same version", &active, rec(id.String(), 2, later, events.TenantPaused{}), active, false},
+		{"pause without a row", nil, rec(id.String(), 3, later, events.TenantPaused{}), tenants.Row{}, false},
+		{"pause a paused tenant", &paused, rec(id.String(), 4, later, events.TenantPaused{}),
+			withStatus(paused, tenants.StatusPaused, 4, later), true},
+		{"pause never undoes a drain", &draining, rec(id.String(), 4, later, events.TenantPaused{}),
+			withStatus(draining, tenants.StatusDraining, 4, later), true},
+		{"resume", &paused, rec(id.String(), 4, later, events.TenantResumed{}),
+			withStatus(paused, tenants.StatusActive, 4, later), true},
+		{"resume at an older version", &paused, rec(id.String(), 2, later, events.TenantResumed{}), paused, false},
+		{"resume never undoes a drain", &draining, rec(id.String(), 4, later, events.TenantResumed{}),
+			withStatus(draining, tenants.StatusDraining, 4, later), true},
+		{"resume a deleted tenant", &deleted, rec(id.String(), 4, later, events.TenantResumed{}),
+			withStatus(deleted, tenants.StatusDeleted, 4, later), true},
+		{"drain", &active, rec(id.String(), 3, later, events.TenantDeletionRequested{DrainTimeoutSeconds: 300, Deadline: deadline}),
+			withDrain(withStatus(active, tenants.StatusDraining, 3, later), later, deadline), true},
+		{"drain a paused tenant", &paused, rec(id.String(), 4, later, events.TenantDeletionRequested{DrainTimeoutSeconds: 300, Deadline: deadline}),
+			withDrain(withStatus(paused, tenants.StatusDraining, 4, later), later, deadline), true},
+		{"drain again re-arms", &draining, rec(id.String(), 4, later.Add(time.Hour), events.TenantDeletionRequested{DrainTimeoutSeconds: 60, Deadline: deadline.Add(time.Hour)}),
+			withDrain(withStatus(draining, tenants.StatusDraining, 4, later.Add(time.Hour)), later.Add(time.Hour), deadline.Add(time.Hour)), true},
+		{"drain at the same version", &draining, rec(id.String(), 3, later.Add(time.Hour), events.TenantDeletionRequested{Deadline: deadline.Add(time.Hour)}), draining, false},
+		{"drain without a row", nil, rec(id.String(), 3, later, events.TenantDeletionRequested{Deadline: deadline}), tenants.Row{}, false},
+		{"drain a deleted tenant", &deleted, rec(id.String(), 4, later, events.TenantDeletionRequested{Deadline: deadline}),
+			withStatus(deleted, tenants.StatusDeleted, 4, later), true},
+		{"delete a draining tenant", &draining, rec(id.String(), 4, later, events.TenantDeleted{Name: "acme"}),
+			withStatus(draining, tenants.StatusDeleted, 4, later), true},
+		{"redrive moves only the version", &paused, rec(id.String(), 4, later, events.DeadLettersRedriven{Count: 2}),
+			withStatus(paused, tenants.StatusPaused, 4, later), true},
+		{"purge moves only the version", &draining, rec(id.String(), 4, later, events.DeadLettersPurged{Count: 2}),
+			withStatus(draining, tenants.StatusDraining, 4, later), true},
+		{"redrive at the same version", &paused, rec(id.String(), 3, later, events.DeadLettersRedriven{Count: 2}), paused, false},
+		{"purge without a row", nil, rec(id.String(), 1, later, events.DeadLettersPurged{Count: 2}), tenants.Row{}, false},
 		{"resize keeps the rate limit", &limited, rec(id.String(), 4, later, events.TenantConcurrencyChanged{Workers: 5}),
 			tenants.Row{ID: id, Name: "acme", Status: tenants.StatusActive, WorkersDesired: 5, RateLimit: &tenants.RateLimit{PerSecond: 50, Burst: 100},
 				Version: 4, CreatedAt: t0.UTC(), UpdatedAt: later.UTC()}, true},
@@ -75,6 +112,16 @@ func TestNextTransitions(t *testing.T) {
 			require.Equal(t, before, *c.cur, "%s: Next does not modify its input", c.name)
 		}
 	}
+}
+
+func withStatus(r tenants.Row, status string, version int, at time.Time) tenants.Row {
+	r.Status, r.Version, r.UpdatedAt = status, version, at.UTC()
+	return r
+}
+
+func withDrain(r tenants.Row, requestedAt, deadline time.Time) tenants.Row {
+	r.Drain = &tenants.Drain{RequestedAt: requestedAt.UTC(), Deadline: deadline.UTC()}
+	return r
 }
 
 func TestTarget(t *testing.T) {

@@ -78,12 +78,15 @@ func (r *Rebuild) Len() int { return len(r.rows) }
 func (r *Rebuild) Save(ctx context.Context, tx CopyTx) error {
 	if len(r.rows) > 0 {
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"tenants"},
-			[]string{"id", "name", "status", "workers_desired", "rate_per_second", "rate_burst", "version", "created_at", "updated_at"},
+			[]string{"id", "name", "status", "workers_desired", "rate_per_second", "rate_burst",
+				"drain_requested_at", "drain_deadline", "version", "created_at", "updated_at"},
 			pgx.CopyFromSlice(len(r.rows), func(i int) ([]any, error) {
 				row := &r.rows[i]
 				perSecond, burst := row.RateLimit.columns()
+				drainAt, drainDeadline := row.Drain.columns()
 				// [16]byte encodes directly; uuid.UUID would take pgx's slower driver.Valuer path.
-				return []any{[16]byte(row.ID), row.Name, row.Status, row.WorkersDesired, perSecond, burst, row.Version, row.CreatedAt, row.UpdatedAt}, nil
+				return []any{[16]byte(row.ID), row.Name, row.Status, row.WorkersDesired, perSecond, burst,
+					drainAt, drainDeadline, row.Version, row.CreatedAt, row.UpdatedAt}, nil
 			}))
 		if err != nil {
 			return fmt.Errorf("copy %d tenants: %w", len(r.rows), err)

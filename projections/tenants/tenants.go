@@ -23,6 +23,11 @@ const ProjectionName = "tenants"
 // Statuses of a tenant in the read model.
 const (
 	StatusActive = "active"
+	// StatusPaused: the consumer runs none of its workers; the queue keeps accepting.
+	StatusPaused = "paused"
+	// StatusDraining: deletion requested; the consumer stores what is queued, then the
+	// tenant is deleted (or, past its deadline, stays draining).
+	StatusDraining = "draining"
 	// StatusDeleted rows stay in the table so a replay rebuilds exactly the same state;
 	// readers never see them.
 	StatusDeleted = "deleted"
@@ -63,9 +68,18 @@ type Tenant struct {
 	WorkersCurrent int
 	// RateLimit is the tenant's own ingest limit; nil: the command service's default.
 	RateLimit *RateLimit
+	// Drain is set while the tenant is draining.
+	Drain     *Drain
 	Version   int
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Drain is a draining tenant's drain-then-delete: asked for at RequestedAt, given up on
+// (the tenant then stays draining) after Deadline.
+type Drain struct {
+	RequestedAt time.Time
+	Deadline    time.Time
 }
 
 // Position is the keyset position just after t in the tenant list.
@@ -80,6 +94,7 @@ type Row struct {
 	Status         string
 	WorkersDesired int
 	RateLimit      *RateLimit // nil: none of its own
+	Drain          *Drain     // set by a deletion request; kept if the tenant is then deleted
 	Version        int
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
@@ -136,6 +151,49 @@ func Next(cur *Row, id uuid.UUID, rec events.Recorded) (Row, bool, error) {
 		next.RateLimit = &RateLimit{PerSecond: e.PerSecond, Burst: e.Burst}
 		next.Version, next.UpdatedAt = rec.Version, at
 		return next, true, nil
+	case events.TenantPaused:
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		// Precedence deleted > draining > paused > active: a pause never undoes a drain
+		// or a deletion (the command service refuses one, a replay must agree).
+		if next.Status == StatusActive {
+			next.Status = StatusPaused
+		}
+		next.Version, next.UpdatedAt = rec.Version, at
+		return next, true, nil
+	case events.TenantResumed:
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		if next.Status == StatusPaused {
+			next.Status = StatusActive
+		}
+		next.Version, next.UpdatedAt = rec.Version, at
+		return next, true, nil
+	case events.TenantDeletionRequested:
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		if next.Status != StatusDeleted {
+			// A second request on a draining tenant re-arms it: a new deadline from now.
+			next.Status = StatusDraining
+			next.Drain = &Drain{RequestedAt: at, Deadline: e.Deadline.UTC()}
+		}
+		next.Version, next.UpdatedAt = rec.Version, at
+		return next, true, nil
+	case events.DeadLettersRedriven, events.DeadLettersPurged:
+		// Visible in the dead letters themselves, not on the tenant row; the version
+		// still moves so ETags and If-Match stay in step with the stream.
+		if cur == nil || cur.Version >= rec.Version {
+			return zeroOr(cur), false, nil
+		}
+		next := *cur
+		next.Version, next.UpdatedAt = rec.Version, at
+		return next, true, nil
 	default:
 		return zeroOr(cur), false, fmt.Errorf("%s v%d of %s: unhandled event type %T", rec.Type, rec.Version, id, e)
 	}
@@ -183,20 +241,23 @@ func Apply(ctx context.Context, tx Tx, position int64, rec events.Recorded) (boo
 		// The writes repeat Next's guards, so a row that appeared or moved on since the
 		// lock (a concurrent creation is not blocked by FOR UPDATE) is never overwritten.
 		var tag pgconn.CommandTag
+		perSecond, burst := next.RateLimit.columns()
+		drainAt, drainDeadline := next.Drain.columns()
 		if cur == nil {
-			perSecond, burst := next.RateLimit.columns()
 			tag, err = tx.Exec(ctx, `
-				INSERT INTO tenants (id, name, status, workers_desired, rate_per_second, rate_burst, version, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+				INSERT INTO tenants (id, name, status, workers_desired, rate_per_second, rate_burst,
+					drain_requested_at, drain_deadline, version, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 				ON CONFLICT (id) DO NOTHING`,
-				next.ID, next.Name, next.Status, next.WorkersDesired, perSecond, burst, next.Version, next.CreatedAt, next.UpdatedAt)
+				next.ID, next.Name, next.Status, next.WorkersDesired, perSecond, burst,
+				drainAt, drainDeadline, next.Version, next.CreatedAt, next.UpdatedAt)
 		} else {
-			perSecond, burst := next.RateLimit.columns()
 			tag, err = tx.Exec(ctx, `
 				UPDATE tenants SET name = $2, status = $3, workers_desired = $4, rate_per_second = $5, rate_burst = $6,
-					version = $7, updated_at = $8
-				WHERE id = $1 AND version < $7`,
-				next.ID, next.Name, next.Status, next.WorkersDesired, perSecond, burst, next.Version, next.UpdatedAt)
+					drain_requested_at = $7, drain_deadline = $8, version = $9, updated_at = $10
+				WHERE id = $1 AND version < $9`,
+				next.ID, next.Name, next.Status, next.WorkersDesired, perSecond, burst,
+				drainAt, drainDeadline, next.Version, next.UpdatedAt)
 		}
 		if err != nil {
 			return false, fmt.Errorf("apply %s v%d of %s: %w", rec.Type, rec.Version, id, err)
@@ -212,9 +273,11 @@ func Apply(ctx context.Context, tx Tx, position int64, rec events.Recorded) (boo
 // lockRow reads a tenant's row for update; found is false when there is none.
 func lockRow(ctx context.Context, q Querier, id uuid.UUID) (r Row, found bool, err error) {
 	var perSecond, burst *int
-	err = q.QueryRow(ctx, `SELECT id, name, status, workers_desired, rate_per_second, rate_burst, version, created_at, updated_at
+	var drainAt, drainDeadline *time.Time
+	err = q.QueryRow(ctx, `SELECT id, name, status, workers_desired, rate_per_second, rate_burst,
+			drain_requested_at, drain_deadline, version, created_at, updated_at
 		FROM tenants WHERE id = $1 FOR UPDATE`, id).
-		Scan(&r.ID, &r.Name, &r.Status, &r.WorkersDesired, &perSecond, &burst, &r.Version, &r.CreatedAt, &r.UpdatedAt)
+		Scan(&r.ID, &r.Name, &r.Status, &r.WorkersDesired, &perSecond, &burst, &drainAt, &drainDeadline, &r.Version, &r.CreatedAt, &r.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Row{}, false, nil
 	}
@@ -222,6 +285,7 @@ func lockRow(ctx context.Context, q Querier, id uuid.UUID) (r Row, found bool, e
 		return Row{}, false, fmt.Errorf("lock tenant %s: %w", id, err)
 	}
 	r.RateLimit = rateLimitOf(perSecond, burst)
+	r.Drain = drainOf(drainAt, drainDeadline)
 	return r, true, nil
 }
 
@@ -239,6 +303,22 @@ func rateLimitOf(perSecond, burst *int) *RateLimit {
 		return nil
 	}
 	return &RateLimit{PerSecond: *perSecond, Burst: *burst}
+}
+
+// columns are the nullable drain_requested_at and drain_deadline values of d (nil: NULL).
+func (d *Drain) columns() (requestedAt, deadline *time.Time) {
+	if d == nil {
+		return nil, nil
+	}
+	return &d.RequestedAt, &d.Deadline
+}
+
+// drainOf reads the two nullable drain columns back.
+func drainOf(requestedAt, deadline *time.Time) *Drain {
+	if requestedAt == nil || deadline == nil {
+		return nil
+	}
+	return &Drain{RequestedAt: requestedAt.UTC(), Deadline: deadline.UTC()}
 }
 
 // SaveCheckpoint records that the projection has applied position. Positions can
@@ -281,7 +361,7 @@ func Reset(ctx context.Context, tx Execer) error {
 }
 
 const selectTenant = `SELECT t.id, t.name, t.status, t.workers_desired, COALESCE(w.current, 0),
-	t.rate_per_second, t.rate_burst, t.version, t.created_at, t.updated_at
+	t.rate_per_second, t.rate_burst, t.drain_requested_at, t.drain_deadline, t.version, t.created_at, t.updated_at
 FROM tenants t LEFT JOIN tenant_workers w ON w.tenant_id = t.id`
 
 // Get returns a live tenant; deleted and unknown tenants are ErrNotFound.
@@ -365,11 +445,15 @@ func scanTenants(rows pgx.Rows) ([]Tenant, error) {
 	for rows.Next() {
 		var t Tenant
 		var perSecond, burst *int
+		var drainAt, drainDeadline *time.Time
 		if err := rows.Scan(&t.ID, &t.Name, &t.Status, &t.WorkersDesired, &t.WorkersCurrent,
-			&perSecond, &burst, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
+			&perSecond, &burst, &drainAt, &drainDeadline, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("scan tenant: %w", err)
 		}
 		t.RateLimit = rateLimitOf(perSecond, burst)
+		if t.Status == StatusDraining {
+			t.Drain = drainOf(drainAt, drainDeadline)
+		}
 		t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
 		out = append(out, t)
 	}

@@ -113,6 +113,64 @@ func TestApplyIdempotentByVersion(t *testing.T) {
 	require.ErrorIs(t, err, tenants.ErrInvalidEvent)
 }
 
+// Pause, resume, drain (and its re-arm) and the dead-letter events go through Apply to
+// the row and back through Get; each is idempotent by version like the older events.
+func TestApplyControlPlaneEvents(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	id := uuid.New()
+	t0 := time.Date(2025, 2, 3, 4, 5, 6, 789000, time.UTC)
+	get := func() tenants.Tenant {
+		t.Helper()
+		got, err := tenants.Get(ctx, db.Pool, id)
+		require.NoError(t, err)
+		return got
+	}
+	require.True(t, apply(t, db.Pool, 1, record(t, id, 1, t0, events.TenantCreated{Name: "acme", Workers: 3})))
+
+	paused := record(t, id, 2, t0.Add(time.Minute), events.TenantPaused{})
+	require.True(t, apply(t, db.Pool, 2, paused))
+	require.False(t, apply(t, db.Pool, 2, paused), "redelivery changes nothing")
+	got := get()
+	require.Equal(t, tenants.StatusPaused, got.Status)
+	require.Equal(t, 3, got.WorkersDesired, "the desired count is kept for the resume")
+	require.Nil(t, got.Drain)
+
+	require.True(t, apply(t, db.Pool, 3, record(t, id, 3, t0.Add(2*time.Minute), events.TenantResumed{})))
+	require.Equal(t, tenants.StatusActive, get().Status)
+
+	require.True(t, apply(t, db.Pool, 4, record(t, id, 4, t0.Add(3*time.Minute), events.DeadLettersRedriven{Count: 5})))
+	got = get()
+	require.Equal(t, tenants.StatusActive, got.Status)
+	require.Equal(t, 4, got.Version)
+	require.Equal(t, t0.Add(3*time.Minute), got.UpdatedAt)
+
+	deadline := t0.Add(8 * time.Minute)
+	drain := record(t, id, 5, t0.Add(4*time.Minute), events.TenantDeletionRequested{DrainTimeoutSeconds: 240, Deadline: deadline})
+	require.True(t, apply(t, db.Pool, 5, drain))
+	require.False(t, apply(t, db.Pool, 5, drain))
+	got = get()
+	require.Equal(t, tenants.StatusDraining, got.Status)
+	require.Equal(t, &tenants.Drain{RequestedAt: t0.Add(4 * time.Minute), Deadline: deadline}, got.Drain)
+
+	// A pause never undoes a drain; a second request re-arms it.
+	require.True(t, apply(t, db.Pool, 6, record(t, id, 6, t0.Add(5*time.Minute), events.TenantPaused{})))
+	require.Equal(t, tenants.StatusDraining, get().Status)
+	rearm := record(t, id, 7, t0.Add(6*time.Minute), events.TenantDeletionRequested{DrainTimeoutSeconds: 60, Deadline: t0.Add(7 * time.Minute)})
+	require.True(t, apply(t, db.Pool, 7, rearm))
+	got = get()
+	require.Equal(t, &tenants.Drain{RequestedAt: t0.Add(6 * time.Minute), Deadline: t0.Add(7 * time.Minute)}, got.Drain)
+	require.Equal(t, 7, got.Version)
+	list, _, err := tenants.List(ctx, db.Pool, nil, 10, tenants.AllTenants())
+	require.NoError(t, err)
+	require.Equal(t, []tenants.Tenant{got}, list, "the list shows what Get shows")
+
+	require.True(t, apply(t, db.Pool, 8, record(t, id, 8, t0.Add(9*time.Minute), events.TenantDeleted{Name: "acme"})))
+	_, err = tenants.Get(ctx, db.Pool, id)
+	require.ErrorIs(t, err, tenants.ErrNotFound)
+}
+
 func TestWorkersCurrentAndList(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)

@@ -86,16 +86,25 @@ type snapshot struct {
 func take(t *testing.T, pool *pgxpool.Pool) snapshot {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT id, name, status, workers_desired, 0, rate_per_second, rate_burst, version, created_at, updated_at FROM tenants ORDER BY id`)
+	rows, err := pool.Query(ctx, `SELECT id, name, status, workers_desired, 0, rate_per_second, rate_burst,
+		drain_requested_at, drain_deadline, version, created_at, updated_at FROM tenants ORDER BY id`)
 	require.NoError(t, err)
 	defer rows.Close()
 	var s snapshot
 	for rows.Next() {
 		var tn tenants.Tenant
 		var perSecond, burst *int
-		require.NoError(t, rows.Scan(&tn.ID, &tn.Name, &tn.Status, &tn.WorkersDesired, &tn.WorkersCurrent, &perSecond, &burst, &tn.Version, &tn.CreatedAt, &tn.UpdatedAt))
+		var drainAt, drainDeadline *time.Time
+		require.NoError(t, rows.Scan(&tn.ID, &tn.Name, &tn.Status, &tn.WorkersDesired, &tn.WorkersCurrent, &perSecond, &burst,
+			&drainAt, &drainDeadline, &tn.Version, &tn.CreatedAt, &tn.UpdatedAt))
 		if perSecond != nil && burst != nil {
 			tn.RateLimit = &tenants.RateLimit{PerSecond: *perSecond, Burst: *burst}
+		}
+		// Whatever the status: a replay must rebuild the columns exactly.
+		if drainAt != nil || drainDeadline != nil {
+			require.NotNil(t, drainAt)
+			require.NotNil(t, drainDeadline)
+			tn.Drain = &tenants.Drain{RequestedAt: drainAt.UTC(), Deadline: drainDeadline.UTC()}
 		}
 		tn.CreatedAt, tn.UpdatedAt = tn.CreatedAt.UTC(), tn.UpdatedAt.UTC()
 		s.Tenants = append(s.Tenants, tn)
@@ -253,6 +262,18 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	ids := b.seed(t)
+	// The control plane's events: a paused tenant, a draining one (re-armed), one
+	// resumed after a redrive and a purge, one drained and then deleted.
+	t1 := time.Date(2025, 4, 1, 11, 0, 0, 987654321, time.UTC)
+	b.append(t, ids[3], 3, t1, events.TenantPaused{})
+	b.append(t, ids[4], 3, t1, events.TenantDeletionRequested{DrainTimeoutSeconds: 300, Deadline: t1.Add(5 * time.Minute)})
+	b.append(t, ids[4], 4, t1.Add(time.Minute), events.TenantDeletionRequested{DrainTimeoutSeconds: 60, Deadline: t1.Add(2 * time.Minute)})
+	b.append(t, ids[5], 3, t1, events.TenantPaused{})
+	b.append(t, ids[5], 4, t1.Add(time.Second), events.DeadLettersRedriven{Selector: events.DeadLetterSelector{Reason: "expired", Max: 10}, Count: 3})
+	b.append(t, ids[5], 5, t1.Add(2*time.Second), events.DeadLettersPurged{Selector: events.DeadLetterSelector{IDs: []string{uuid.NewString()}}, Count: 1})
+	b.append(t, ids[5], 6, t1.Add(3*time.Second), events.TenantResumed{})
+	b.append(t, ids[6], 2, t1, events.TenantDeletionRequested{DrainTimeoutSeconds: 1, Deadline: t1.Add(time.Second)})
+	b.append(t, ids[6], 3, t1.Add(time.Second), events.TenantDeleted{Name: "tenant-" + ids[6].String()[:8]})
 	p, _ := b.startProjector(t)
 	head, err := b.store.Head(ctx)
 	require.NoError(t, err)
@@ -267,6 +288,14 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	before := take(t, b.pool)
 	require.Len(t, before.Tenants, 10)
 	require.Equal(t, head, before.Checkpoint)
+	statuses := map[uuid.UUID]string{}
+	for _, tn := range before.Tenants {
+		statuses[tn.ID] = tn.Status
+	}
+	require.Equal(t, tenants.StatusPaused, statuses[ids[3]])
+	require.Equal(t, tenants.StatusDraining, statuses[ids[4]])
+	require.Equal(t, tenants.StatusActive, statuses[ids[5]])
+	require.Equal(t, tenants.StatusDeleted, statuses[ids[6]])
 	require.NoError(t, tenants.ReportWorkers(ctx, b.pool, ids[2], 2))
 
 	// Damage the read model: a lost row, a wrong value, a stray tenant, a stale checkpoint.
@@ -278,6 +307,8 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.pool.Exec(ctx, `INSERT INTO tenants (id, name, status, workers_desired, version, created_at, updated_at) VALUES ($1, 'ghost', 'active', 1, 1, now(), now())`, uuid.New())
 	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `UPDATE tenants SET drain_requested_at = NULL, drain_deadline = NULL, status = 'active' WHERE id = $1`, ids[4])
+	require.NoError(t, err)
 	_, err = b.pool.Exec(ctx, `UPDATE projection_checkpoints SET position = 1 WHERE name = 'tenants'`)
 	require.NoError(t, err)
 	require.NotEqual(t, before, take(t, b.pool))
@@ -285,7 +316,7 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	// Small batches, so the batching loop runs several times.
 	res, err := projector.Replay(ctx, b.pool, 4)
 	require.NoError(t, err)
-	require.Equal(t, 21, res.Events)
+	require.Equal(t, 30, res.Events)
 	require.Equal(t, head, res.Position)
 	require.Equal(t, before, take(t, b.pool), "replayed state equals the live state")
 
@@ -406,6 +437,29 @@ func TestReplayEqualsPerEventApply(t *testing.T) {
 			b.rawEvent(t, id, 2, env(id.String(), 2, at, events.TenantRateLimitChanged{PerSecond: 1, Burst: 1}))
 		}
 	}
+	// Control-plane lives: paused, resumed, redriven, paused again, drained, a pause
+	// that cannot undo the drain, a re-armed drain, a purge; every other one deleted.
+	for i := range 8 {
+		id := uuid.New()
+		at := t0.Add(time.Duration(100+i) * time.Millisecond)
+		life := []events.Event{
+			events.TenantCreated{Name: "c" + id.String()[:8], Workers: 2},
+			events.TenantPaused{},
+			events.TenantResumed{},
+			events.DeadLettersRedriven{Selector: events.DeadLetterSelector{Reason: "expired", Max: 5}, Count: 2},
+			events.TenantPaused{},
+			events.TenantDeletionRequested{DrainTimeoutSeconds: 300, Deadline: at.Add(5 * time.Minute)},
+			events.TenantPaused{},
+			events.TenantDeletionRequested{DrainTimeoutSeconds: 60, Deadline: at.Add(time.Hour)},
+			events.DeadLettersPurged{Selector: events.DeadLetterSelector{Max: 5}, Count: 1},
+		}
+		if i%2 == 0 {
+			life = append(life, events.TenantDeleted{Name: "x"})
+		}
+		for v, e := range life {
+			b.rawEvent(t, id, v+1, env(id.String(), v+1, at.Add(time.Duration(v)*time.Second), e))
+		}
+	}
 	head, err := b.store.Head(ctx)
 	require.NoError(t, err)
 
@@ -413,14 +467,22 @@ func TestReplayEqualsPerEventApply(t *testing.T) {
 	require.Equal(t, 8, wantSkipped, "the 8 events with a non-UUID tenant id")
 	want := take(t, b.pool)
 	require.Equal(t, head, want.Checkpoint)
-	require.Len(t, want.Tenants, 32, "every tenant but the deletion-only ones")
+	require.Len(t, want.Tenants, 40, "every tenant but the deletion-only ones")
+	drained := 0
+	for _, tn := range want.Tenants {
+		if tn.Status == tenants.StatusDraining {
+			drained++
+			require.Equal(t, tn.UpdatedAt.Add(time.Hour-8*time.Second), tn.Drain.Deadline, "the re-armed deadline")
+		}
+	}
+	require.Equal(t, 4, drained)
 
 	for _, batch := range []int{1, 3, 7, 10_000} {
 		_, err := b.pool.Exec(ctx, `UPDATE tenants SET workers_desired = 99 WHERE id = $1`, ids[0])
 		require.NoError(t, err)
 		res, err := projector.Replay(ctx, b.pool, batch)
 		require.NoError(t, err)
-		require.Equal(t, projector.ReplayResult{Events: 136, Skipped: wantSkipped, Position: head, Tenants: 32}, res, "batch %d", batch)
+		require.Equal(t, projector.ReplayResult{Events: 212, Skipped: wantSkipped, Position: head, Tenants: 40}, res, "batch %d", batch)
 		require.Equal(t, want, take(t, b.pool), "batch %d", batch)
 	}
 }
