@@ -20,6 +20,7 @@ import (
 	"github.com/multitenant/mtm/platform/httpserver"
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/projections/cursor"
+	"github.com/multitenant/mtm/projections/deadletters"
 	"github.com/multitenant/mtm/projections/messages"
 	"github.com/multitenant/mtm/projections/tenants"
 )
@@ -45,6 +46,7 @@ type Handler struct {
 	codec     *cursor.Codec
 	guards    Guards
 	pageBytes int
+	now       func() time.Time // for drain.timed_out
 }
 
 // Guards are the authorization hooks main installs (platform/auth); the command
@@ -60,10 +62,11 @@ type Guards struct {
 
 // New builds the handlers.
 func New(db DB, codec *cursor.Codec) *Handler {
-	return &Handler{db: db, codec: codec, pageBytes: messages.DefaultPageBytes}
+	return &Handler{db: db, codec: codec, pageBytes: messages.DefaultPageBytes, now: time.Now}
 }
 
-// WithPageBytes caps the payload bytes of one messages page (PAGE_MAX_BYTES).
+// WithPageBytes caps the payload bytes of one page (PAGE_MAX_BYTES) of messages, dead
+// letters (bodies and headers) and events (their data).
 func (h *Handler) WithPageBytes(n int) *Handler {
 	h.pageBytes = n
 	return h
@@ -88,6 +91,8 @@ func (h *Handler) Register(r fiber.Router) {
 	r.Get("/tenants", h.listTenants)
 	r.Get("/tenants/:id", h.getTenant)
 	r.Get("/tenants/:id/messages", h.tenantMessages)
+	r.Get("/tenants/:id/dead-letters", h.tenantDeadLetters)
+	r.Get("/tenants/:id/events", h.tenantEvents)
 	r.Get("/messages", h.messages)
 }
 
@@ -109,12 +114,29 @@ type RateLimit struct {
 	Burst int `json:"burst" example:"200"`
 }
 
+// Drain is a draining tenant's drain-then-delete.
+type Drain struct {
+	// RequestedAt is when the (last) DELETE ?drain=true was recorded.
+	RequestedAt time.Time `json:"requested_at"`
+	// Deadline is when the command service stops waiting for the queue to empty.
+	Deadline time.Time `json:"deadline"`
+	// TimedOut: the deadline has passed. The tenant stays draining until it is deleted
+	// plainly or asked to drain again.
+	TimedOut bool `json:"timed_out" example:"false"`
+}
+
 // Tenant is a tenant as the API shows it.
 type Tenant struct {
-	ID      string  `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
-	Name    string  `json:"name" example:"acme"`
-	Status  string  `json:"status" example:"active"`
+	ID   string `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
+	Name string `json:"name" example:"acme"`
+	// Status: active; paused (nothing consumed, the queue keeps accepting); draining
+	// (deletion requested: HTTP ingest refused, the queue is being emptied).
+	Status  string  `json:"status" example:"active" enums:"active,paused,draining"`
 	Workers Workers `json:"workers"`
+	// Drain is present only while the tenant is draining.
+	Drain *Drain `json:"drain,omitempty"`
+	// DeadLettersPending counts its dead letters with status pending.
+	DeadLettersPending int `json:"dead_letters_pending" example:"0"`
 	// RateLimit is the tenant's own ingest limit; null means the command service's
 	// default (TENANT_RATE_LIMIT / TENANT_RATE_BURST) applies.
 	RateLimit *RateLimit `json:"rate_limit"`
@@ -149,7 +171,7 @@ type MessagePage struct {
 // listTenants godoc
 //
 //	@Summary		List tenants
-//	@Description	Live tenants, oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.
+//	@Description	Live tenants (active, paused or draining, shown as GET /tenants/{id} shows them), oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.
 //	@Tags			tenants
 //	@Security		BearerAuth
 //	@Produce		json
@@ -184,9 +206,17 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	ids := make([]uuid.UUID, 0, len(list))
+	for _, t := range list {
+		ids = append(ids, t.ID)
+	}
+	pending, err := deadletters.PendingCounts(c.UserContext(), h.db, ids)
+	if err != nil {
+		return err
+	}
 	out := TenantPage{Data: make([]Tenant, 0, len(list))}
 	for _, t := range list {
-		out.Data = append(out.Data, toTenant(t))
+		out.Data = append(out.Data, h.toTenant(t, pending[t.ID]))
 	}
 	if more {
 		next := h.codec.Encode(cursor.KindTenants, uuid.Nil, list[len(list)-1].Position())
@@ -198,7 +228,7 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 // getTenant godoc
 //
 //	@Summary		Get a tenant
-//	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer).
+//	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining) and its number of pending dead letters.
 //	@Tags			tenants
 //	@Security		BearerAuth
 //	@Produce		json
@@ -223,7 +253,11 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(toTenant(t))
+	pending, err := deadletters.PendingCounts(c.UserContext(), h.db, []uuid.UUID{id})
+	if err != nil {
+		return err
+	}
+	return c.JSON(h.toTenant(t, pending[id]))
 }
 
 // messages godoc
@@ -317,18 +351,24 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 	return c.JSON(out)
 }
 
-func toTenant(t tenants.Tenant) Tenant {
+func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 	id := t.ID.String()
 	var limit *RateLimit
 	if t.RateLimit != nil {
 		limit = &RateLimit{PerSecond: t.RateLimit.PerSecond, Burst: t.RateLimit.Burst}
 	}
+	var drain *Drain
+	if t.Drain != nil {
+		drain = &Drain{RequestedAt: t.Drain.RequestedAt, Deadline: t.Drain.Deadline, TimedOut: h.now().After(t.Drain.Deadline)}
+	}
 	return Tenant{
-		ID:        id,
-		Name:      t.Name,
-		Status:    t.Status,
-		Workers:   Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent},
-		RateLimit: limit,
+		ID:                 id,
+		Name:               t.Name,
+		Status:             t.Status,
+		Workers:            Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent},
+		Drain:              drain,
+		DeadLettersPending: deadLettersPending,
+		RateLimit:          limit,
 		Queue:     rabbit.QueueName(id),
 		CreatedAt: t.CreatedAt,
 		UpdatedAt: t.UpdatedAt,

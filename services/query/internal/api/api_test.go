@@ -47,7 +47,7 @@ func start(t *testing.T, pool *pgxpool.Pool) *env {
 
 // startWith installs the JWT middleware and guards first when authCfg is set, exactly
 // as main does.
-func startWith(t *testing.T, pool *pgxpool.Pool, authCfg *auth.Config) *env {
+func startWith(t *testing.T, pool *pgxpool.Pool, authCfg *auth.Config, opts ...func(*api.Handler)) *env {
 	t.Helper()
 	codec, err := cursor.NewCodec([]byte("api-test"))
 	require.NoError(t, err)
@@ -64,6 +64,9 @@ func startWith(t *testing.T, pool *pgxpool.Pool, authCfg *auth.Config) *env {
 			TenantAccess: auth.TenantAccess,
 			TenantScope:  func(c *fiber.Ctx) (string, bool) { return auth.PrincipalFrom(c).TenantScope() },
 		})
+	}
+	for _, o := range opts {
+		o(h)
 	}
 	h.Register(srv.App)
 	require.NoError(t, srv.Listen())
@@ -189,7 +192,8 @@ func TestGetTenant(t *testing.T) {
 	for k := range raw {
 		keys = append(keys, k)
 	}
-	require.ElementsMatch(t, []string{"id", "name", "status", "workers", "rate_limit", "queue", "created_at", "updated_at", "version"}, keys)
+	require.ElementsMatch(t, []string{"id", "name", "status", "workers", "rate_limit", "queue", "created_at", "updated_at", "version", "dead_letters_pending"}, keys,
+		"no drain unless draining")
 	require.JSONEq(t, "null", string(raw["rate_limit"]), "no limit of its own: the command service's default")
 	got := decode[tenantJSON](t, r)
 	require.Equal(t, id.String(), got.ID)
@@ -362,7 +366,8 @@ func TestBadLimit(t *testing.T) {
 	e := start(t, db.Pool)
 	id := uuid.New()
 	e.apply(t, id, 1, time.Now(), events.TenantCreated{Name: "a", Workers: 1})
-	paths := []string{"/tenants?", "/messages?tenant_id=" + id.String() + "&", "/tenants/" + id.String() + "/messages?"}
+	paths := []string{"/tenants?", "/messages?tenant_id=" + id.String() + "&", "/tenants/" + id.String() + "/messages?",
+		"/tenants/" + id.String() + "/dead-letters?", "/tenants/" + id.String() + "/events?"}
 	for _, p := range paths {
 		for _, bad := range []string{"0", "-1", "101", "1e9", "abc", "1.5", "99999999999999999999", "%20"} {
 			t.Run(p+bad, func(t *testing.T) {
@@ -438,7 +443,8 @@ func TestDatabaseErrorHidden(t *testing.T) {
 	require.NoError(t, err)
 	pool.Close()
 	e := start(t, pool)
-	for _, path := range []string{"/tenants", "/tenants/" + uuid.NewString(), "/messages?tenant_id=" + uuid.NewString(), "/tenants/" + uuid.NewString() + "/messages"} {
+	for _, path := range []string{"/tenants", "/tenants/" + uuid.NewString(), "/messages?tenant_id=" + uuid.NewString(), "/tenants/" + uuid.NewString() + "/messages",
+		"/tenants/" + uuid.NewString() + "/dead-letters", "/tenants/" + uuid.NewString() + "/events"} {
 		requireProblem(t, e.get(t, path), http.StatusInternalServerError, "internal_error")
 	}
 }
