@@ -177,6 +177,8 @@ func TestAuthMatrix(t *testing.T) {
 	refTenant := ref(qry, http.MethodGet, "/tenants/"+unknown, "")
 	refTenantMsgs := ref(qry, http.MethodGet, "/tenants/"+unknown+"/messages", "")
 	refMsgs := ref(qry, http.MethodGet, "/messages?tenant_id="+unknown, "")
+	refDeadLetters := ref(qry, http.MethodGet, "/tenants/"+unknown+"/dead-letters", "")
+	refEvents := ref(qry, http.MethodGet, "/tenants/"+unknown+"/events", "")
 
 	principals := []principal{{name: "no token", kind: "anon"}}
 	bad := badTokens(t, secret)
@@ -235,6 +237,22 @@ func TestAuthMatrix(t *testing.T) {
 			msgMu.Lock()
 			msgs[id] = append(msgs[id], m.ID)
 			msgMu.Unlock()
+		}
+	}
+
+	// A tenant's history starts with its creation, versions counting up from 1.
+	checkHistory := func(t *testing.T, _ principal, r reply) {
+		var pg struct {
+			Data []struct {
+				Type    string `json:"type"`
+				Version int    `json:"version"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(r.body, &pg))
+		require.NotEmpty(t, pg.Data, "%s", r.body)
+		require.Equal(t, "tenant.created.v1", pg.Data[0].Type)
+		for i, e := range pg.Data {
+			require.Equal(t, i+1, e.Version, "%s", r.body)
 		}
 	}
 
@@ -304,6 +322,14 @@ func TestAuthMatrix(t *testing.T) {
 			body: noBody, admin: http.StatusOK, tenant: ownOr404(A, http.StatusOK), notFound: refMsgs, check: checkMessages(A)},
 		{name: "query GET /messages?tenant_id={B}", proc: qry, method: http.MethodGet, path: "/messages?limit=100&tenant_id=" + B,
 			body: noBody, admin: http.StatusOK, tenant: ownOr404(B, http.StatusOK), notFound: refMsgs, check: checkMessages(B)},
+		{name: "query GET /tenants/{A}/dead-letters", proc: qry, method: http.MethodGet, path: "/tenants/" + A + "/dead-letters?limit=100",
+			body: noBody, admin: http.StatusOK, tenant: ownOr404(A, http.StatusOK), notFound: refDeadLetters},
+		{name: "query GET /tenants/{B}/dead-letters", proc: qry, method: http.MethodGet, path: "/tenants/" + B + "/dead-letters?limit=100",
+			body: noBody, admin: http.StatusOK, tenant: ownOr404(B, http.StatusOK), notFound: refDeadLetters},
+		{name: "query GET /tenants/{A}/events", proc: qry, method: http.MethodGet, path: "/tenants/" + A + "/events?limit=100",
+			body: noBody, admin: http.StatusOK, tenant: ownOr404(A, http.StatusOK), notFound: refEvents, check: checkHistory},
+		{name: "query GET /tenants/{B}/events", proc: qry, method: http.MethodGet, path: "/tenants/" + B + "/events?limit=100",
+			body: noBody, admin: http.StatusOK, tenant: ownOr404(B, http.StatusOK), notFound: refEvents, check: checkHistory},
 	}
 	for _, p := range []*Proc{cmd, cons, qry} {
 		for _, path := range []string{"/healthz", "/readyz"} {

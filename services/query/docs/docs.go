@@ -95,7 +95,7 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "Live tenants, oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.",
+                "description": "Live tenants (active, paused or draining, shown as GET /tenants/{id} shows them), oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.",
                 "produces": [
                     "application/json"
                 ],
@@ -155,7 +155,7 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer).",
+                "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining) and its number of pending dead letters.",
                 "produces": [
                     "application/json"
                 ],
@@ -187,6 +187,169 @@ const docTemplate = `{
                     },
                     "404": {
                         "description": "unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "500": {
+                        "description": "Internal Server Error",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/tenants/{id}/dead-letters": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The tenant's archived dead letters (every message its DLQ received), oldest first (by first_dead_lettered_at, then id), optionally only those with one reason code and/or one status. Pages are keyset pages like the messages list: pass next_cursor back as cursor with the same filters; it is null on the last page. A page also ends early rather than exceed PAGE_MAX_BYTES of bodies. A body that is valid JSON is in payload exactly as received; any other body is in payload_base64 with payload_encoding \"base64\".",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "dead-letters"
+                ],
+                "summary": "List a tenant's dead letters",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "opaque cursor from a previous page's next_cursor (bound to this tenant)",
+                        "name": "cursor",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 20,
+                        "description": "page size, 1..100 (default 20); anything else is 400",
+                        "name": "limit",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "only this reason code (exact match), e.g. invalid_json, delivery_limit, expired",
+                        "name": "reason",
+                        "in": "query"
+                    },
+                    {
+                        "enum": [
+                            "pending",
+                            "redriven",
+                            "purged"
+                        ],
+                        "type": "string",
+                        "description": "only this status",
+                        "name": "status",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.DeadLetterPage"
+                        }
+                    },
+                    "400": {
+                        "description": "invalid limit or status, or a malformed, tampered or foreign cursor",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "401": {
+                        "description": "missing or invalid token (when JWT_SECRET is set)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "unknown or deleted tenant, a malformed id, or another tenant's (for a tenant token)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "500": {
+                        "description": "Internal Server Error",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/tenants/{id}/events": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "Every event recorded for the tenant, oldest first (by version): creation, resizes, rate limits, pauses and resumes, drains, redrives and purges. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page. A deleted tenant's history is not served (404).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "tenants"
+                ],
+                "summary": "A tenant's event history",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "opaque cursor from a previous page's next_cursor (bound to this tenant)",
+                        "name": "cursor",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 20,
+                        "description": "page size, 1..100 (default 20); anything else is 400",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.EventPage"
+                        }
+                    },
+                    "400": {
+                        "description": "invalid limit, or a malformed, tampered or foreign cursor",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "401": {
+                        "description": "missing or invalid token (when JWT_SECRET is set)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "unknown or deleted tenant, a malformed id, or another tenant's (for a tenant token)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -275,6 +438,153 @@ const docTemplate = `{
         }
     },
     "definitions": {
+        "api.DeadLetter": {
+            "type": "object",
+            "properties": {
+                "deaths": {
+                    "description": "Deaths counts how often the message was dead-lettered (again after a redrive).",
+                    "type": "integer",
+                    "example": 1
+                },
+                "first_dead_lettered_at": {
+                    "type": "string"
+                },
+                "headers": {
+                    "description": "Headers are the AMQP headers of the dead-lettered delivery.",
+                    "type": "object"
+                },
+                "id": {
+                    "description": "ID is the id the message would have been stored under (derived from its\nmessage_id, as for stored messages).",
+                    "type": "string",
+                    "example": "01890a5d-ac96-774b-bcce-b302099a8057"
+                },
+                "last_dead_lettered_at": {
+                    "type": "string"
+                },
+                "message_id": {
+                    "type": "string",
+                    "example": "order-4711"
+                },
+                "payload": {
+                    "description": "Payload is the body, byte for byte, when it is valid JSON (absent otherwise).",
+                    "type": "object"
+                },
+                "payload_base64": {
+                    "description": "PayloadBase64 is the body in standard base64 when it is not valid JSON (absent otherwise).",
+                    "type": "string",
+                    "example": "eyJicm9rZW4i"
+                },
+                "payload_encoding": {
+                    "description": "PayloadEncoding is \"base64\" exactly when PayloadBase64 is set.",
+                    "type": "string",
+                    "enum": [
+                        "base64"
+                    ],
+                    "example": "base64"
+                },
+                "reason": {
+                    "description": "Reason is a code: invalid_json, too_large, rejected_by_database (the consumer's\nown), or the broker's delivery_limit, expired, maxlen, rejected.",
+                    "type": "string",
+                    "example": "invalid_json"
+                },
+                "reason_detail": {
+                    "type": "string",
+                    "example": "unexpected end of JSON input"
+                },
+                "size": {
+                    "description": "Size is the body's size in bytes.",
+                    "type": "integer",
+                    "example": 17
+                },
+                "status": {
+                    "description": "Status: pending (not acted on; the only status redrive and purge pick), redriven, purged.",
+                    "type": "string",
+                    "enum": [
+                        "pending",
+                        "redriven",
+                        "purged"
+                    ],
+                    "example": "pending"
+                }
+            }
+        },
+        "api.DeadLetterPage": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.DeadLetter"
+                    }
+                },
+                "next_cursor": {
+                    "description": "NextCursor fetches the next page; null on the last page.",
+                    "type": "string",
+                    "example": "AQMAAAAAAAAAAAAAAAAAAAAAGDk..."
+                }
+            }
+        },
+        "api.Drain": {
+            "type": "object",
+            "properties": {
+                "deadline": {
+                    "description": "Deadline is when the command service stops waiting for the queue to empty.",
+                    "type": "string"
+                },
+                "requested_at": {
+                    "description": "RequestedAt is when the (last) DELETE ?drain=true was recorded.",
+                    "type": "string"
+                },
+                "timed_out": {
+                    "description": "TimedOut: the deadline has passed. The tenant stays draining until it is deleted\nplainly or asked to drain again.",
+                    "type": "boolean",
+                    "example": false
+                }
+            }
+        },
+        "api.Event": {
+            "type": "object",
+            "properties": {
+                "correlation_id": {
+                    "description": "CorrelationID ties the event to the request that caused it (empty when none).",
+                    "type": "string",
+                    "example": "6f1c2b9d-4e10-4a7e-9c61-0b7e3f5c8d0a"
+                },
+                "data": {
+                    "description": "Data is the event's payload, as recorded.",
+                    "type": "object"
+                },
+                "occurred_at": {
+                    "type": "string"
+                },
+                "type": {
+                    "description": "Type is the event's stable wire name, e.g. tenant.created.v1, tenant.paused.v1,\ntenant.dead_letters_redriven.v1.",
+                    "type": "string",
+                    "example": "tenant.concurrency_changed.v1"
+                },
+                "version": {
+                    "description": "Version is the event's position in the tenant's stream (1, 2, ...), the number\nETags and If-Match carry.",
+                    "type": "integer",
+                    "example": 2
+                }
+            }
+        },
+        "api.EventPage": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.Event"
+                    }
+                },
+                "next_cursor": {
+                    "description": "NextCursor fetches the next page; null on the last page.",
+                    "type": "string",
+                    "example": "AQQAAAAAAAAAAAAAAAAAAAAAAAA..."
+                }
+            }
+        },
         "api.Message": {
             "type": "object",
             "properties": {
@@ -331,6 +641,19 @@ const docTemplate = `{
                 "created_at": {
                     "type": "string"
                 },
+                "dead_letters_pending": {
+                    "description": "DeadLettersPending counts its dead letters with status pending.",
+                    "type": "integer",
+                    "example": 0
+                },
+                "drain": {
+                    "description": "Drain is present only while the tenant is draining.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/api.Drain"
+                        }
+                    ]
+                },
                 "id": {
                     "type": "string",
                     "example": "0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"
@@ -352,7 +675,13 @@ const docTemplate = `{
                     ]
                 },
                 "status": {
+                    "description": "Status: active; paused (nothing consumed, the queue keeps accepting); draining\n(deletion requested: HTTP ingest refused, the queue is being emptied).",
                     "type": "string",
+                    "enum": [
+                        "active",
+                        "paused",
+                        "draining"
+                    ],
                     "example": "active"
                 },
                 "updated_at": {

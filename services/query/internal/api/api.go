@@ -369,10 +369,10 @@ func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 		Drain:              drain,
 		DeadLettersPending: deadLettersPending,
 		RateLimit:          limit,
-		Queue:     rabbit.QueueName(id),
-		CreatedAt: t.CreatedAt,
-		UpdatedAt: t.UpdatedAt,
-		Version:   t.Version,
+		Queue:              rabbit.QueueName(id),
+		CreatedAt:          t.CreatedAt,
+		UpdatedAt:          t.UpdatedAt,
+		Version:            t.Version,
 	}
 }
 
