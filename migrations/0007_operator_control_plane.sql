@@ -24,6 +24,7 @@ CREATE TABLE dead_letters (
 -- Keyset pages, oldest first, optionally by status.
 CREATE INDEX dead_letters_page ON dead_letters (tenant_id, first_dead_lettered_at, id);
 CREATE INDEX dead_letters_status_page ON dead_letters (tenant_id, status, first_dead_lettered_at, id);
+CREATE INDEX dead_letters_reason_page ON dead_letters (tenant_id, reason, first_dead_lettered_at, id);
 
 -- Query side: a draining tenant's drain (tenant.deletion_requested.v1).
 ALTER TABLE tenants
