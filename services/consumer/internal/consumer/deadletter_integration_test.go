@@ -68,11 +68,11 @@ func TestDeadLetterUnroutableIsNotLost(t *testing.T) {
 	defer dl.close()
 	msg := message.NewMessage("poison", []byte(`{"broken":`))
 	msg.Metadata.Set(amqpsub.MetaMessageID, "poison")
-	err := dl.publish(ctx, tenant, msg, "invalid_json: test")
+	err := dl.publish(ctx, tenant, msg, newDeadLetter(msg, "invalid_json: test"))
 	require.ErrorIs(t, err, errUnroutable)
 	require.Equal(t, 0, e.dlqMessages(tenant), "the DLQ is declared again, empty")
 
-	require.NoError(t, dl.publish(ctx, tenant, msg, "invalid_json: test"))
+	require.NoError(t, dl.publish(ctx, tenant, msg, newDeadLetter(msg, "invalid_json: test")))
 	require.Equal(t, 1, e.dlqMessages(tenant))
 }
 
