@@ -98,7 +98,7 @@ func TestArchiveRow(t *testing.T) {
 	xdeath := func(count int64) amqp.Table {
 		return amqp.Table{
 			rabbit.HeaderDeadLetterReason: "forged: by the producer",
-			"x-death": []any{amqp.Table{"reason": "delivery_limit", "queue": "tenant_x_queue", "count": count, "time": at}},
+			"x-death":                     []any{amqp.Table{"reason": "delivery_limit", "queue": "tenant_x_queue", "count": count, "time": at}},
 		}
 	}
 	broker := amqp.Delivery{Body: []byte(`{"ok":true}`), Headers: xdeath(1)}

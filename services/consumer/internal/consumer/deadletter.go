@@ -35,8 +35,8 @@ type deadLetterer struct {
 	// archiver picks it up at once); may be nil.
 	published func(tenantID string)
 	mu        sync.Mutex
-	ch      *amqp.Channel
-	returns chan amqp.Return
+	ch        *amqp.Channel
+	returns   chan amqp.Return
 }
 
 // deadLetter is one dead-lettering of a message: built once, so every publish attempt
