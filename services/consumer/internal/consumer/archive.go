@@ -41,6 +41,9 @@ const (
 	// archiveWorkers is how many tenants are archived at once (each on its own channel
 	// and database connection).
 	archiveWorkers = 2
+	// archiveCommitTimeout bounds one batch's transaction (a locked table or a stuck
+	// database must not hold a worker forever; the batch goes back to the DLQ).
+	archiveCommitTimeout = 30 * time.Second
 )
 
 // archiver moves dead letters from tenants' DLQs into the dead_letters table. It keeps
@@ -225,7 +228,7 @@ func (a *archiver) pass(ctx context.Context, chp **amqp.Channel, tenantID string
 		for i, d := range batch {
 			rows[i] = archiveRow(tenant, d)
 		}
-		res, err := deadletters.Archive(ctx, a.pool, tenant, rows)
+		res, err := a.archive(ctx, tenant, rows)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
 			// A data exception (headers or text the sanitizing missed): keep every
@@ -234,7 +237,7 @@ func (a *archiver) pass(ctx context.Context, chp **amqp.Channel, tenantID string
 			for i := range rows {
 				rows[i].Headers = []byte(`{"` + headersTruncatedKey + `":true}`)
 			}
-			res, err = deadletters.Archive(ctx, a.pool, tenant, rows)
+			res, err = a.archive(ctx, tenant, rows)
 		}
 		if err != nil {
 			return fail(err)
@@ -253,6 +256,12 @@ func (a *archiver) pass(ctx context.Context, chp **amqp.Channel, tenantID string
 		}
 	}
 	return true, nil
+}
+
+func (a *archiver) archive(ctx context.Context, tenant uuid.UUID, rows []deadletters.Row) (deadletters.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, archiveCommitTimeout)
+	defer cancel()
+	return deadletters.Archive(ctx, a.pool, tenant, rows)
 }
 
 // fetchBatch basic.gets up to archiveBatchRows deliveries or archiveBatchBytes of
