@@ -79,7 +79,7 @@ func TestSIGKILLWhileArchivingDeadLetters(t *testing.T) {
 	t.Logf("SIGKILL with %d of %d dead letters archived", atKill, total)
 
 	restarted := time.Now()
-	consumer = Start(t, "consumer", env)
+	Start(t, "consumer", env) // runs until the test ends
 	dlqEmpty := func() bool {
 		q, err := amqptest.Inspect(t, conn, rabbit.DLQName(id))
 		return err == nil && q.Messages == 0
