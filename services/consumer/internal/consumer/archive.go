@@ -124,12 +124,14 @@ func (a *archiver) take() (string, bool) {
 }
 
 // finish ends a tenant's pass; more (the pass stopped at its bound) or a request
-// during the pass queues it again.
-func (a *archiver) finish(id string, more bool) {
+// during the pass queues it again. A failed pass is not retried at once: the sampler
+// asks again within ReconcileInterval while the DLQ holds messages, which paces the
+// retries while the database or broker is away.
+func (a *archiver) finish(id string, more, failed bool) {
 	a.mu.Lock()
 	close(a.running[id])
 	delete(a.running, id)
-	requeue := more || a.again[id]
+	requeue := !failed && (more || a.again[id])
 	delete(a.again, id)
 	a.mu.Unlock()
 	if requeue {
@@ -183,15 +185,16 @@ func (a *archiver) work(ctx context.Context) {
 			}
 			continue
 		}
-		more := false
+		more, failed := false, false
 		if a.live(id) {
 			var err error
-			if more, err = a.pass(ctx, &ch, id); err != nil && ctx.Err() == nil {
+			more, err = a.pass(ctx, &ch, id)
+			if failed = err != nil; failed && ctx.Err() == nil {
 				a.m.archiveFailures.Inc()
 				a.log.Warn("archiving dead letters failed, will retry", "tenant_id", id, "err", err)
 			}
 		}
-		a.finish(id, more)
+		a.finish(id, more, failed)
 	}
 }
 
