@@ -215,3 +215,32 @@ func TestArchiveSurvivesHostileHeaders(t *testing.T) {
 	require.Equal(t, []byte{0, 1, 2}, h.body)
 	require.Len(t, got["big-body"].body, len(big), "the whole body is kept")
 }
+
+// A tenant whose archive cannot commit (its row locked by a long transaction here)
+// holds up only itself: another tenant's dead letters are archived meanwhile, and the
+// blocked one lands once the lock goes.
+func TestBlockedTenantDoesNotHoldUpOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startService(1 << 16)
+	a, b := e.createTenant(1), e.createTenant(1)
+	e.requireConsumers(a, 1)
+	e.requireConsumers(b, 1)
+	e.publishDLQ(a, ourDeadLetter("m-1", "death-1", `{`))
+	e.requireArchived(a, 1, 5*time.Second)
+
+	ctx := context.Background()
+	tx, err := e.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT 1 FROM dead_letters WHERE tenant_id = $1 FOR UPDATE`, a)
+	require.NoError(t, err)
+	e.publishDLQ(a, ourDeadLetter("m-1", "death-2", `{`))
+
+	e.publishDLQ(b, ourDeadLetter("b-1", "death-1", `{`))
+	e.requireArchived(b, 1, 5*time.Second)
+	require.Equal(t, 1, e.archived(a)["m-1"].deaths, "A's new death waits for the lock")
+
+	require.NoError(t, tx.Rollback(ctx))
+	require.Eventually(t, func() bool { return e.archived(a)["m-1"].deaths == 2 }, 10*time.Second, 20*time.Millisecond)
+}
