@@ -109,12 +109,15 @@ func TestSIGKILLStoresEveryMessageOnce(t *testing.T) {
 		q, err := amqptest.Inspect(t, conn, rabbit.DLQName(id))
 		require.NoError(t, err)
 		require.Zero(t, q.Messages, "nothing dead-lettered for %s", id)
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE tenant_id = $1`, id).Scan(&n))
+		require.Zero(t, n, "nothing archived as a dead letter for %s", id)
 	}
 
 	// queue_messages_pending is sampled every RECONCILE_INTERVAL, so poll.
 	require.Eventually(t, func() bool {
 		metrics := httpGet(t, "http://"+addr+"/metrics")
-		for _, name := range []string{"tenant_workers_current{", "queue_messages_pending{", "messages_processed_total{", "consumer_message_processing_seconds_bucket"} {
+		for _, name := range []string{"tenant_workers_current{", "queue_messages_pending{", "messages_processed_total{", "consumer_message_processing_seconds_bucket",
+			"queue_messages_unacked{", "tenant_paused{", "consumer_tenant_delivery_lag_seconds{"} {
 			if !strings.Contains(metrics, name) {
 				return false
 			}

@@ -33,6 +33,9 @@ const (
 	MetaRedelivered = "amqp_redelivered"
 	// MetaReceivedAt is when the delivery arrived, RFC 3339 with nanoseconds.
 	MetaReceivedAt = "received_at"
+	// MetaTimestamp is the AMQP timestamp property (when the producer sent it, whole
+	// seconds), RFC 3339; absent when the producer set none.
+	MetaTimestamp = "amqp_timestamp"
 )
 
 // ErrClosed is returned by Subscribe after Close.
@@ -364,6 +367,9 @@ func toMessage(d amqp.Delivery) *message.Message {
 	msg.Metadata.Set(MetaMessageID, d.MessageId)
 	msg.Metadata.Set(MetaRedelivered, strconv.FormatBool(d.Redelivered))
 	msg.Metadata.Set(MetaReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	if !d.Timestamp.IsZero() {
+		msg.Metadata.Set(MetaTimestamp, d.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
 	return msg
 }
 

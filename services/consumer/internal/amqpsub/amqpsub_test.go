@@ -22,6 +22,7 @@ func TestToMessageToleratesNonStringHeaders(t *testing.T) {
 			"raw":              []byte("bytes"),
 		},
 		Redelivered: true,
+		Timestamp:   time.Date(2025, 6, 1, 12, 0, 5, 0, time.UTC),
 	}
 	msg := toMessage(d)
 	require.Equal(t, "order-1", msg.UUID)
@@ -31,10 +32,12 @@ func TestToMessageToleratesNonStringHeaders(t *testing.T) {
 	require.Equal(t, "bytes", msg.Metadata.Get("raw"))
 	require.Contains(t, msg.Metadata.Get("x-death"), "count")
 	require.Equal(t, "true", msg.Metadata.Get(MetaRedelivered))
+	require.Equal(t, "2025-06-01T12:00:05Z", msg.Metadata.Get(MetaTimestamp))
 	_, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetaReceivedAt))
 	require.NoError(t, err)
 
 	anon := toMessage(amqp.Delivery{Body: []byte(`{}`)})
 	require.NotEmpty(t, anon.UUID, "a watermill UUID even without message_id")
 	require.Empty(t, anon.Metadata.Get(MetaMessageID), "but the identity source stays empty")
+	require.Empty(t, anon.Metadata.Get(MetaTimestamp), "no timestamp, no lag")
 }

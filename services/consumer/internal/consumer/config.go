@@ -6,7 +6,9 @@
 // sizes its tenantPool (pool.go), which owns the worker goroutines, reports how many
 // consume (tenant_workers, through projections/tenants) and removes deleted tenants.
 // Each worker hands its deliveries to a tenantHandler (handler.go), which stores,
-// dead-letters or requeues them.
+// dead-letters or requeues them. A paused tenant's pool is sized to zero (a draining one
+// runs even if paused). The archiver (archive.go) moves every tenant's DLQ into the
+// dead_letters table in bounded passes the sampler or the dead-letterer ask for.
 package consumer
 
 import (

@@ -4,7 +4,6 @@ package consumer
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,23 +158,14 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 	)
 	e.requireStored(id, 1)
 
-	ch, err := e.amqp.Channel()
-	require.NoError(t, err)
-	defer ch.Close()
-	reasons := map[string]string{}
-	require.Eventually(t, func() bool {
-		d, ok, err := ch.Get(rabbit.DLQName(id), true)
-		require.NoError(t, err)
-		if ok {
-			reasons[d.MessageId] = fmt.Sprint(d.Headers[rabbit.HeaderDeadLetterReason])
-		}
-		return len(reasons) == 4
-	}, 5*time.Second, 20*time.Millisecond)
-	require.Contains(t, reasons["bad-json"], "invalid_json")
-	require.Contains(t, reasons["too-big"], "too_large")
+	// Archived from the DLQ into Postgres within 5 s, with their reasons.
+	reasons := e.requireArchived(id, 4, 5*time.Second)
+	require.Equal(t, "invalid_json", reasons["bad-json"].reason)
+	require.Equal(t, "too_large", reasons["too-big"].reason)
 	// Refused before the database would refuse them (the HTTP ingest path applies the same check).
-	require.Contains(t, reasons["nul"], `\u0000`)
-	require.Contains(t, reasons["latin1"], "UTF-8")
+	require.Contains(t, reasons["nul"].detail, `\u0000`)
+	require.Contains(t, reasons["latin1"].detail, "UTF-8")
+	require.Equal(t, []byte(`{"broken":`), reasons["bad-json"].body, "the raw body is kept")
 	require.Equal(t, 1, e.consumers(rabbit.QueueName(id)), "the worker survived")
 }
 
@@ -203,24 +193,13 @@ func TestUnstorableJSONDeadLetteredUpFront(t *testing.T) {
 	pub.publish(id, amqp.Publishing{MessageId: "pair", Body: []byte(`{"s":"\ud83d\ude00","n":1e300}`)})
 	e.requireStored(id, 1)
 
-	ch, err := e.amqp.Channel()
-	require.NoError(t, err)
-	defer ch.Close()
-	reasons := map[string]string{}
-	require.Eventually(t, func() bool {
-		d, ok, err := ch.Get(rabbit.DLQName(id), true)
-		require.NoError(t, err)
-		if ok {
-			reasons[d.MessageId] = fmt.Sprint(d.Headers[rabbit.HeaderDeadLetterReason])
-		}
-		return len(reasons) == len(bad)
-	}, 10*time.Second, 20*time.Millisecond)
+	reasons := e.requireArchived(id, len(bad), 10*time.Second)
 	for mid := range bad {
-		require.Contains(t, reasons[mid], "invalid_json", mid)
+		require.Equal(t, "invalid_json", reasons[mid].reason, mid)
 	}
-	require.Contains(t, reasons["lone-high"], "surrogate")
-	require.Contains(t, reasons["huge"], "number")
-	require.Contains(t, reasons["expands"], "grow")
+	require.Contains(t, reasons["lone-high"].detail, "surrogate")
+	require.Contains(t, reasons["huge"].detail, "number")
+	require.Contains(t, reasons["expands"].detail, "grow")
 	rows, _ := e.stored(id)
 	require.Equal(t, 1, rows, "only the valid surrogate pair and number are stored")
 }

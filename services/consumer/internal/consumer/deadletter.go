@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/multitenant/mtm/platform/rabbit"
@@ -29,12 +31,36 @@ type deadLetterer struct {
 	// declare re-declares the tenant's topology after a copy came back unroutable
 	// (DLQ deleted by hand); it must refuse tenants that are no longer live.
 	declare func(tenantID string) error
-	mu      sync.Mutex
-	ch      *amqp.Channel
-	returns chan amqp.Return
+	// published is told of every tenant whose DLQ just received a dead letter (the
+	// archiver picks it up at once); may be nil.
+	published func(tenantID string)
+	mu        sync.Mutex
+	ch        *amqp.Channel
+	returns   chan amqp.Return
 }
 
-func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *message.Message, reason string) error {
+// deadLetter is one dead-lettering of a message: built once, so every publish attempt
+// of it (retries while the broker is away) carries the same identity.
+type deadLetter struct {
+	reason string // "code: detail"
+	// id is unique per dead-lettering (header x-dead-letter-id): the archive counts a
+	// DLQ delivery seen twice once.
+	id string
+	// messageID is the original's message_id, or a fresh UUID when it had none, so
+	// the archived row (and a redrive of it) has a stable id.
+	messageID string
+	at        time.Time
+}
+
+func newDeadLetter(msg *message.Message, reason string) deadLetter {
+	id := msg.Metadata.Get(amqpsub.MetaMessageID)
+	if id == "" {
+		id = uuid.NewString()
+	}
+	return deadLetter{reason: reason, id: uuid.NewString(), messageID: id, at: time.Now().UTC()}
+}
+
+func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *message.Message, dl deadLetter) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ch == nil || d.ch.IsClosed() {
@@ -61,18 +87,24 @@ func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *messag
 		}
 	}
 	headers := amqp.Table{
-		rabbit.HeaderDeadLetterReason: reason,
+		rabbit.HeaderDeadLetterReason: dl.reason,
+		headerDeadLetterID:            dl.id,
+		headerDeadLetteredAt:          dl.at.Format(time.RFC3339Nano),
 		"x-original-queue":            rabbit.QueueName(tenantID),
 	}
 	if n := msg.Metadata.Get(amqpsub.MetaDeliveryCount); n != "" {
 		headers["x-original-delivery-count"] = n
 	}
-	conf, err := d.ch.PublishWithDeferredConfirmWithContext(ctx, rabbit.DeadLetterExchange, rabbit.DLQName(tenantID), true, false, amqp.Publishing{
+	pub := amqp.Publishing{
 		Headers:      headers,
-		MessageId:    msg.Metadata.Get(amqpsub.MetaMessageID),
+		MessageId:    dl.messageID,
 		DeliveryMode: amqp.Persistent,
 		Body:         msg.Payload,
-	})
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(amqpsub.MetaTimestamp)); err == nil {
+		pub.Timestamp = ts // the producer's, so a redrive keeps measuring lag from it
+	}
+	conf, err := d.ch.PublishWithDeferredConfirmWithContext(ctx, rabbit.DeadLetterExchange, rabbit.DLQName(tenantID), true, false, pub)
 	if err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
@@ -94,6 +126,9 @@ func (d *deadLetterer) publish(ctx context.Context, tenantID string, msg *messag
 		}
 		return fmt.Errorf("%w (%s); the tenant's queues were declared again", errUnroutable, r.ReplyText)
 	default:
+	}
+	if d.published != nil {
+		d.published(tenantID)
 	}
 	return nil
 }

@@ -68,16 +68,16 @@ func TestDeadLetterUnroutableIsNotLost(t *testing.T) {
 	defer dl.close()
 	msg := message.NewMessage("poison", []byte(`{"broken":`))
 	msg.Metadata.Set(amqpsub.MetaMessageID, "poison")
-	err := dl.publish(ctx, tenant, msg, "invalid_json: test")
+	err := dl.publish(ctx, tenant, msg, newDeadLetter(msg, "invalid_json: test"))
 	require.ErrorIs(t, err, errUnroutable)
 	require.Equal(t, 0, e.dlqMessages(tenant), "the DLQ is declared again, empty")
 
-	require.NoError(t, dl.publish(ctx, tenant, msg, "invalid_json: test"))
+	require.NoError(t, dl.publish(ctx, tenant, msg, newDeadLetter(msg, "invalid_json: test")))
 	require.Equal(t, 1, e.dlqMessages(tenant))
 }
 
 // End to end: with the DLQ deleted by hand, a poison message still ends up in the
-// (declared again) DLQ.
+// (declared again) DLQ and from there in the archive.
 func TestPoisonMessageReachesRedeclaredDLQ(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -87,7 +87,7 @@ func TestPoisonMessageReachesRedeclaredDLQ(t *testing.T) {
 	e.deleteDLQ(id)
 
 	e.publisher().publish(id, amqp.Publishing{MessageId: "bad-json", Body: []byte(`{"broken":`)})
-	require.Eventually(t, func() bool { return e.dlqMessages(id) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "invalid_json", e.requireArchived(id, 1, 10*time.Second)["bad-json"].reason)
 	q, err := amqptest.Inspect(t, e.amqp, rabbit.QueueName(id))
 	require.NoError(t, err)
 	require.Zero(t, q.Messages, "the original is settled")
@@ -95,11 +95,11 @@ func TestPoisonMessageReachesRedeclaredDLQ(t *testing.T) {
 
 // A DLQ at its bound (overflow reject-publish) refuses a dead letter: the poison message
 // is not lost but stays unacked in the tenant's queue, counted, and lands once the DLQ
-// has room again.
+// has room again. The archive is off: it would keep the DLQ empty.
 func TestFullDLQHoldsPoisonBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	svc := e.startService(1 << 16)
+	svc := e.startService(1<<16, func(s *Service) { s.noArchive = true })
 	id := e.createTenant(1)
 	e.requireConsumers(id, 1)
 

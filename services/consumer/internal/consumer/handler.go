@@ -51,10 +51,13 @@ type tenantHandler struct {
 	tenantID string
 	tenant   uuid.UUID
 	outcomes map[string]prometheus.Counter
+	unacked  prometheus.Gauge
+	lag      prometheus.Gauge
 }
 
 func newTenantHandler(d *poolDeps, tenantID string, tenant uuid.UUID) *tenantHandler {
-	t := &tenantHandler{d: d, tenantID: tenantID, tenant: tenant, outcomes: map[string]prometheus.Counter{}}
+	t := &tenantHandler{d: d, tenantID: tenantID, tenant: tenant, outcomes: map[string]prometheus.Counter{},
+		unacked: d.m.unacked.WithLabelValues(tenantID), lag: d.m.tenantLag.WithLabelValues(tenantID)}
 	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeDeadLettered, OutcomeRequeued, OutcomeAbandoned} {
 		t.outcomes[o] = d.m.processed.WithLabelValues(tenantID, o)
 	}
@@ -64,6 +67,7 @@ func newTenantHandler(d *poolDeps, tenantID string, tenant uuid.UUID) *tenantHan
 // handle stores a batch of deliveries with one StoreBatch and settles each exactly once.
 // Messages that cannot be stored (too large, not JSON) are dead-lettered on their own.
 func (t *tenantHandler) handle(ctx context.Context, batch []*message.Message) {
+	t.received(batch)
 	rows := make([]messages.Row, 0, len(batch))
 	keep := batch[:0]
 	for _, msg := range batch {
@@ -113,8 +117,29 @@ func (t *tenantHandler) handle(ctx context.Context, batch []*message.Message) {
 	}
 }
 
+// received counts the batch in flight (settleOne counts each out) and records the
+// delivery lag of every message that carries an AMQP timestamp.
+func (t *tenantHandler) received(batch []*message.Message) {
+	t.unacked.Add(float64(len(batch)))
+	for _, msg := range batch {
+		ts := msg.Metadata.Get(amqpsub.MetaTimestamp)
+		if ts == "" {
+			continue
+		}
+		sent, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue
+		}
+		// A producer's clock ahead of ours is no lag.
+		lag := max(receivedAt(msg).Sub(sent).Seconds(), 0)
+		t.d.m.deliveryLag.Observe(lag)
+		t.lag.Set(lag)
+	}
+}
+
 // settleOne records a settled delivery's outcome and its receive-to-settle time.
 func (t *tenantHandler) settleOne(outcome string, received time.Time) {
+	t.unacked.Dec()
 	t.outcomes[outcome].Inc()
 	t.d.m.latency.Observe(time.Since(received).Seconds())
 }
@@ -127,9 +152,10 @@ func (t *tenantHandler) deadLetter(ctx context.Context, msg *message.Message, re
 // moveToDLQ publishes msg to the tenant's DLQ (retrying while the broker is away) and
 // acks the original once the copy is confirmed. It returns the outcome.
 func (t *tenantHandler) moveToDLQ(ctx context.Context, msg *message.Message, reason string) string {
+	dl := newDeadLetter(msg, reason)
 	backoff := 100 * time.Millisecond
 	for {
-		err := t.d.dl.publish(ctx, t.tenantID, msg, reason)
+		err := t.d.dl.publish(ctx, t.tenantID, msg, dl)
 		if err == nil {
 			msg.Ack()
 			t.d.log.Info("message dead-lettered", "tenant_id", t.tenantID, "message_id", msg.Metadata.Get(amqpsub.MetaMessageID), "reason", reason)

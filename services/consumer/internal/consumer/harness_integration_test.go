@@ -54,8 +54,9 @@ func testLogger() *slog.Logger {
 // serviceAppName is the application_name of the service's database connections.
 const serviceAppName = "consumer_under_test"
 
-// startService runs a consumer service against the env until the test ends.
-func (e *env) startService(maxBytes int) *Service {
+// startService runs a consumer service against the env until the test ends; opts
+// adjust it before it runs.
+func (e *env) startService(maxBytes int, opts ...func(*Service)) *Service {
 	t := e.t
 	t.Helper()
 	log := testLogger()
@@ -85,6 +86,9 @@ func (e *env) startService(maxBytes int) *Service {
 		MaxMessageBytes: maxBytes,
 	})
 	require.NoError(t, err)
+	for _, o := range opts {
+		o(svc)
+	}
 	runDone := make(chan error, 1)
 	go func() { runDone <- svc.Run(ctx) }()
 	t.Cleanup(func() {

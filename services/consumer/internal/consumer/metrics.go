@@ -24,6 +24,16 @@ type metrics struct {
 	storeRetries       prometheus.Counter
 	eventsApplied      prometheus.Counter
 	eventsSkipped      *prometheus.CounterVec
+
+	// Operator signals per tenant: in-flight deliveries, delivery lag, archive backlog,
+	// paused state.
+	unacked            *prometheus.GaugeVec
+	deliveryLag        prometheus.Histogram
+	tenantLag          *prometheus.GaugeVec
+	deadLettersPending *prometheus.GaugeVec
+	paused             *prometheus.GaugeVec
+	archived           *prometheus.CounterVec
+	archiveFailures    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,8 +70,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		eventsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consumer_events_skipped_total", Help: "Events skipped, by reason (unknown_type, malformed).",
 		}, []string{"reason"}),
+		unacked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "queue_messages_unacked", Help: "Deliveries of the tenant's queue this consumer holds in flight (received, not yet settled).",
+		}, []string{"tenant_id"}),
+		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "consumer_delivery_lag_seconds", Help: "Delivery time minus the message's AMQP timestamp property (messages without one are not observed; the timestamp has whole seconds).",
+			Buckets: []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
+		tenantLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "consumer_tenant_delivery_lag_seconds", Help: "Delivery lag of the tenant's latest timestamped delivery; 0 when its queue is empty (sampled).",
+		}, []string{"tenant_id"}),
+		deadLettersPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dead_letters_pending", Help: "Archived dead letters in status pending, sampled from Postgres.",
+		}, []string{"tenant_id"}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tenant_paused", Help: "1 while the tenant is paused (its workers stopped), else 0; a draining tenant runs, so 0.",
+		}, []string{"tenant_id"}),
+		archived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consumer_dead_letters_archived_total", Help: "DLQ deliveries archived into Postgres, by result (inserted, died_again, repeated: the same dead-lettering seen again).",
+		}, []string{"result"}),
+		archiveFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "consumer_dead_letter_archive_failures_total", Help: "Archive passes that failed (their dead letters stay in the DLQ and are retried).",
+		}),
 	}
-	reg.MustRegister(m.workers, m.pending, m.deadLetters, m.deadLettersRefused, m.processed, m.latency, m.batchSize, m.storeRetries, m.eventsApplied, m.eventsSkipped)
+	reg.MustRegister(m.workers, m.pending, m.deadLetters, m.deadLettersRefused, m.processed, m.latency, m.batchSize, m.storeRetries, m.eventsApplied, m.eventsSkipped,
+		m.unacked, m.deliveryLag, m.tenantLag, m.deadLettersPending, m.paused, m.archived, m.archiveFailures)
 	return m
 }
 
@@ -70,5 +103,9 @@ func (m *metrics) forget(tenantID string) {
 	m.pending.DeleteLabelValues(tenantID)
 	m.deadLetters.DeleteLabelValues(tenantID)
 	m.deadLettersRefused.DeleteLabelValues(tenantID)
+	m.unacked.DeleteLabelValues(tenantID)
+	m.tenantLag.DeleteLabelValues(tenantID)
+	m.deadLettersPending.DeleteLabelValues(tenantID)
+	m.paused.DeleteLabelValues(tenantID)
 	m.processed.DeletePartialMatch(prometheus.Labels{"tenant_id": tenantID})
 }

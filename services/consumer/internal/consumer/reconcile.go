@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/projections/deadletters"
 	"github.com/multitenant/mtm/projections/messages"
 	"github.com/multitenant/mtm/projections/tenants"
 	"github.com/multitenant/mtm/services/consumer/internal/desired"
@@ -85,10 +86,18 @@ func (s *Service) converge(ctx context.Context, t desired.Tenant) error {
 		lt.ready = true
 		s.log.Info("tenant set up", "tenant_id", t.ID, "workers", t.Workers)
 	}
-	if n := lt.pool.Size(); n != t.Workers {
-		s.log.Info("resizing tenant pool", "tenant_id", t.ID, "from", n, "to", t.Workers)
+	// Paused: no workers (their in-flight messages still commit and ack, see Resize);
+	// the queues and partition stay. Draining runs the workers even if paused.
+	want := t.RunWorkers()
+	if n := lt.pool.Size(); n != want {
+		s.log.Info("resizing tenant pool", "tenant_id", t.ID, "from", n, "to", want, "paused", t.Paused, "draining", t.Draining)
 	}
-	lt.pool.Resize(t.Workers)
+	lt.pool.Resize(want)
+	paused := 0.0
+	if want == 0 && t.Paused {
+		paused = 1
+	}
+	s.m.paused.WithLabelValues(t.ID).Set(paused)
 	return s.report(ctx, lt)
 }
 
@@ -217,6 +226,14 @@ func (s *Service) remove(ctx context.Context, tenantID string, p *tenantPool) er
 	if err != nil {
 		return fmt.Errorf("forget tenant workers: %w", err)
 	}
+	// Its dead letters go with its messages. A pass that began before the deletion
+	// finishes first (the DLQ is gone, so no new rows follow).
+	if err := s.arch.wait(ctx, tenantID); err != nil {
+		return err
+	}
+	if err := deadletters.ForgetTenant(ctx, s.d.Pool, id); err != nil {
+		return err
+	}
 	if err := tenants.ForgetWorkers(ctx, s.d.Pool, id); err != nil {
 		return err
 	}
@@ -255,6 +272,12 @@ func (s *Service) sample(insp *inspector) {
 			var dlq amqp.Queue
 			if dlq, err = insp.inspect(rabbit.DLQName(id)); err == nil {
 				s.m.deadLetters.WithLabelValues(id).Set(float64(dlq.Messages))
+				if dlq.Messages > 0 {
+					s.arch.request(id)
+				}
+			}
+			if q.Messages == 0 {
+				s.m.tenantLag.WithLabelValues(id).Set(0)
 			}
 		}
 		var amqpErr *amqp.Error

@@ -122,6 +122,7 @@ func TestDatabaseOutageRetriesInPlace(t *testing.T) {
 	q, err := amqptest.Inspect(t, e.amqp, rabbit.DLQName(id))
 	require.NoError(t, err)
 	require.Zero(t, q.Messages, "nothing dead-lettered")
+	require.Empty(t, e.archived(id), "nothing archived as a dead letter")
 	require.Zero(t, testutil.ToFloat64(svc.m.processed.WithLabelValues(id, OutcomeRequeued)))
 	require.Zero(t, testutil.ToFloat64(svc.m.processed.WithLabelValues(id, OutcomeAbandoned)))
 	t.Logf("store retries during the outage: %.0f", testutil.ToFloat64(svc.m.storeRetries))

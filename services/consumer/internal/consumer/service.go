@@ -70,8 +70,11 @@ type Service struct {
 	sub    *amqpsub.Subscriber
 	writer *store.Writer
 	dl     *deadLetterer
+	arch   *archiver
 
-	wake       chan struct{} // reconcile now
+	wake chan struct{} // reconcile now
+	// noArchive leaves dead letters in the DLQs (tests of the DLQ itself).
+	noArchive  bool
 	eventsLive atomic.Bool
 
 	// workers is what every tenant pool is built with.
@@ -111,7 +114,8 @@ func New(cfg Settings, d Deps) (*Service, error) {
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
 	s.abort = abort
-	s.dl = &deadLetterer{conn: d.Rabbit, declare: s.declareIfLive}
+	s.arch = newArchiver(d.Rabbit, d.Pool, d.Log, s.m, s.state.Live, s.liveTenants, pendingSampleInterval(cfg.ReconcileInterval))
+	s.dl = &deadLetterer{conn: d.Rabbit, declare: s.declareIfLive, published: s.arch.request}
 	sources := make([]amqpsub.ChannelSource, cfg.Connections)
 	for i := range cfg.Connections {
 		c := rabbit.NewConn(d.URL, "consumer-workers-"+strconv.Itoa(i), d.Log)
@@ -171,6 +175,11 @@ func (s *Service) Run(ctx context.Context) error {
 	control.Add(2)
 	go func() { defer control.Done(); s.runEvents(controlCtx) }()
 	go func() { defer control.Done(); s.runReconciler(controlCtx) }()
+	if !s.noArchive {
+		// A pass cut short returns its unacked dead letters to the DLQ (channel closed).
+		control.Add(1)
+		go func() { defer control.Done(); s.arch.run(controlCtx) }()
+	}
 
 	stopCtx := ctx
 	select {
@@ -239,6 +248,21 @@ func deadlineWithMargin(ctx context.Context) time.Duration {
 		return 30 * time.Second
 	}
 	return max(time.Until(dl)-time.Second, 0)
+}
+
+// pendingSampleInterval is how often dead_letters_pending is read from Postgres: a
+// grouped count over the pending rows, so less often than queue depths.
+func pendingSampleInterval(reconcile time.Duration) time.Duration { return 5 * reconcile }
+
+// liveTenants lists the tenants that are not deleted.
+func (s *Service) liveTenants() []string {
+	var out []string
+	for _, t := range s.state.Snapshot() {
+		if !t.Deleted {
+			out = append(out, t.ID)
+		}
+	}
+	return out
 }
 
 func (s *Service) poke() {

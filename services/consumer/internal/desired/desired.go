@@ -1,5 +1,6 @@
 // Package desired folds tenant events into the state the consumer must converge to:
-// which tenants are live and how many workers each should run.
+// which tenants are live, how many workers each should run, and whether it is paused or
+// draining.
 package desired
 
 import (
@@ -15,8 +16,22 @@ type Tenant struct {
 	ID      string
 	Workers int
 	Deleted bool
+	// Paused: the tenant's workers stop (Workers is kept for the resume).
+	Paused bool
+	// Draining: a drain-then-delete was requested; the tenant runs its workers until
+	// it is deleted, even if it was paused (draining outranks paused).
+	Draining bool
 	// Version is the highest stream version applied.
 	Version int
+}
+
+// RunWorkers is how many workers the tenant should run now: none while paused, unless
+// it is draining.
+func (t Tenant) RunWorkers() int {
+	if t.Paused && !t.Draining {
+		return 0
+	}
+	return t.Workers
 }
 
 // State is the desired state of every tenant ever seen. Safe for concurrent use.
@@ -43,10 +58,11 @@ func (s *State) Apply(rec events.Recorded) (changed bool, err error) {
 	if ok && rec.Version <= t.Version {
 		return false, nil
 	}
-	if _, limit := rec.Event.(events.TenantRateLimitChanged); limit {
-		// The ingest limit is the command service's business: no pool changes. The
-		// version still moves on for a known tenant; an unknown one gets no entry, so
-		// a creation arriving after it is not mistaken for a stale event.
+	if noPoolChange(rec.Event) {
+		// The ingest limit and the dead-letter archive are other services' business:
+		// no pool changes. The version still moves on for a known tenant; an unknown
+		// one gets no entry, so a creation arriving after it is not mistaken for a
+		// stale event.
 		if ok {
 			t.Version = rec.Version
 			s.tenants[rec.TenantID] = t
@@ -67,11 +83,30 @@ func (s *State) Apply(rec events.Recorded) (changed bool, err error) {
 		t.Workers = e.Workers
 	case events.TenantDeleted:
 		t.Deleted = true
+	case events.TenantPaused:
+		// The command service refuses to pause a draining tenant; should such an
+		// event exist anyway, draining still wins (RunWorkers).
+		t.Paused = true
+	case events.TenantResumed:
+		t.Paused = false
+	case events.TenantDeletionRequested:
+		// Again on a draining tenant only moves its deadline (the command service's
+		// business): no change here.
+		t.Draining = true
 	default:
 		return false, fmt.Errorf("%w: %T", events.ErrUnknownType, rec.Event)
 	}
 	s.tenants[rec.TenantID] = t
 	return true, nil
+}
+
+// noPoolChange reports events that never change a tenant's pool.
+func noPoolChange(e events.Event) bool {
+	switch e.(type) {
+	case events.TenantRateLimitChanged, events.DeadLettersRedriven, events.DeadLettersPurged:
+		return true
+	}
+	return false
 }
 
 // Get returns one tenant's state.

@@ -45,6 +45,27 @@ func TestApply(t *testing.T) {
 			rec("a", 2, events.TenantRateLimitChanged{PerSecond: 10, Burst: 20}),
 			rec("a", 1, events.TenantCreated{Workers: 3}),
 		}, Tenant{ID: "a", Workers: 3, Version: 1}, []bool{false, true}},
+		{"pause keeps the desired count, resume restores it", []events.Recorded{
+			rec("a", 1, events.TenantCreated{Workers: 3}),
+			rec("a", 2, events.TenantPaused{}),
+			rec("a", 3, events.TenantConcurrencyChanged{Workers: 4}),
+		}, Tenant{ID: "a", Workers: 4, Paused: true, Version: 3}, []bool{true, true, true}},
+		{"resume", []events.Recorded{
+			rec("a", 1, events.TenantCreated{Workers: 3}),
+			rec("a", 2, events.TenantPaused{}),
+			rec("a", 3, events.TenantResumed{}),
+		}, Tenant{ID: "a", Workers: 3, Version: 3}, []bool{true, true, true}},
+		{"draining a paused tenant", []events.Recorded{
+			rec("a", 1, events.TenantCreated{Workers: 3}),
+			rec("a", 2, events.TenantPaused{}),
+			rec("a", 3, events.TenantDeletionRequested{DrainTimeoutSeconds: 60}),
+			rec("a", 4, events.TenantDeletionRequested{DrainTimeoutSeconds: 90}),
+		}, Tenant{ID: "a", Workers: 3, Paused: true, Draining: true, Version: 4}, []bool{true, true, true, true}},
+		{"dead-letter actions leave the pool alone", []events.Recorded{
+			rec("a", 1, events.TenantCreated{Workers: 3}),
+			rec("a", 2, events.DeadLettersRedriven{Count: 1}),
+			rec("a", 3, events.DeadLettersPurged{Count: 1}),
+		}, Tenant{ID: "a", Workers: 3, Version: 3}, []bool{true, false, false}},
 		{"delete is final", []events.Recorded{
 			rec("a", 1, events.TenantCreated{Workers: 3}),
 			rec("a", 2, events.TenantDeleted{}),
@@ -64,6 +85,13 @@ func TestApply(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+func TestRunWorkers(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, 3, Tenant{Workers: 3}.RunWorkers())
+	require.Equal(t, 0, Tenant{Workers: 3, Paused: true}.RunWorkers(), "paused")
+	require.Equal(t, 3, Tenant{Workers: 3, Paused: true, Draining: true}.RunWorkers(), "draining outranks paused")
 }
 
 func TestApplyUnknownType(t *testing.T) {
