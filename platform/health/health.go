@@ -54,7 +54,8 @@ type Result struct {
 	Err  error
 }
 
-// Evaluate runs every check concurrently and reports whether all passed.
+// Evaluate runs every check concurrently, records the outcome for Ready and the gauge,
+// and reports whether all passed and the service is not draining.
 func (r *Readiness) Evaluate(ctx context.Context) (bool, []Result) {
 	r.mu.RLock()
 	names := append([]string(nil), r.names...)
