@@ -88,8 +88,13 @@ images: ## mtm/<service>:dev images from deployments/Dockerfile (IMAGE_REPO, IMA
 		DOCKER_BUILDKIT=1 docker build -f deployments/Dockerfile --build-arg SERVICE=$$s -t $(IMAGE_REPO)/$$s:$(IMAGE_TAG) . || exit 1; \
 	done
 
-lint-deploy: ## offline checks of deployments/k8s, docker-compose.yml, prometheus.yml, the dashboard and the Dockerfile
+lint-deploy: ## offline checks of deployments/k8s, docker-compose.yml, prometheus.yml, the alert rules, the dashboard and the Dockerfile
 	$(GO) run ./tools/manifestcheck -root .
+	@if command -v promtool >/dev/null; then \
+		promtool check config deployments/prometheus.yml && \
+		promtool check rules deployments/prometheus-alerts.yml && \
+		promtool test rules deployments/prometheus-alerts.test.yml; \
+	else echo "promtool not installed: alert rules checked by manifestcheck only (structure, metric names)"; fi
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
 	elif command -v docker-compose >/dev/null; then docker-compose config -q && echo "docker-compose config: ok"; \
 	else echo "docker compose not installed: compose checked by manifestcheck (compose-go) only"; fi

@@ -96,6 +96,10 @@ func (b *Boot) Start(ctx context.Context, opts Options) *App {
 	return a
 }
 
+// readinessInterval is how often the readiness checks run on their own, keeping the
+// service_ready gauge current between /readyz probes (and where there are none).
+const readinessInterval = 5 * time.Second
+
 // migrateTimeout bounds -migrate, including the wait for the database to come up.
 const migrateTimeout = 2 * time.Minute
 
@@ -140,6 +144,7 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 	}
 	a.Ready.Add("postgres", postgres.Ping(pool))
 	a.Ready.Add("rabbitmq", a.Rabbit.Ping)
+	a.Registry.MustRegister(a.Ready.Gauge())
 	a.HTTP = httpserver.New(httpserver.Options{
 		Service:   name,
 		Addr:      base.HTTPAddr,
@@ -186,6 +191,10 @@ func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
 			Stop: a.closeDatabase,
 		},
 		lifecycle.Cancellable("rabbitmq", a.Rabbit.Run),
+		lifecycle.Cancellable("readiness", func(ctx context.Context) error {
+			a.Ready.Watch(ctx, readinessInterval)
+			return nil
+		}),
 	}
 	all = append(all, comps...)
 	all = append(all, lifecycle.Component{Name: "http", Run: a.HTTP.Run, Stop: a.HTTP.Stop})

@@ -47,6 +47,22 @@ var requiredMetrics = []string{
 	"messages_processed_total",
 	"consumer_message_processing_seconds",
 	"query_projection_lag_events",
+	"queue_messages_unacked",
+	"consumer_tenant_delivery_lag_seconds",
+	"consumer_delivery_lag_seconds",
+	"dead_letters_pending",
+	"tenant_paused",
+	"queue_dead_letters",
+	"service_ready",
+}
+
+// requiredAlerts are the metrics the alert rules must alert on: a tenant's lag, its
+// pending dead letters, a service that is not ready or not scraped at all.
+var requiredAlerts = []string{
+	"consumer_tenant_delivery_lag_seconds",
+	"dead_letters_pending",
+	"service_ready",
+	"up",
 }
 
 // defaultShutdownTimeout is config.Base's SHUTDOWN_TIMEOUT default.
@@ -57,6 +73,7 @@ type Summary struct {
 	Files, Objects  int
 	ComposeServices int
 	Panels          int
+	Alerts          int // alerting rules in prometheus.yml's rule_files
 	Images          int // services whose image deployments/Dockerfile builds
 }
 
@@ -73,9 +90,12 @@ func Check(root string) (Summary, []string) {
 	var p problems
 	sum.Files, sum.Objects = checkK8s(filepath.Join(root, "deployments", "k8s"), &p)
 	var metricsPorts map[string]int
-	sum.ComposeServices, metricsPorts = checkCompose(root, filepath.Join(root, "docker-compose.yml"), &p)
-	checkPrometheus(filepath.Join(root, "deployments", "prometheus.yml"), metricsPorts, &p)
-	sum.Panels = checkDashboard(filepath.Join(root, "deployments", "grafana", "dashboards", "mtm.json"), &p)
+	var promMounts map[string]string
+	sum.ComposeServices, metricsPorts, promMounts = checkCompose(root, filepath.Join(root, "docker-compose.yml"), &p)
+	ruleFiles := checkPrometheus(filepath.Join(root, "deployments", "prometheus.yml"), metricsPorts, &p)
+	defined := definedMetrics(root, &p)
+	sum.Alerts = checkRuleFiles(root, ruleFiles, promMounts, defined, &p)
+	sum.Panels = checkDashboard(filepath.Join(root, "deployments", "grafana", "dashboards", "mtm.json"), defined, &p)
 	sum.Images = checkDockerfiles(root, &p)
 	return sum, p
 }

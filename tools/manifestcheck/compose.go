@@ -38,18 +38,21 @@ func loadCompose(root, path string, env types.Mapping) (*types.Project, error) {
 // checkCompose loads the compose file with an empty environment, so the file's own
 // defaults are what is checked, then checks the start-up order, shutdown settings, the
 // metrics listeners and the host interfaces ports are published on. It returns the
-// number of services and each product service's METRICS_ADDR port (for prometheus.yml).
-func checkCompose(root, path string, p *problems) (int, map[string]int) {
+// number of services, each product service's METRICS_ADDR port (for prometheus.yml) and
+// the prometheus service's bind mounts, container path -> source relative to root (for
+// its rule_files).
+func checkCompose(root, path string, p *problems) (int, map[string]int, map[string]string) {
 	metricsPorts := map[string]int{}
+	promMounts := map[string]string{}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		p.addf("compose: %v", err)
-		return 0, metricsPorts
+		return 0, metricsPorts, promMounts
 	}
 	proj, err := loadCompose(abs, path, types.Mapping{})
 	if err != nil {
 		p.addf("%s: %v", filepath.Base(path), err)
-		return 0, metricsPorts
+		return 0, metricsPorts, promMounts
 	}
 	where := filepath.Base(path)
 	svc := func(name string) (types.ServiceConfig, bool) {
@@ -175,6 +178,11 @@ func checkCompose(root, path string, p *problems) (int, map[string]int) {
 		}) {
 			p.addf("%s: prometheus must mount deployments/prometheus.yml", where)
 		}
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind {
+				promMounts[v.Target] = filepath.ToSlash(relTo(abs, v.Source))
+			}
+		}
 	}
 	checkPublishedPorts(where, abs, path, proj, p)
 	// A bind mount of a missing path would make Docker create an empty directory there.
@@ -187,7 +195,7 @@ func checkCompose(root, path string, p *problems) (int, map[string]int) {
 			}
 		}
 	}
-	return len(proj.Services), metricsPorts
+	return len(proj.Services), metricsPorts, promMounts
 }
 
 // checkPublishedPorts requires every published port to bind a loopback address by default

@@ -31,6 +31,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "manifestcheck: %d problem(s)\n", len(problems))
 		os.Exit(1)
 	}
-	fmt.Printf("manifestcheck: ok: %d Kubernetes objects in %d files, compose (%d services), prometheus.yml, dashboard (%d panels), %s (%d images)\n",
-		sum.Objects, sum.Files, sum.ComposeServices, sum.Panels, dockerfile, sum.Images)
+	fmt.Printf("manifestcheck: ok: %d Kubernetes objects in %d files, compose (%d services), prometheus.yml, alert rules (%d alerts), dashboard (%d panels), %s (%d images)\n",
+		sum.Objects, sum.Files, sum.ComposeServices, sum.Alerts, sum.Panels, dockerfile, sum.Images)
 }

@@ -24,6 +24,7 @@ func TestRepositoryDeploymentsPass(t *testing.T) {
 	require.GreaterOrEqual(t, sum.ComposeServices, 7)
 	require.Equal(t, 3, sum.Images)
 	require.Positive(t, sum.Panels)
+	require.GreaterOrEqual(t, sum.Alerts, 4)
 }
 
 // copyDeployments copies the repository's deployment files into a temporary root.
@@ -37,6 +38,12 @@ func copyDeployments(t *testing.T) string {
 		require.NoError(t, os.WriteFile(filepath.Join(dst, rel), raw, 0o644))
 	}
 	copyFile("docker-compose.yml")
+	// The Go sources define the metric names the dashboard and the rules may use.
+	for _, dir := range []string{"services", "platform"} {
+		abs, err := filepath.Abs(filepath.Join(repoRoot, dir))
+		require.NoError(t, err)
+		require.NoError(t, os.Symlink(abs, filepath.Join(dst, dir)))
+	}
 	err := filepath.WalkDir(filepath.Join(repoRoot, "deployments"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -65,6 +72,7 @@ func edit(t *testing.T, root, rel, old, new string) {
 func TestRejectsBrokenFiles(t *testing.T) {
 	t.Parallel()
 	const cmd = "deployments/k8s/command.yaml"
+	const rules = "deployments/prometheus-alerts.yml"
 	cases := []struct {
 		name, file, old, new, want string
 	}{
@@ -118,6 +126,27 @@ func TestRejectsBrokenFiles(t *testing.T) {
 		{"k8s service exposes metrics", "deployments/k8s/consumer.yaml", "      targetPort: http\n      protocol: TCP\n", "      targetPort: http\n      protocol: TCP\n    - name: metrics\n      port: 9100\n      targetPort: metrics\n", `Service "consumer": port 9100 targets the metrics port of Deployment "consumer"`},
 		{"k8s service exposes metrics by number", cmd, "      port: 8080\n      targetPort: http\n", "      port: 8080\n      targetPort: 9100\n", `Service "command": port 8080 targets the metrics port of Deployment "command"`},
 		{"prometheus typo", "deployments/prometheus.yml", "scrape_interval: 5s", "scrape_intervall: 5s", "unknown field"},
+		{"rules unknown key", rules, "        annotations:\n          summary: \"Tenant {{ $labels.tenant_id }} is", "        anotations:\n          summary: \"Tenant {{ $labels.tenant_id }} is", `unknown field "anotations"`},
+		{"rules no for", rules, "        expr: service_ready == 0\n        for: 1m\n", "        expr: service_ready == 0\n", "group mtm-services: ServiceNotReady: for is required"},
+		{"rules bad duration", rules, "for: 10m", "for: 10 minutes", `TenantDeadLettersPending: "10 minutes" is not a Prometheus duration`},
+		{"rules bad severity", rules, "severity: warning", "severity: page", `TenantDeliveryLagHigh: label severity "page", want one of warning, critical`},
+		{"rules no severity", rules, "        labels:\n          severity: critical\n        annotations:\n          summary: \"{{ $labels.job }} ({{ $labels.instance }}) cannot", "        annotations:\n          summary: \"{{ $labels.job }} ({{ $labels.instance }}) cannot", `ServiceDown: label severity "", want one of warning, critical`},
+		{"rules no summary", rules, "summary: \"{{ $labels.job }} ({{ $labels.instance }}) cannot be scraped\"", "message: \"down\"", "ServiceDown: annotation summary is required"},
+		{"rules broken template", rules, "summary: \"{{ $labels.job }} ({{ $labels.instance }}) has not", "summary: \"{{ $labels.job } ({{ $labels.instance }}) has not", "ServiceNotReady: annotation summary: unbalanced {{ }}"},
+		{"rules repeated group", rules, "  - name: mtm-services", "  - name: mtm-tenants", `group name "mtm-tenants" empty or repeated`},
+		{"rules repeated alert", rules, "alert: ServiceDown", "alert: ServiceNotReady", "ServiceNotReady: alert name must be CamelCase and used once"},
+		{"rules alert and record", rules, "      - alert: ServiceDown\n", "      - alert: ServiceDown\n        record: service:down\n", "ServiceDown: set exactly one of alert and record"},
+		{"rules empty expr", rules, "expr: service_ready == 0", `expr: ""`, "ServiceNotReady: expr is empty"},
+		{"rules unbalanced expr", rules, "expr: service_ready == 0", "expr: max(service_ready == 0", "ServiceNotReady: unbalanced brackets or quotes in expr"},
+		{"rules unknown metric", rules, "expr: service_ready == 0", "expr: service_readiness == 0", "ServiceNotReady: expr uses metric service_readiness, which no service defines"},
+		{"rules miss a required alert", rules, "expr: service_ready == 0", "expr: up == 0", "no alert uses service_ready"},
+		{"rules not loaded", "deployments/prometheus.yml", "rule_files:\n  - prometheus-alerts.yml\n", "", "rule_files is empty: it must load the alert rules"},
+		{"rules file missing", "deployments/prometheus.yml", "  - prometheus-alerts.yml", "  - alerts.yml", "deployments/alerts.yml: open"},
+		{"rules absolute path", "deployments/prometheus.yml", "  - prometheus-alerts.yml", "  - /etc/prometheus/prometheus-alerts.yml", `rule_files entry "/etc/prometheus/prometheus-alerts.yml" must be a plain path relative to prometheus.yml`},
+		{"rules not mounted", "docker-compose.yml", "      - ./deployments/prometheus-alerts.yml:/etc/prometheus/prometheus-alerts.yml:ro\n", "", "prometheus must mount ./deployments/prometheus-alerts.yml at /etc/prometheus/prometheus-alerts.yml"},
+		{"rules mounted elsewhere", "docker-compose.yml", ":/etc/prometheus/prometheus-alerts.yml:ro", ":/etc/prometheus/rules/alerts.yml:ro", "prometheus must mount ./deployments/prometheus-alerts.yml at /etc/prometheus/prometheus-alerts.yml"},
+		{"dashboard unknown metric", "deployments/grafana/dashboards/mtm.json", "sum(tenant_workers_current)", "sum(tenant_worker_current)", `panel "Workers running": no service defines metric tenant_worker_current`},
+		{"dashboard misses a metric", "deployments/grafana/dashboards/mtm.json", "(queue_messages_unacked{", "(queue_messages_pending{", "no panel charts queue_messages_unacked"},
 		{"dashboard broken expr", "deployments/grafana/dashboards/mtm.json", "sum(tenant_workers_current)", "sum(tenant_workers_current", "unbalanced"},
 		{"compose old dockerfile", "docker-compose.yml", "dockerfile: deployments/Dockerfile\n      args:\n        SERVICE: consumer", "dockerfile: deployments/consumer/Dockerfile\n      args:\n        SERVICE: consumer", `consumer: build.dockerfile "deployments/consumer/Dockerfile", want deployments/Dockerfile`},
 		{"compose wrong service arg", "docker-compose.yml", "SERVICE: query", "SERVICE: command", "query: build.args.SERVICE command, want query"},
@@ -186,7 +215,7 @@ func TestMissingFilesAreReported(t *testing.T) {
 	t.Parallel()
 	_, problems := Check(t.TempDir())
 	all := strings.Join(problems, "\n")
-	for _, want := range []string{"no manifests found", "docker-compose.yml", "deployments/prometheus.yml", "mtm.json", "deployments/Dockerfile"} {
+	for _, want := range []string{"no manifests found", "docker-compose.yml", "deployments/prometheus.yml", "mtm.json", "deployments/Dockerfile", "no metric definitions found"} {
 		require.Contains(t, all, want)
 	}
 }
@@ -222,4 +251,39 @@ func TestBalanced(t *testing.T) {
 	require.False(t, balanced(`x{a="b}`))
 	require.False(t, balanced(`x)`))
 	require.False(t, balanced(""))
+}
+
+func TestPromQLMetrics(t *testing.T) {
+	t.Parallel()
+	cases := map[string][]string{
+		`sum by (le, job) (rate(http_request_duration_seconds_bucket{route!~"/a|/b"}[$__rate_interval]))`: {"http_request_duration_seconds_bucket"},
+		"max by (tenant_id) (a) > 60\nunless on (tenant_id) max by (tenant_id) (b) == 1":                  {"a", "b"},
+		`sum(rate(x[5m])) by (job) / ignoring (le) group_left (instance) y`:                               {"x", "y"},
+		`x offset 5m > bool 1`: {"x"},
+		`topk(10, max by (tenant_id) (z{tenant_id=~"$tenant", q="a}b"}))`:      {"z"},
+		`label_replace(up, "dst", "$1", "src", "(.*)")`:                        {"up"},
+		"# a comment naming nothing\nfoo":                                      {"foo"},
+		`histogram_quantile(0.99, sum without (pod) (rate(m_bucket[1h:30s])))`: {"m_bucket"},
+		`ns:rule:rate5m * on (a) group_left b`:                                 {"ns:rule:rate5m", "b"},
+		`1e3 * Inf + NaN - 0x1f`:                                               nil,
+	}
+	for expr, want := range cases {
+		require.Equal(t, want, promqlMetrics(expr), expr)
+	}
+}
+
+// TestDefinedMetrics reads the repository's own metric definitions: literals, a
+// constant (the projector's lag gauge), histogram series, and no other Name field.
+func TestDefinedMetrics(t *testing.T) {
+	t.Parallel()
+	var p problems
+	defined := definedMetrics(repoRoot, &p)
+	require.Empty(t, p)
+	for _, m := range []string{"service_ready", "messages_processed_total", "query_projection_lag_events",
+		"http_request_duration_seconds", "http_request_duration_seconds_bucket", "consumer_message_processing_seconds_sum"} {
+		require.True(t, defined[m], m)
+	}
+	require.False(t, defined["tenant_workers_current_bucket"], "a gauge has no buckets")
+	require.False(t, defined["postgres"], "a lifecycle component's Name is no metric")
+	require.Equal(t, []string{"nope_total"}, undefinedMetrics(`rate(nope_total[1m]) + up + go_goroutines + tenant_workers_current`, defined))
 }

@@ -36,18 +36,19 @@ var promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
 
 // checkPrometheus checks prometheus.yml strictly and that it scrapes each service on the
 // METRICS_ADDR port docker-compose.yml gives it (metricsPorts; a service missing there
-// was reported by the compose check, and only has to be scraped at all).
-func checkPrometheus(path string, metricsPorts map[string]int, p *problems) {
+// was reported by the compose check, and only has to be scraped at all). It returns the
+// rule_files, for checkRuleFiles.
+func checkPrometheus(path string, metricsPorts map[string]int, p *problems) []string {
 	where := "deployments/prometheus.yml"
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		p.addf("%s: %v", where, err)
-		return
+		return nil
 	}
 	var c promConfig
 	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
 		p.addf("%s: %v", where, err)
-		return
+		return nil
 	}
 	for _, d := range []string{c.Global.ScrapeInterval, c.Global.EvaluationInterval, c.Global.ScrapeTimeout} {
 		if d != "" && !promDuration.MatchString(d) {
@@ -94,6 +95,7 @@ func checkPrometheus(path string, metricsPorts map[string]int, p *problems) {
 			p.addf("%s: scrapes %s, the HTTP port: scrape the METRICS_ADDR port instead", where, http)
 		}
 	}
+	return c.RuleFiles
 }
 
 // dashboard is the part of a Grafana dashboard model the check reads.
@@ -113,7 +115,10 @@ type panel struct {
 	} `json:"targets"`
 }
 
-func checkDashboard(path string, p *problems) int {
+// checkDashboard checks the dashboard's panels and their queries: brackets balance, every
+// metric a query names is one the services define (defined; nil when the Go sources were
+// not found, which definedMetrics reported), and every requiredMetrics is charted.
+func checkDashboard(path string, defined map[string]bool, p *problems) int {
 	where := filepath.ToSlash(filepath.Join("deployments", "grafana", "dashboards", filepath.Base(path)))
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -146,12 +151,17 @@ func checkDashboard(path string, p *problems) int {
 		if len(pn.Targets) == 0 {
 			p.addf("%s: panel %q has no query", where, pn.Title)
 		}
+		var panelExprs []string
 		for _, t := range pn.Targets {
 			if !balanced(t.Expr) {
 				p.addf("%s: panel %q: unbalanced brackets or quotes in %q", where, pn.Title, t.Expr)
 			}
-			exprs = append(exprs, t.Expr)
+			panelExprs = append(panelExprs, t.Expr)
 		}
+		for _, m := range undefinedMetrics(strings.Join(panelExprs, "\n"), defined) {
+			p.addf("%s: panel %q: no service defines metric %s", where, pn.Title, m)
+		}
+		exprs = append(exprs, panelExprs...)
 	}
 	joined := strings.Join(exprs, "\n")
 	for _, m := range requiredMetrics {
