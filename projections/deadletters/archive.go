@@ -35,11 +35,6 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// Querier runs a query: a pool, connection or transaction.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
 // archiveSQL inserts new dead letters and counts a new death of a known one. The
 // WHERE makes the conflict update skip a row whose death_key is the incoming one: that
 // dead-lettering was already counted. Arrays go over in binary; headers as text, cast

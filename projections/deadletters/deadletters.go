@@ -4,6 +4,17 @@
 // command service (act.go: redrive and purge, recorded as tenant events).
 package deadletters
 
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Querier runs a query: *pgxpool.Pool, *pgx.Conn and pgx.Tx all satisfy it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // Table is the archive table.
 const Table = "dead_letters"
 
