@@ -36,7 +36,7 @@ type Pending struct {
 }
 
 // selection is the WHERE/ORDER/LIMIT of a selector over the pending rows of $1: the
-// ids in $2, or the reason in $2 ('' any) up to $3 rows, oldest first.
+// ids in $2, or the reason in $2 (” any) up to $3 rows, oldest first.
 func (s Selector) selection(tenantID uuid.UUID) (string, []any) {
 	if len(s.IDs) > 0 {
 		ids := make([]string, len(s.IDs))
