@@ -10,6 +10,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/multitenant/mtm/events v0.0.0
 	github.com/multitenant/mtm/platform v0.0.0
+	github.com/multitenant/mtm/projections v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/stretchr/testify v1.12.1
@@ -105,3 +106,5 @@ replace github.com/multitenant/mtm/migrations => ../../migrations
 replace github.com/multitenant/mtm/platform => ../../platform
 
 tool github.com/swaggo/swag/cmd/swag
+
+replace github.com/multitenant/mtm/projections => ../../projections
