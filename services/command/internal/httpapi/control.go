@@ -225,10 +225,10 @@ func (a *API) purgeDeadLetters(c *fiber.Ctx) error {
 }
 
 type selectorBody struct {
-	IDs    []string    `json:"ids"`
-	Reason string      `json:"reason"`
+	IDs    []string        `json:"ids"`
+	Reason string          `json:"reason"`
 	Max    json.RawMessage `json:"max"`
-	DryRun bool        `json:"dry_run"`
+	DryRun bool            `json:"dry_run"`
 }
 
 // selectorRequest reads the tenant id and the selector body of a redrive or purge.
