@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,22 +61,9 @@ type drainRow struct {
 // Check runs one pass over the drains: each drain before its deadline whose queue was
 // found empty drainConfirmations times in a row is completed.
 func (d *Drains) Check(ctx context.Context) error {
-	rows, err := d.svc.db.QueryContext(ctx, `SELECT tenant_id::text, deadline, correlation_id FROM tenant_drains ORDER BY requested_at`)
+	drains, err := d.list(ctx)
 	if err != nil {
-		return fmt.Errorf("list drains: %w", err)
-	}
-	var drains []drainRow
-	for rows.Next() {
-		var r drainRow
-		if err := rows.Scan(&r.id, &r.deadline, &r.correlationID); err != nil {
-			rows.Close()
-			return fmt.Errorf("list drains: %w", err)
-		}
-		drains = append(drains, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list drains: %w", err)
+		return err
 	}
 	live := make(map[string]bool, len(drains))
 	now := d.svc.now()
@@ -118,6 +106,26 @@ func forget[V any](m map[string]V, live map[string]bool) {
 	}
 }
 
+func (d *Drains) list(ctx context.Context) ([]drainRow, error) {
+	rows, err := d.svc.db.QueryContext(ctx, `SELECT tenant_id::text, deadline, correlation_id FROM tenant_drains ORDER BY requested_at`)
+	if err != nil {
+		return nil, fmt.Errorf("list drains: %w", err)
+	}
+	defer rows.Close()
+	var drains []drainRow
+	for rows.Next() {
+		var r drainRow
+		if err := rows.Scan(&r.id, &r.deadline, &r.correlationID); err != nil {
+			return nil, fmt.Errorf("list drains: %w", err)
+		}
+		drains = append(drains, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list drains: %w", err)
+	}
+	return drains, nil
+}
+
 func (d *Drains) checkOne(ctx context.Context, r drainRow) error {
 	empty, err := d.probe.Empty(ctx, r.id)
 	if err != nil {
@@ -148,13 +156,13 @@ func (s *Service) completeDrain(ctx context.Context, meta Meta, id string) error
 		return nil
 	}
 	version := st.Version
-	switch _, err := s.Delete(ctx, meta, id, &version); err {
-	case nil:
+	_, err = s.Delete(ctx, meta, id, &version)
+	switch {
+	case err == nil:
 		s.log.Info("drained tenant deleted", "tenant_id", id, "correlation_id", meta.CorrelationID)
 		return nil
-	case ErrVersionMismatch, ErrNotFound:
+	case errors.Is(err, ErrVersionMismatch), errors.Is(err, ErrNotFound):
 		return nil
-	default:
-		return err
 	}
+	return err
 }
