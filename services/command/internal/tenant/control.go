@@ -192,7 +192,14 @@ func (s *Service) RedriveDeadLetters(ctx context.Context, meta Meta, id string, 
 		if err := s.redriveRate.Wait(run); err != nil {
 			return res, &RedriveError{Matched: len(picked), Moved: moved, Err: errors.Join(err, flush())}
 		}
-		if err := s.republisher.Republish(run, id, p.MessageID, p.Body, meta.CorrelationID); err != nil {
+		// A message that came without a message id goes back under its dead letter's
+		// id, a UUID the consumer keeps as is: a second redrive of it (after a crash
+		// before the mark) is then stored once too, not under a fresh id.
+		messageID := p.MessageID
+		if messageID == "" {
+			messageID = p.ID.String()
+		}
+		if err := s.republisher.Republish(run, id, messageID, p.Body, meta.CorrelationID); err != nil {
 			return res, &RedriveError{Matched: len(picked), Moved: moved, Err: errors.Join(err, flush())}
 		}
 		moved++

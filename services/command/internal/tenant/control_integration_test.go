@@ -247,11 +247,20 @@ func TestRedriveStoppedPartWayMovesTheRestOnARerun(t *testing.T) {
 		ids = append(ids, id)
 		env.SeedDeadLetters(t, st.ID, commandtest.DeadLetter{ID: id, MessageID: "m-" + id, Reason: "expired", Body: []byte(`{}`), FirstAt: t0.Add(time.Duration(i) * time.Second)})
 	}
-	pub := &fakeRepublisher{failAfter: 2}
+	// A dead letter that came without a message id goes back under its row id.
+	anonymous := uuid.NewString()
+	env.SeedDeadLetters(t, st.ID, commandtest.DeadLetter{ID: anonymous, Reason: "invalid_json", Body: []byte(`x`), FirstAt: t0})
+	pub := &fakeRepublisher{failAfter: -1}
 	env.Tenants.WithRedrive(pub, 100_000)
+	_, err := env.Tenants.RedriveDeadLetters(ctx, tenant.Meta{}, st.ID, events.DeadLetterSelector{IDs: []string{anonymous}}, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{anonymous}, pub.published)
+	pub.published = nil
+
+	pub.failAfter = 2
 	sel := events.DeadLetterSelector{Reason: "expired"}
 
-	_, err := env.Tenants.RedriveDeadLetters(ctx, tenant.Meta{CorrelationID: "r-1"}, st.ID, sel, false, nil)
+	_, err = env.Tenants.RedriveDeadLetters(ctx, tenant.Meta{CorrelationID: "r-1"}, st.ID, sel, false, nil)
 	var rerr *tenant.RedriveError
 	require.ErrorAs(t, err, &rerr)
 	assert.Equal(t, 5, rerr.Matched)
