@@ -43,11 +43,21 @@ func (s *Service) NewDrains(probe QueueProbe) *Drains {
 	return &Drains{svc: s, probe: probe, empties: map[string]int{}, gaveUp: map[string]time.Time{}, failing: map[string]bool{}}
 }
 
-// Run checks the drains at once and then every interval until ctx ends.
+// Run checks the drains at once and then every interval until ctx ends. The interval
+// is short, so a failure (database away) is logged when it starts and when it ends,
+// not on every tick.
 func (d *Drains) Run(ctx context.Context, interval time.Duration) {
+	failing := false
 	lifecycle.Every(ctx, interval, func(ctx context.Context) {
-		if err := d.Check(ctx); err != nil && ctx.Err() == nil {
-			d.svc.log.Warn("drain check failed, will retry", "err", err, "retry_in", interval)
+		err := d.Check(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && !failing:
+			d.svc.log.Warn("drain check failed, retrying every interval", "err", err, "interval", interval)
+			failing = true
+		case err == nil && failing:
+			d.svc.log.Info("drain checks work again")
+			failing = false
 		}
 	})
 }
