@@ -931,6 +931,10 @@ const docTemplate = `{
                 },
                 "status": {
                     "type": "string",
+                    "enum": [
+                        "deleting",
+                        "draining"
+                    ],
                     "example": "deleting"
                 },
                 "version": {

@@ -199,10 +199,11 @@ type RateLimitResponse struct {
 	Version   int    `json:"version" example:"3"`
 }
 
-// DeleteResponse acknowledges a delete; the consumer removes queues and data.
+// DeleteResponse acknowledges a delete: "deleting" (the consumer removes queues and
+// data) or, with drain=true, "draining" (deleted once the queue is empty).
 type DeleteResponse struct {
 	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
-	Status  string `json:"status" example:"deleting"`
+	Status  string `json:"status" example:"deleting" enums:"deleting,draining"`
 	Version int    `json:"version" example:"3"`
 }
 
