@@ -142,7 +142,9 @@ const markBatch = 100
 // the rest stay pending and the answer is a *RedriveError; the same redrive run again
 // moves only the remaining ones. A message republished but not marked (crash between
 // the confirm and the mark) is published again by the next run; the consumer stores a
-// message id once, so it is never stored twice. Nothing matched records nothing.
+// message id once, so it is never stored twice. The same holds for two redrives of the
+// same dead letters running at once (both may publish a message; it is stored once,
+// and each run's event counts what it picked). Nothing matched records nothing.
 func (s *Service) RedriveDeadLetters(ctx context.Context, meta Meta, id string, sel events.DeadLetterSelector, dryRun bool, expected *int) (DeadLetterResult, error) {
 	if s.republisher == nil {
 		return DeadLetterResult{}, ErrRedriveDisabled
