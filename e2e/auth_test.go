@@ -280,6 +280,19 @@ func TestAuthMatrix(t *testing.T) {
 		{name: "command PUT /tenants/{B}/config/rate-limit", proc: cmd, method: http.MethodPut,
 			path: "/tenants/" + B + "/config/rate-limit", body: fixed(`{"per_second":500,"burst":500}`),
 			admin: http.StatusOK, tenant: forbidden},
+		// Pause then resume at once, so A is consumed again before its messages are listed.
+		{name: "command POST /tenants/{A}/pause", proc: cmd, method: http.MethodPost,
+			path: "/tenants/" + A + "/pause", body: noBody, admin: http.StatusOK, tenant: forbidden},
+		{name: "command POST /tenants/{A}/resume", proc: cmd, method: http.MethodPost,
+			path: "/tenants/" + A + "/resume", body: noBody, admin: http.StatusOK, tenant: forbidden},
+		{name: "command POST /tenants/{B}/dead-letters/redrive (dry run)", proc: cmd, method: http.MethodPost,
+			path: "/tenants/" + B + "/dead-letters/redrive", body: fixed(`{"max":1,"dry_run":true}`),
+			admin: http.StatusOK, tenant: forbidden},
+		// Stale If-Match: past authorization without draining the fixture or purging.
+		{name: "command DELETE /tenants/{A}?drain=true (stale If-Match)", proc: cmd, method: http.MethodDelete,
+			path: "/tenants/" + A + "?drain=true", body: noBody, admin: http.StatusPreconditionFailed, tenant: forbidden},
+		{name: "command DELETE /tenants/{B}/dead-letters (stale If-Match)", proc: cmd, method: http.MethodDelete,
+			path: "/tenants/" + B + "/dead-letters", body: fixed(`{"max":1}`), admin: http.StatusPreconditionFailed, tenant: forbidden},
 		{name: "command DELETE /tenants/{throwaway}", proc: cmd, method: http.MethodDelete,
 			path: "/tenants/" + throwaway, body: noBody, admin: http.StatusAccepted, tenant: forbidden},
 		// A tenant may not delete even itself. The admin's If-Match is stale on purpose:
@@ -453,6 +466,7 @@ func TestAuthMatrix(t *testing.T) {
 				}{
 					{cmd, http.MethodPut, "/tenants/" + bad + "/config/concurrency", `{"workers":2}`},
 					{cmd, http.MethodDelete, "/tenants/" + bad, ""},
+					{cmd, http.MethodDelete, "/tenants/" + bad + "/dead-letters", `{"max":1}`},
 					{cmd, http.MethodPost, "/tenants/" + bad + "/messages", `{"x":1}`},
 					{qry, http.MethodGet, "/tenants/" + bad, ""},
 					{qry, http.MethodGet, "/tenants/" + bad + "/messages", ""},

@@ -34,10 +34,12 @@ ALTER TABLE tenants
 -- Command side: tenants waiting to be deleted once their queue is empty, written in the
 -- same transaction as the event that starts (or ends) the drain, so the process manager
 -- that appends tenant.deleted.v1 never misses one across restarts.
+-- correlation_id is the drain request's, recorded again on the final tenant.deleted.v1.
 CREATE TABLE tenant_drains (
-    tenant_id    uuid        PRIMARY KEY,
-    requested_at timestamptz NOT NULL,
-    deadline     timestamptz NOT NULL
+    tenant_id      uuid        PRIMARY KEY,
+    requested_at   timestamptz NOT NULL,
+    deadline       timestamptz NOT NULL,
+    correlation_id text        NOT NULL DEFAULT ''
 );
 
 -- +goose Down

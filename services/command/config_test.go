@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,7 +15,8 @@ import (
 func loadCommandConfig(t *testing.T, env map[string]string) (Config, error) {
 	t.Helper()
 	for _, k := range []string{"WORKERS", "MAX_WORKERS", "MAX_TOTAL_WORKERS", "TENANT_RATE_LIMIT", "TENANT_RATE_BURST",
-		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL", "DLQ_MAX_LENGTH"} {
+		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL", "DLQ_MAX_LENGTH",
+		"DRAIN_CHECK_INTERVAL", "REDRIVE_RATE"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -33,6 +35,8 @@ func TestWorkerDefaults(t *testing.T) {
 	require.Equal(t, 64, c.MaxWorkers)
 	require.Equal(t, 1024, c.MaxTotalWorkers)
 	require.Equal(t, tenant.RateLimit{PerSecond: 1000, Burst: 2000}, c.limits().DefaultRate)
+	require.Equal(t, time.Second, c.DrainCheckInterval)
+	require.Equal(t, 500, c.RedriveRate)
 }
 
 // TENANT_RATE_LIMIT 0 turns the default limit off; the burst is then not used.
@@ -61,6 +65,11 @@ func TestWorkerBoundsAreValidated(t *testing.T) {
 		{map[string]string{"TENANT_RATE_LIMIT": "1000001"}, "TENANT_RATE_LIMIT"},
 		{map[string]string{"TENANT_RATE_BURST": "0"}, "TENANT_RATE_BURST"},
 		{map[string]string{"DLQ_MAX_LENGTH": "0"}, "DLQ_MAX_LENGTH"},
+		{map[string]string{"DRAIN_CHECK_INTERVAL": "0s"}, "DRAIN_CHECK_INTERVAL"},
+		{map[string]string{"DRAIN_CHECK_INTERVAL": "99ms"}, "DRAIN_CHECK_INTERVAL"},
+		{map[string]string{"DRAIN_CHECK_INTERVAL": "2h"}, "DRAIN_CHECK_INTERVAL"},
+		{map[string]string{"REDRIVE_RATE": "0"}, "REDRIVE_RATE"},
+		{map[string]string{"REDRIVE_RATE": "100001"}, "REDRIVE_RATE"},
 	} {
 		_, err := loadCommandConfig(t, tc.env)
 		require.Error(t, err, tc.env)

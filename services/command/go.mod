@@ -10,6 +10,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/multitenant/mtm/events v0.0.0
 	github.com/multitenant/mtm/platform v0.0.0
+	github.com/multitenant/mtm/projections v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/stretchr/testify v1.12.1
@@ -72,7 +73,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.23.0 // indirect
 	github.com/rivo/uniseg v0.2.0 // indirect
-	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/sethvargo/go-retry v0.5.0 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
@@ -105,3 +105,5 @@ replace github.com/multitenant/mtm/migrations => ../../migrations
 replace github.com/multitenant/mtm/platform => ../../platform
 
 tool github.com/swaggo/swag/cmd/swag
+
+replace github.com/multitenant/mtm/projections => ../../projections

@@ -59,6 +59,12 @@ type Config struct {
 	// DLQMaxLength bounds every tenant's DLQ (a broker policy, put through the
 	// management API): past it dead letters wait unacked in the tenant's queue.
 	DLQMaxLength int `env:"DLQ_MAX_LENGTH" envDefault:"10000"`
+	// DrainCheckInterval is how often the drain process manager looks at the queues of
+	// draining tenants (DELETE ?drain=true).
+	DrainCheckInterval time.Duration `env:"DRAIN_CHECK_INTERVAL" envDefault:"1s"`
+	// RedriveRate bounds dead-letter redrives: messages a second over all redrives of
+	// one replica.
+	RedriveRate int `env:"REDRIVE_RATE" envDefault:"500"`
 }
 
 // limits are the bounds the tenant aggregate and the ingest path enforce.
@@ -85,6 +91,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DLQMaxLength < 1 {
 		return fmt.Errorf("DLQ_MAX_LENGTH: must be at least 1, got %d", c.DLQMaxLength)
+	}
+	if c.DrainCheckInterval < 100*time.Millisecond || c.DrainCheckInterval > time.Hour {
+		return fmt.Errorf("DRAIN_CHECK_INTERVAL: must be between 100ms and 1h, got %s", c.DrainCheckInterval)
+	}
+	if c.RedriveRate < 1 || c.RedriveRate > 100_000 {
+		return fmt.Errorf("REDRIVE_RATE: must be between 1 and 100000, got %d", c.RedriveRate)
 	}
 	if c.ManagementURL != "" {
 		if _, _, err := c.management(); err != nil {
@@ -145,9 +157,11 @@ func main() {
 		ConfirmTimeout: cfg.PublishConfirmTimeout,
 		Registerer:     a.Registry,
 	})
-	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, broker.NewTopology(a.Rabbit),
-		cfg.limits(), a.Log)
+	topology := broker.NewTopology(a.Rabbit)
+	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, topology, cfg.limits(), a.Log).
+		WithRedrive(pub, cfg.RedriveRate)
 	sweeper := brokerAccounts(&cfg, tenants, a.Log)
+	drains := tenants.NewDrains(drainProbe(&cfg, topology))
 
 	keys := idempotency.New(a.Pool, cfg.IdempotencyKeyTTL)
 
@@ -166,7 +180,26 @@ func main() {
 	pruner := lifecycle.Cancellable("idempotency-key-pruner", func(ctx context.Context) error {
 		return keys.RunPruner(ctx, idempotencyPruneInterval, a.Log)
 	})
-	a.Serve(ctx, append([]lifecycle.Component{pruner, publisher}, sweeper...)...)
+	// After the publisher: stopped before it, so no delete starts while it closes.
+	drainer := lifecycle.Cancellable("drain-process-manager", func(ctx context.Context) error {
+		drains.Run(ctx, cfg.DrainCheckInterval)
+		return nil
+	})
+	a.Serve(ctx, append([]lifecycle.Component{pruner, publisher, drainer}, sweeper...)...)
+}
+
+// drainProbe looks at draining tenants' queues: ready and unacknowledged counts through
+// the management API when RABBITMQ_MANAGEMENT_URL is set, else only the ready count
+// (passive declare), a weaker guarantee documented on broker.DrainProbe.
+func drainProbe(cfg *Config, topology *broker.Topology) *broker.DrainProbe {
+	if cfg.ManagementURL == "" {
+		return broker.NewDrainProbe(topology, nil, "")
+	}
+	admin, vhost, err := cfg.management()
+	if err != nil {
+		app.Exit("command", app.ExitUsage, err) // Validate already checked it
+	}
+	return broker.NewDrainProbe(topology, admin, vhost)
 }
 
 // brokerAccounts turns per-tenant broker accounts and the DLQ bound on when

@@ -93,14 +93,14 @@ const docTemplate = `{
         },
         "/tenants/{id}": {
             "delete": {
-                "description": "Records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues and stored messages.",
+                "description": "Plain (no drain): records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues, and with them every message still queued, every stored message of the tenant and its dead letters. Nothing of the tenant's data is kept. Works on active, paused and draining tenants.\n\nWith drain=true: records tenant.deletion_requested.v1 and answers 202 with status draining. HTTP ingest then answers 409 tenant_draining; with per-tenant broker accounts on, the tenant's broker user loses its write permission and its connections, so AMQP producers cannot add either. The consumer keeps storing (also if the tenant was paused) until the queue is empty (ready and unacknowledged 0), and then the command service records tenant.deleted.v1 as for a plain delete. If that does not happen within drain_timeout, the tenant stays draining (GET shows drain.timed_out) until it is deleted plainly or asked to drain again, which re-arms the deadline.",
                 "produces": [
                     "application/json"
                 ],
                 "tags": [
                     "tenants"
                 ],
-                "summary": "Delete a tenant",
+                "summary": "Delete a tenant, at once or after draining it",
                 "parameters": [
                     {
                         "type": "string",
@@ -110,6 +110,18 @@ const docTemplate = `{
                         "required": true
                     },
                     {
+                        "type": "boolean",
+                        "description": "true: delete only once the queue is empty",
+                        "name": "drain",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "With drain=true: how long to wait for the queue to empty, a duration 1s..24h (default 5m)",
+                        "name": "drain_timeout",
+                        "in": "query"
+                    },
+                    {
                         "type": "string",
                         "description": "Expected version",
                         "name": "If-Match",
@@ -117,16 +129,22 @@ const docTemplate = `{
                     },
                     {
                         "type": "string",
-                        "description": "Correlation id recorded on the event",
+                        "description": "Correlation id recorded on the event (and, for a drain, on the final tenant.deleted.v1)",
                         "name": "X-Correlation-ID",
                         "in": "header"
                     }
                 ],
                 "responses": {
                     "202": {
-                        "description": "Accepted",
+                        "description": "status deleting, or draining with drain=true; ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.DeleteResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "drain is not true or false, or drain_timeout is not a duration in 1s..24h or given without drain=true (invalid_query)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
                         }
                     },
                     "404": {
@@ -381,6 +399,196 @@ const docTemplate = `{
                 }
             }
         },
+        "/tenants/{id}/dead-letters": {
+            "delete": {
+                "description": "Marks the tenant's pending dead letters picked by the selector (ids, or reason and/or max, oldest first) purged and records tenant.dead_letters_purged.v1 with their count, in one transaction. Purged dead letters stay listed (status purged) and are never redriven. With dry_run only counts them. Works on any live tenant, draining included. Nothing picked records nothing.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "dead-letters"
+                ],
+                "summary": "Purge dead letters",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Expected version",
+                        "name": "If-Match",
+                        "in": "header"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Correlation id recorded on the event",
+                        "name": "X-Correlation-ID",
+                        "in": "header"
+                    },
+                    {
+                        "description": "Selector",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.DeadLetterSelectorRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "ETag: the version",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.PurgeResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "Malformed JSON or an invalid selector (invalid_selector)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "409": {
+                        "description": "Changed concurrently (concurrent_modification)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "412": {
+                        "description": "If-Match does not match the current version",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "415": {
+                        "description": "Not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "422": {
+                        "description": "A field of the wrong type, or an unknown field",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/tenants/{id}/dead-letters/redrive": {
+            "post": {
+                "description": "Picks the tenant's pending dead letters by ids, or by reason and/or max (oldest first). With dry_run only counts them (200). Otherwise records tenant.dead_letters_redriven.v1 (selector, count, correlation id), publishes each original body with its original message id into tenant_{id}_queue with publisher confirms, at most REDRIVE_RATE a second, marks them redriven and answers 202 once all are confirmed. The consumer stores a message id once, so a redriven message already stored is not stored again; one that fails again comes back as a pending dead letter with its death count raised. Running the same redrive again moves nothing twice (only pending dead letters are picked). Nothing picked records nothing (202, matched 0, the current version).\n\nIf the broker goes away part way the answer is 503 redrive_incomplete, saying how many moved: those are marked, the rest stay pending, and the same redrive run again moves only them.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "dead-letters"
+                ],
+                "summary": "Redrive dead letters",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Expected version",
+                        "name": "If-Match",
+                        "in": "header"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Correlation id recorded on the event and on the republished messages",
+                        "name": "X-Correlation-ID",
+                        "in": "header"
+                    },
+                    {
+                        "description": "Selector",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.DeadLetterSelectorRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Dry run",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.RedriveResponse"
+                        }
+                    },
+                    "202": {
+                        "description": "Republished and marked; ETag: the version",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.RedriveResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "Malformed JSON, or a selector that is empty, mixes ids with reason/max, has over 1000 ids or ones that are not canonical UUIDs, or a max outside 1..10000 (invalid_selector)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "409": {
+                        "description": "The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "412": {
+                        "description": "If-Match does not match the current version",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "415": {
+                        "description": "Not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "422": {
+                        "description": "A field of the wrong type, or an unknown field",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "503": {
+                        "description": "The broker did not take every message (redrive_incomplete: the detail says how many moved), or is unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
         "/tenants/{id}/messages": {
             "post": {
                 "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5 of the key in the tenant's Idempotency-Key namespace (not the AMQP message_id namespace), so a retry is stored once; the key is bound to its first body for IDEMPOTENCY_KEY_TTL (another body is 409). Without a key, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.",
@@ -469,6 +677,124 @@ const docTemplate = `{
                     },
                     "503": {
                         "description": "Broker unavailable, nothing published (broker_unavailable); or no confirm in time, the message may be stored: retry with the same Idempotency-Key (publish_unconfirmed)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/tenants/{id}/pause": {
+            "post": {
+                "description": "Records tenant.paused.v1: the consumer stops the tenant's workers after their in-flight messages commit; the queue keeps accepting messages (HTTP and AMQP) and GET shows status paused with workers.current 0. The desired worker count is kept (a resize while paused changes only it). Pausing a paused tenant records nothing and answers 200 with the current version.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "tenants"
+                ],
+                "summary": "Pause a tenant",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Expected version",
+                        "name": "If-Match",
+                        "in": "header"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Correlation id recorded on the event",
+                        "name": "X-Correlation-ID",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "ETag: the version",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.StatusResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "409": {
+                        "description": "The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "412": {
+                        "description": "If-Match does not match the current version",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/tenants/{id}/resume": {
+            "post": {
+                "description": "Records tenant.resumed.v1: the consumer runs the tenant's desired workers again and works off what queued up while it was paused. Resuming an active tenant records nothing and answers 200 with the current version.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "tenants"
+                ],
+                "summary": "Resume a paused tenant",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Tenant id: a canonical 36-character UUID (any other form is 404)",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Expected version",
+                        "name": "If-Match",
+                        "in": "header"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Correlation id recorded on the event",
+                        "name": "X-Correlation-ID",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "ETag: the version",
+                        "schema": {
+                            "$ref": "#/definitions/httpapi.StatusResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Unknown or deleted tenant, or a malformed id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "409": {
+                        "description": "The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        }
+                    },
+                    "412": {
+                        "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }
@@ -564,6 +890,38 @@ const docTemplate = `{
                 }
             }
         },
+        "httpapi.DeadLetterSelectorRequest": {
+            "type": "object",
+            "properties": {
+                "dry_run": {
+                    "description": "Only count what would be picked; nothing changes and nothing is recorded.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "ids": {
+                    "description": "Dead letter ids (as listed by the query service): 1..1000 canonical UUIDs. Not\nwith reason or max.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "0190f2a4-8000-7000-8000-0000000000aa"
+                    ]
+                },
+                "max": {
+                    "description": "How many of the oldest matching dead letters: 1..10000, default 1000.",
+                    "type": "integer",
+                    "maximum": 10000,
+                    "minimum": 1,
+                    "example": 1000
+                },
+                "reason": {
+                    "description": "Reason code (invalid_json, too_large, rejected_by_database, delivery_limit,\nexpired, maxlen, rejected); absent with max: any reason.",
+                    "type": "string",
+                    "example": "rejected_by_database"
+                }
+            }
+        },
         "httpapi.DeleteResponse": {
             "type": "object",
             "properties": {
@@ -573,6 +931,10 @@ const docTemplate = `{
                 },
                 "status": {
                     "type": "string",
+                    "enum": [
+                        "deleting",
+                        "draining"
+                    ],
                     "example": "deleting"
                 },
                 "version": {
@@ -591,6 +953,19 @@ const docTemplate = `{
                 "tenant_id": {
                     "type": "string",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
+                }
+            }
+        },
+        "httpapi.PurgeResponse": {
+            "type": "object",
+            "properties": {
+                "purged": {
+                    "type": "integer",
+                    "example": 12
+                },
+                "version": {
+                    "type": "integer",
+                    "example": 8
                 }
             }
         },
@@ -634,6 +1009,42 @@ const docTemplate = `{
                 "version": {
                     "type": "integer",
                     "example": 3
+                }
+            }
+        },
+        "httpapi.RedriveResponse": {
+            "type": "object",
+            "properties": {
+                "matched": {
+                    "type": "integer",
+                    "example": 12
+                },
+                "version": {
+                    "description": "Absent on a dry run.",
+                    "type": "integer",
+                    "example": 7
+                }
+            }
+        },
+        "httpapi.StatusResponse": {
+            "type": "object",
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "active",
+                        "paused",
+                        "draining"
+                    ],
+                    "example": "paused"
+                },
+                "version": {
+                    "type": "integer",
+                    "example": 4
                 }
             }
         },

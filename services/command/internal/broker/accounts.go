@@ -106,3 +106,22 @@ func (a *Accounts) Tenants(ctx context.Context) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// drainingPermissions are a draining tenant's user's: nothing at all. Its queue is
+// being emptied before the tenant is deleted, so producers must not add to it.
+var drainingPermissions = rabbitadmin.Permissions{Configure: "^$", Write: "^$", Read: "^$"}
+
+// RevokeWrite takes the tenant user's right to publish away and closes its
+// connections: a channel keeps the permissions it checked, so only new ones see the
+// change. The user stays (its deletion comes with the tenant's); nothing restores the
+// permission, since a drain ends in the tenant's deletion.
+func (a *Accounts) RevokeWrite(ctx context.Context, tenantID string) error {
+	user := rabbit.UserName(tenantID)
+	if err := a.admin.SetPermissions(ctx, a.vhost, user, drainingPermissions); err != nil {
+		return fmt.Errorf("revoke write permission of broker user %s: %w", user, err)
+	}
+	if err := a.admin.CloseConnections(ctx, user, "tenant draining: publishing is no longer allowed"); err != nil {
+		return fmt.Errorf("close connections of broker user %s: %w", user, err)
+	}
+	return nil
+}

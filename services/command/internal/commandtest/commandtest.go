@@ -156,3 +156,47 @@ func (e Env) Versions(t testing.TB, id string) []int {
 	}
 	return out
 }
+
+// DeadLetter is a row of the dead-letter archive as a test seeds it.
+type DeadLetter struct {
+	ID        string // the row id (a UUID)
+	MessageID string
+	Reason    string
+	Body      []byte
+	Status    string // "" is pending
+	// FirstAt orders the rows (oldest first); zero is now.
+	FirstAt time.Time
+}
+
+// SeedDeadLetters inserts dead letters of a tenant directly (the consumer's archive is
+// not running in these tests), each with death key "k1" and one death.
+func (e Env) SeedDeadLetters(t testing.TB, tenantID string, rows ...DeadLetter) {
+	t.Helper()
+	for _, r := range rows {
+		status, at := r.Status, r.FirstAt
+		if status == "" {
+			status = "pending"
+		}
+		if at.IsZero() {
+			at = time.Now()
+		}
+		_, err := e.DB.ExecContext(context.Background(), `
+			INSERT INTO dead_letters (tenant_id, id, message_id, reason, body, body_size, deaths, death_key, status,
+				first_dead_lettered_at, last_dead_lettered_at)
+			VALUES ($1, $2, $3, $4, $5::bytea, length($5::bytea), 1, 'k1', $6, $7, $7)`,
+			tenantID, r.ID, r.MessageID, r.Reason, r.Body, status, at)
+		if err != nil {
+			t.Fatalf("commandtest: seed dead letter: %v", err)
+		}
+	}
+}
+
+// DeadLetterStatus is the status of one archived dead letter.
+func (e Env) DeadLetterStatus(t testing.TB, tenantID, id string) string {
+	t.Helper()
+	var s string
+	if err := e.DB.QueryRowContext(context.Background(), `SELECT status FROM dead_letters WHERE tenant_id = $1 AND id = $2`, tenantID, id).Scan(&s); err != nil {
+		t.Fatalf("commandtest: dead letter status: %v", err)
+	}
+	return s
+}

@@ -103,6 +103,10 @@ func Register(r fiber.Router, api *API) {
 	r.Put("/tenants/:id/config/rate-limit", admin(api.changeRateLimit)...)
 	r.Delete("/tenants/:id", admin(api.deleteTenant)...)
 	r.Post("/tenants/:id/credentials", admin(api.rotateCredentials)...)
+	r.Post("/tenants/:id/pause", admin(api.pauseTenant)...)
+	r.Post("/tenants/:id/resume", admin(api.resumeTenant)...)
+	r.Post("/tenants/:id/dead-letters/redrive", admin(api.redriveDeadLetters)...)
+	r.Delete("/tenants/:id/dead-letters", admin(api.purgeDeadLetters)...)
 	r.Post("/tenants/:id/messages", api.publishMessage)
 }
 
@@ -195,10 +199,11 @@ type RateLimitResponse struct {
 	Version   int    `json:"version" example:"3"`
 }
 
-// DeleteResponse acknowledges a delete; the consumer removes queues and data.
+// DeleteResponse acknowledges a delete: "deleting" (the consumer removes queues and
+// data) or, with drain=true, "draining" (deleted once the queue is empty).
 type DeleteResponse struct {
 	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
-	Status  string `json:"status" example:"deleting"`
+	Status  string `json:"status" example:"deleting" enums:"deleting,draining"`
 	Version int    `json:"version" example:"3"`
 }
 
@@ -363,34 +368,6 @@ func (a *API) changeRateLimit(c *fiber.Ctx) error {
 	return c.JSON(RateLimitResponse{ID: st.ID, PerSecond: applied.PerSecond, Burst: applied.Burst, Version: st.Version})
 }
 
-// deleteTenant godoc
-//
-//	@Summary		Delete a tenant
-//	@Description	Records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues and stored messages.
-//	@Tags			tenants
-//	@Produce		json
-//	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
-//	@Param			If-Match			header		string				false	"Expected version"
-//	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
-//	@Success		202					{object}	DeleteResponse
-//	@Failure		404					{object}	httpserver.Problem	"Unknown or already deleted tenant, or a malformed id"
-//	@Failure		409					{object}	httpserver.Problem	"Changed concurrently"
-//	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
-//	@Router			/tenants/{id} [delete]
-func (a *API) deleteTenant(c *fiber.Ctx) error {
-	id, err := tenantID(c)
-	if err != nil {
-		return err
-	}
-	expected := parseIfMatch(c.Get(fiber.HeaderIfMatch))
-	st, err := a.tenants.Delete(c.UserContext(), a.meta(c), id, expected)
-	if err != nil {
-		return a.problem(c, err)
-	}
-	c.Set(fiber.HeaderETag, etag(st.Version))
-	return c.Status(fiber.StatusAccepted).JSON(DeleteResponse{ID: st.ID, Status: "deleting", Version: st.Version})
-}
-
 // rotateCredentials godoc
 //
 //	@Summary		Rotate a tenant's broker credentials
@@ -476,6 +453,9 @@ func (a *API) publishMessage(c *fiber.Ctx) error {
 	if !st.Exists() {
 		return a.problem(c, tenant.ErrNotFound)
 	}
+	if st.Status == tenant.StatusDraining {
+		return a.problem(c, tenant.ErrDraining)
+	}
 	// Only now, so bad requests and unknown tenants take no token and hold no bucket.
 	if err := a.admit(id, a.tenants.Limits().RateFor(st)); err != nil {
 		return err
@@ -555,6 +535,8 @@ func (a *API) correlationID(c *fiber.Ctx) string {
 // the server's error handler, never shown).
 func (a *API) problem(c *fiber.Ctx, err error) error {
 	var verr *tenant.ValidationError
+	var serr *tenant.SelectorError
+	var rerr *tenant.RedriveError
 	switch {
 	case errors.As(err, &verr):
 		fields := make([]httpserver.FieldError, len(verr.Fields))
@@ -568,6 +550,15 @@ func (a *API) problem(c *fiber.Ctx, err error) error {
 		return httpserver.NewProblem(http.StatusPreconditionFailed, "version_mismatch", "If-Match does not match the tenant's current version")
 	case errors.Is(err, tenant.ErrConflict):
 		return httpserver.NewProblem(http.StatusConflict, "concurrent_modification", "the tenant was changed concurrently; reload and retry")
+	case errors.Is(err, tenant.ErrDraining):
+		return httpserver.NewProblem(http.StatusConflict, "tenant_draining", "the tenant is draining: it is deleted once its queue is empty and takes no more messages or changes to how it runs")
+	case errors.As(err, &serr):
+		return httpserver.BadRequest("invalid_selector", serr.Error())
+	case errors.As(err, &rerr):
+		a.log.Warn("dead-letter redrive stopped part way", "err", err, "moved", rerr.Moved, "matched", rerr.Matched, "request_id", httpserver.RequestID(c), "path", c.Path())
+		return httpserver.NewProblem(http.StatusServiceUnavailable, "redrive_incomplete",
+			fmt.Sprintf("the redrive stopped after %d of %d dead letters (the broker did not take the rest); they stay pending: run the same redrive again to move only them", rerr.Moved, rerr.Matched)).
+			WithHeader(fiber.HeaderRetryAfter, "1")
 	case errors.Is(err, tenant.ErrDuplicateName):
 		return httpserver.NewProblem(http.StatusConflict, "duplicate_name", "a tenant with this name already exists")
 	case errors.Is(err, tenant.ErrCapacity):

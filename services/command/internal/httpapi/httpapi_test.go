@@ -85,6 +85,7 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	}
 	pub := broker.NewPublisher(pubConn, commandtest.Log, broker.PublisherOptions{Channels: 2})
 	t.Cleanup(pub.Close)
+	env.Tenants.WithRedrive(pub, 100_000)
 	srv := httpserver.New(httpserver.Options{Service: "command-test", Addr: "127.0.0.1:0", Log: commandtest.Log, BodyLimit: bodyLimit})
 	httpapi.RegisterDocs(srv.App)
 	api := httpapi.New(env.Tenants, pub, commandtest.Log).WithGuards(o.guards).
@@ -506,7 +507,8 @@ func TestSwagger(t *testing.T) {
 	r := f.do("GET", "/swagger/doc.json", "", "")
 	require.Equal(t, http.StatusOK, r.status)
 	paths, _ := r.body["paths"].(map[string]any)
-	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/config/rate-limit", "/tenants/{id}/messages", "/tenants/{id}/credentials"} {
+	for _, p := range []string{"/tenants", "/tenants/{id}", "/tenants/{id}/config/concurrency", "/tenants/{id}/config/rate-limit", "/tenants/{id}/messages", "/tenants/{id}/credentials",
+		"/tenants/{id}/pause", "/tenants/{id}/resume", "/tenants/{id}/dead-letters/redrive", "/tenants/{id}/dead-letters"} {
 		assert.Contains(t, paths, p)
 	}
 	r = f.do("GET", "/swagger/index.html", "", "")
@@ -536,6 +538,11 @@ func TestGuardsRunBeforeHandlers(t *testing.T) {
 	requireProblem(t, f.json("PUT", "/tenants/"+allowed+"/config/rate-limit", `{"per_second":0}`), http.StatusForbidden)
 	requireProblem(t, f.do("DELETE", "/tenants/"+allowed, "", ""), http.StatusForbidden)
 	requireProblem(t, f.do("POST", "/tenants/"+allowed+"/credentials", "", ""), http.StatusForbidden)
+	requireProblem(t, f.do("POST", "/tenants/"+allowed+"/pause", "", ""), http.StatusForbidden)
+	requireProblem(t, f.do("POST", "/tenants/"+allowed+"/resume", "", ""), http.StatusForbidden)
+	requireProblem(t, f.do("DELETE", "/tenants/"+allowed+"?drain=true", "", ""), http.StatusForbidden)
+	requireProblem(t, f.json("POST", "/tenants/"+allowed+"/dead-letters/redrive", `{"max":1}`), http.StatusForbidden)
+	requireProblem(t, f.json("DELETE", "/tenants/"+allowed+"/dead-letters", `{"max":1}`), http.StatusForbidden)
 	// A foreign tenant gets 404 whatever it sends, even a malformed body.
 	requireProblem(t, f.json("POST", "/tenants/"+uuid.NewString()+"/messages", `{"a":`), http.StatusNotFound)
 	// Past the guards the handlers run as usual.

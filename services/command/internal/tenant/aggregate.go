@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"github.com/multitenant/mtm/events"
 )
@@ -15,10 +18,15 @@ import (
 // Status of a tenant as seen by the write side.
 type Status string
 
-// Statuses. A deleted tenant accepts no more commands.
+// Statuses. A paused tenant's messages wait in its queue; a draining one takes no more
+// messages over HTTP and is deleted once its queue is empty; a deleted tenant accepts no
+// more commands. When events are folded, deleted beats draining beats paused beats
+// active: pause and resume never apply to a draining tenant.
 const (
-	StatusActive  Status = "active"
-	StatusDeleted Status = "deleted"
+	StatusActive   Status = "active"
+	StatusPaused   Status = "paused"
+	StatusDraining Status = "draining"
+	StatusDeleted  Status = "deleted"
 )
 
 // MaxNameLength is the longest tenant name accepted, in characters (runes).
@@ -31,6 +39,9 @@ var (
 	ErrConflict        = errors.New("tenant changed concurrently")
 	ErrDuplicateName   = errors.New("tenant name already in use")
 	ErrUnavailable     = errors.New("message broker unavailable")
+	// ErrDraining: the tenant is being deleted once its queue is empty; commands that
+	// would change how it runs or add messages are refused.
+	ErrDraining = errors.New("tenant is draining")
 	// ErrCapacity is returned (as a *CapacityError) when the workers asked for would
 	// take the live tenants' total past MAX_TOTAL_WORKERS.
 	ErrCapacity = errors.New("tenant capacity reached")
@@ -183,11 +194,23 @@ type State struct {
 	// RateLimit is the tenant's own ingest limit; nil: the service default applies.
 	RateLimit *RateLimit
 	Status    Status
-	Version   int
+	// DrainDeadline is when a draining tenant's drain gives up (zero otherwise).
+	DrainDeadline time.Time
+	Version       int
 }
 
-// Exists reports whether the tenant was created and not deleted.
-func (s State) Exists() bool { return s.Version > 0 && s.Status == StatusActive }
+// Exists reports whether the tenant was created and not deleted: active, paused or
+// draining.
+func (s State) Exists() bool {
+	if s.Version == 0 {
+		return false
+	}
+	switch s.Status {
+	case StatusActive, StatusPaused, StatusDraining:
+		return true
+	}
+	return false
+}
 
 // Apply folds one event into the state. Unknown events (nil) only advance the
 // version, so a newer writer's event types never break an older reader.
@@ -198,9 +221,21 @@ func (s State) Apply(version int, e events.Event) State {
 	case events.TenantConcurrencyChanged:
 		s.Workers = ev.Workers
 	case events.TenantDeleted:
-		s.Status = StatusDeleted
+		s.Status, s.DrainDeadline = StatusDeleted, time.Time{}
 	case events.TenantRateLimitChanged:
 		s.RateLimit = &RateLimit{PerSecond: ev.PerSecond, Burst: ev.Burst}
+	case events.TenantPaused:
+		if s.Status == StatusActive {
+			s.Status = StatusPaused
+		}
+	case events.TenantResumed:
+		if s.Status == StatusPaused {
+			s.Status = StatusActive
+		}
+	case events.TenantDeletionRequested:
+		if s.Status != StatusDeleted {
+			s.Status, s.DrainDeadline = StatusDraining, ev.Deadline
+		}
 	}
 	s.Version = version
 	return s
@@ -282,6 +317,9 @@ func DecideConcurrency(l Limits, s State, workers int, expected *int) (events.Ev
 	if err := checkCurrent(s, expected); err != nil {
 		return nil, err
 	}
+	if s.Status == StatusDraining {
+		return nil, ErrDraining
+	}
 	if workers == s.Workers {
 		return nil, nil
 	}
@@ -302,6 +340,164 @@ func DecideRateLimit(s State, r RateLimit, expected *int) (events.Event, error) 
 		return nil, nil
 	}
 	return events.TenantRateLimitChanged{PerSecond: r.PerSecond, Burst: r.Burst}, nil
+}
+
+// DecidePause stops the consumption of an active tenant's messages. A paused tenant
+// answers nil (and no error): pausing again records nothing. A draining tenant keeps
+// being consumed until it is empty, so it cannot be paused.
+func DecidePause(s State, expected *int) (events.Event, error) {
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	switch s.Status {
+	case StatusDraining:
+		return nil, ErrDraining
+	case StatusPaused:
+		return nil, nil
+	}
+	return events.TenantPaused{}, nil
+}
+
+// DecideResume restores a paused tenant's workers. An active tenant answers nil (and
+// no error); a draining tenant is refused (it already runs its workers until deleted).
+func DecideResume(s State, expected *int) (events.Event, error) {
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	switch s.Status {
+	case StatusDraining:
+		return nil, ErrDraining
+	case StatusActive:
+		return nil, nil
+	}
+	return events.TenantResumed{}, nil
+}
+
+// Bounds of a drain's timeout (DELETE ?drain=true&drain_timeout=).
+const (
+	MinDrainTimeout     = time.Second
+	MaxDrainTimeout     = 24 * time.Hour
+	DefaultDrainTimeout = 5 * time.Minute
+)
+
+// DrainTimeoutRule states the bounds for clients.
+var DrainTimeoutRule = fmt.Sprintf("must be a duration such as 90s or 5m between %s and %s", MinDrainTimeout, MaxDrainTimeout)
+
+// ParseDrainTimeout reads drain_timeout: empty is the default, anything else a Go
+// duration in MinDrainTimeout..MaxDrainTimeout.
+func ParseDrainTimeout(raw string) (time.Duration, error) {
+	if raw == "" {
+		return DefaultDrainTimeout, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < MinDrainTimeout || d > MaxDrainTimeout {
+		return 0, errors.New(DrainTimeoutRule)
+	}
+	return d, nil
+}
+
+// DecideDrain requests a drain-then-delete: the tenant takes no more messages over
+// HTTP and is deleted once its queue is empty, or stays draining after now+timeout. On
+// a tenant already draining it records the request again with a new deadline (re-arms
+// a drain that timed out). Paused tenants may drain: draining runs their workers.
+func DecideDrain(s State, timeout time.Duration, now time.Time, expected *int) (events.TenantDeletionRequested, error) {
+	if timeout < MinDrainTimeout || timeout > MaxDrainTimeout {
+		return events.TenantDeletionRequested{}, &ValidationError{Fields: []FieldError{{"drain_timeout", DrainTimeoutRule}}}
+	}
+	if err := checkCurrent(s, expected); err != nil {
+		return events.TenantDeletionRequested{}, err
+	}
+	return events.TenantDeletionRequested{
+		DrainTimeoutSeconds: int((timeout + time.Second - 1) / time.Second),
+		Deadline:            now.Add(timeout).UTC(),
+	}, nil
+}
+
+// Bounds of a dead-letter selector.
+const (
+	MaxSelectorIDs     = 1000
+	MaxSelectorMax     = 10000
+	DefaultSelectorMax = 1000
+)
+
+// SelectorError says why a dead-letter selector is refused (a 400: the request does
+// not say which dead letters it means).
+type SelectorError struct{ Detail string }
+
+func (e *SelectorError) Error() string { return "invalid dead-letter selector: " + e.Detail }
+
+// CheckSelector validates a selector and fills in its default: either ids (1..1000
+// canonical UUIDs, each once) or a reason and/or max (1..10000, default 1000, oldest
+// first); never both kinds, never neither. Reason empty with a max means any reason.
+func CheckSelector(sel events.DeadLetterSelector) (events.DeadLetterSelector, error) {
+	switch {
+	case len(sel.IDs) > 0 && (sel.Reason != "" || sel.Max != 0):
+		return sel, &SelectorError{"give either ids or reason/max, not both"}
+	case len(sel.IDs) == 0 && sel.Reason == "" && sel.Max == 0:
+		return sel, &SelectorError{"empty: give ids, or a reason and/or max"}
+	case len(sel.IDs) > MaxSelectorIDs:
+		return sel, &SelectorError{fmt.Sprintf("at most %d ids", MaxSelectorIDs)}
+	}
+	if len(sel.IDs) > 0 {
+		seen := make(map[string]bool, len(sel.IDs))
+		ids := make([]string, 0, len(sel.IDs))
+		for _, id := range sel.IDs {
+			if u, err := uuid.Parse(id); err != nil || u.String() != id {
+				return sel, &SelectorError{fmt.Sprintf("id %q is not a canonical lower-case UUID", truncate(id, 64))}
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		sel.IDs = ids
+		return sel, nil
+	}
+	if sel.Max == 0 {
+		sel.Max = DefaultSelectorMax
+	}
+	if sel.Max < 1 || sel.Max > MaxSelectorMax {
+		return sel, &SelectorError{fmt.Sprintf("max must be between 1 and %d", MaxSelectorMax)}
+	}
+	if !utf8.ValidString(sel.Reason) || len(sel.Reason) > 200 {
+		return sel, &SelectorError{"reason must be valid UTF-8 of at most 200 bytes"}
+	}
+	return sel, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// DecideRedrive checks that the tenant may redrive dead letters picked by sel (already
+// checked by CheckSelector) and, when count of them matched, records it. A draining
+// tenant is refused: its queue is about to go. count 0 records nothing.
+func DecideRedrive(s State, sel events.DeadLetterSelector, count int, expected *int) (events.Event, error) {
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	if s.Status == StatusDraining {
+		return nil, ErrDraining
+	}
+	if count == 0 {
+		return nil, nil
+	}
+	return events.DeadLettersRedriven{Selector: sel, Count: count}, nil
+}
+
+// DecidePurge checks that the tenant exists (any live status) and, when count dead
+// letters matched, records their purge; count 0 records nothing.
+func DecidePurge(s State, sel events.DeadLetterSelector, count int, expected *int) (events.Event, error) {
+	if err := checkCurrent(s, expected); err != nil {
+		return nil, err
+	}
+	if count == 0 {
+		return nil, nil
+	}
+	return events.DeadLettersPurged{Selector: sel, Count: count}, nil
 }
 
 // DecideDelete validates a delete of an existing tenant.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
 	"github.com/multitenant/mtm/events"
 	"github.com/multitenant/mtm/platform/eventstore"
@@ -41,6 +42,9 @@ type Service struct {
 	limits   Limits
 	log      *slog.Logger
 	now      func() time.Time
+	// republisher and redriveRate are set by WithRedrive.
+	republisher Republisher
+	redriveRate *rate.Limiter
 }
 
 // NewService wires the command handlers. db is the event store's database.
@@ -229,8 +233,8 @@ func (s *Service) ChangeRateLimit(ctx context.Context, meta Meta, id string, lim
 	return s.append(ctx, meta, st, ev, expected, nil)
 }
 
-// Delete records TenantDeleted and releases the name and the workers in the same
-// transaction, then deletes the tenant's broker user (which closes its connections). The
+// Delete records TenantDeleted and releases the name and the workers and ends any drain
+// in the same transaction, then deletes the tenant's broker user (which closes its connections). The
 // user goes only after the delete is recorded, so a refused delete never leaves a live
 // tenant without it; if the broker does not answer, SweepAccounts deletes it later.
 func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *int) (State, error) {
@@ -248,6 +252,9 @@ func (s *Service) Delete(ctx context.Context, meta Meta, id string, expected *in
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM worker_claims WHERE tenant_id = $1`, id); err != nil {
 			return fmt.Errorf("release workers: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tenant_drains WHERE tenant_id = $1`, id); err != nil {
+			return fmt.Errorf("end drain: %w", err)
 		}
 		return nil
 	})
