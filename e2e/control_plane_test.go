@@ -29,6 +29,7 @@ func createTenant(t *testing.T, s *system, workers int) string {
 	require.Equal(t, 201, code, "%v", body)
 	id := body["id"].(string)
 	amqptest.CleanupTenant(t, id)
+	require.Eventually(t, func() bool { return s.query.Status("/tenants/"+id) == 200 }, 5*time.Second, 20*time.Millisecond, "the query side knows the tenant")
 	return id
 }
 

@@ -45,7 +45,7 @@ func statusOf(t *testing.T, db *sql.DB, tenant, id uuid.UUID) string {
 	return s
 }
 
-func ids(ps []deadletters.Pending) []uuid.UUID {
+func pendingIDs(ps []deadletters.Pending) []uuid.UUID {
 	var out []uuid.UUID
 	for _, p := range ps {
 		out = append(out, p.ID)
@@ -94,7 +94,7 @@ func TestSelectAndCount(t *testing.T) {
 	} {
 		got, err := deadletters.Select(ctx, db, tenant, tc.sel)
 		require.NoError(t, err, name)
-		assert.Equal(t, tc.want, ids(got), name)
+		assert.Equal(t, tc.want, pendingIDs(got), name)
 		n, err := deadletters.Count(ctx, db, tenant, tc.sel)
 		require.NoError(t, err, name)
 		assert.Equal(t, len(tc.want), n, name)
