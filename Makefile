@@ -10,7 +10,8 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 RACE_PKGS := ./services/consumer/internal/consumer ./services/consumer/internal/amqpsub \
 	./services/consumer/internal/store ./services/query/internal/projector \
 	./platform/lifecycle ./platform/eventstore ./platform/httpserver \
-	./services/command/internal/broker ./services/command/internal/ratelimit
+	./services/command/internal/broker ./services/command/internal/ratelimit \
+	./services/command/internal/tenant ./platform/health
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test test-unit race deps migrate replay bench chaos lint swagger tidy clean

@@ -51,14 +51,21 @@
 //
 //	POST   /tenants                           auth.RequireAdmin()
 //	PUT    /tenants/:id/config/concurrency    auth.RequireAdmin()
-//	DELETE /tenants/:id                       auth.RequireAdmin()
+//	PUT    /tenants/:id/config/rate-limit     auth.RequireAdmin()
+//	DELETE /tenants/:id[?drain=true]          auth.RequireAdmin()
+//	POST   /tenants/:id/credentials           auth.RequireAdmin()
+//	POST   /tenants/:id/pause, .../resume     auth.RequireAdmin()
+//	POST   /tenants/:id/dead-letters/redrive  auth.RequireAdmin()
+//	DELETE /tenants/:id/dead-letters          auth.RequireAdmin()
 //	POST   /tenants/:id/messages              auth.TenantAccess(c, c.Params("id")) first thing
 //	                                          in the handler, before reading the body, so a
 //	                                          foreign tenant gets 404 whatever it sends.
 //
 // Query service:
 //
-//	GET /tenants/:id, GET /tenants/:id/messages   auth.PathTenantID, then auth.TenantAccess.
+//	GET /tenants/:id, GET /tenants/:id/messages,  auth.PathTenantID, then auth.TenantAccess.
+//	GET /tenants/:id/dead-letters,
+//	GET /tenants/:id/events
 //	GET /messages?tenant_id=                      auth.ParseTenantID (400 when missing or
 //	                                              malformed), then auth.TenantAccess.
 //	GET /tenants                                  if id, ok := auth.PrincipalFrom(c).TenantScope(); ok,
