@@ -1,0 +1,3 @@
+module github.com/multitenant/mtm/client
+
+go 1.26.8
