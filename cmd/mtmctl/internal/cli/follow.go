@@ -74,6 +74,7 @@ func (f *follower) poll(ctx context.Context, emit func(client.Message) error) er
 			}
 		}
 		if p.NextCursor == "" || len(p.Data) == 0 {
+			f.prune()
 			return nil
 		}
 		last := p.Data[len(p.Data)-1]
