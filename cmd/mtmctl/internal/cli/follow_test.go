@@ -32,21 +32,22 @@ func (s *keysetStore) add(id string, at time.Time) {
 
 func (s *keysetStore) page(_ context.Context, cursor string, limit int) (client.MessagePage, error) {
 	s.calls++
-	var after client.Message
+	var after mark
 	if cursor != "" {
 		raw, err := base64.StdEncoding.DecodeString(cursor)
 		if err != nil {
 			return client.MessagePage{}, err
 		}
 		var ns int64
-		if _, err := fmt.Sscanf(string(raw), "%d/%s", &ns, &after.ID); err != nil {
+		if _, err := fmt.Sscanf(string(raw), "%d/%s", &ns, &after.id); err != nil {
 			return client.MessagePage{}, err
 		}
-		after.CreatedAt = time.Unix(0, ns).UTC()
+		after.at = time.Unix(0, ns).UTC()
 	}
 	var out client.MessagePage
 	for _, m := range s.msgs {
-		if cursor != "" && !(m.CreatedAt.After(after.CreatedAt) || (m.CreatedAt.Equal(after.CreatedAt) && m.ID > after.ID)) {
+		// At or before the cursor's position: on an earlier page.
+		if cursor != "" && (m.CreatedAt.Before(after.at) || (m.CreatedAt.Equal(after.at) && m.ID <= after.id)) {
 			continue
 		}
 		if len(out.Data) == limit {

@@ -20,6 +20,9 @@ type jsonLine struct {
 	Err  error  // set when Data is not valid JSON
 }
 
+// valid reports whether the line is JSON to send.
+func (l jsonLine) valid() bool { return l.Err == nil }
+
 // utf8BOM is skipped at the start of the input: some editors write it, and it is not JSON.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 

@@ -89,7 +89,7 @@ func (a *app) followMessages(ctx context.Context, f *follower, interval time.Dur
 			}
 			return writeMessageLine(out, messageRow(m))
 		})
-		if ctx.Err() != nil {
+		if done(ctx) {
 			// Ctrl+C is how --follow ends: not a failure.
 			return nil
 		}
@@ -101,5 +101,15 @@ func (a *app) followMessages(ctx context.Context, f *follower, interval time.Dur
 			return nil
 		case <-time.After(interval):
 		}
+	}
+}
+
+// done reports whether ctx ended (Ctrl+C, SIGTERM): the end of a run, not an error.
+func done(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
 	}
 }

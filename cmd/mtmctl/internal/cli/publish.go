@@ -214,7 +214,7 @@ func (p *publisher) run(ctx context.Context, in io.Reader) (publishSummary, erro
 		})
 	}
 	readErr := readJSONLines(in, func(l jsonLine) error {
-		if l.Err != nil {
+		if !l.valid() {
 			p.record(l.Num, l.Err)
 			return nil
 		}
@@ -235,7 +235,7 @@ func (p *publisher) run(ctx context.Context, in io.Reader) (publishSummary, erro
 	if sum.Failures == nil {
 		sum.Failures = []lineFailure{}
 	}
-	if ctx.Err() != nil {
+	if done(ctx) {
 		sum.Interrupted = true
 		return sum, nil
 	}
