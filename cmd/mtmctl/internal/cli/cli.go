@@ -91,9 +91,15 @@ func Execute(ctx context.Context, args []string, s Streams, getenv func(string) 
 		}
 		return ExitUsage
 	}
-	fmt.Fprintf(s.Err, "mtmctl: %s\n", message(err))
+	if !errors.Is(err, errReported) {
+		fmt.Fprintf(s.Err, "mtmctl: %s\n", message(err))
+	}
 	return ExitFailure
 }
+
+// errReported exits 1 without another message: the command's output already said what
+// failed (publish's per-line errors and its summary).
+var errReported = errors.New("failure already reported")
 
 // message is what an operator reads for a failed call: the service's problem detail
 // (with its field errors) when there is one, the whole chain otherwise.

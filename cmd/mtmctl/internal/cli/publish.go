@@ -95,7 +95,7 @@ func (a *app) publishCmd() *cobra.Command {
 			case sum.Interrupted:
 				return errors.New("interrupted: run the same command again to publish the rest (nothing is stored twice)")
 			case sum.Failed > 0:
-				return fmt.Errorf("%d of %d lines failed", sum.Failed, sum.Failed+sum.Published)
+				return errReported
 			}
 			return nil
 		}),
