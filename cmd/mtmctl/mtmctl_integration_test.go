@@ -254,8 +254,8 @@ func TestOperatorSession(t *testing.T) {
 	// Resize.
 	assert.Regexp(t, `(?m)^`+id+`\s+2\s+\d+$`, ok(t, env, "tenants", "resize", id, "2"))
 	var tn tenantJSON
-	okJSON(t, env, &tn, "tenants", "get", id)
-	assert.Equal(t, 2, tn.Workers.Desired)
+	require.Eventually(t, func() bool { okJSON(t, env, &tn, "tenants", "get", id); return tn.Workers.Desired == 2 },
+		10*time.Second, 50*time.Millisecond, "the query side shows the new size")
 
 	// Publish a file with one bad line: the good lines go, the bad one is named, exit 1.
 	file := filepath.Join(t.TempDir(), "batch.jsonl")
@@ -309,6 +309,17 @@ func TestOperatorSession(t *testing.T) {
 	code, _ := follow.Terminate(t, 10*time.Second)
 	assert.Equal(t, 0, code, follow.Output())
 	assert.Len(t, followed(), 4, "nothing printed twice")
+
+	// Standard input publishes anew on every run; with --key-prefix a re-run stores nothing twice.
+	for range 2 {
+		require.Equal(t, 0, mtmctl(t, env, "{\"n\":4}\n", "publish", id).code)
+		require.Equal(t, 0, mtmctl(t, env, "{\"n\":5}\n", "publish", id, "-", "--key-prefix", "batch-1").code)
+	}
+	require.Eventually(t, func() bool {
+		okJSON(t, env, &msgs, "messages", "list", id)
+		return len(msgs) >= 7
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.ElementsMatch(t, []string{`{"n":1}`, `{"n":2}`, `{"n":3}`, `{"n":4}`, `{"n":4}`, `{"n":4}`, `{"n":5}`}, payloads(msgs))
 
 	// Pause and resume.
 	assert.Regexp(t, `(?m)^`+id+`\s+paused\s+\d+$`, ok(t, env, "tenants", "pause", id))

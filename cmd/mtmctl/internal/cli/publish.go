@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,17 +29,20 @@ not valid JSON, or that the service refuses, is reported on stderr with its line
 and counted as failed; the others are still published. The last line of output is
 "published N, failed M"; the exit code is 1 if any line failed.
 
-Re-running is safe. Each line is sent with an Idempotency-Key derived from a scope, its
-line number and its content; the service turns the key into the message id, so a line it
-already stored is stored once whatever happens (it counts as published again). The
-scope is --key-prefix when given, else the file's absolute path, else "stdin". So:
+Each line is sent with an Idempotency-Key derived from a scope, its line number and its
+content; the service turns the key into the message id, so a key is stored once,
+whatever happens (a line already stored counts as published again). The scope is
+--key-prefix when given, else the file's absolute path; for standard input without
+--key-prefix it is new on every run. So:
 
   * after a failure (bad lines, broker down, Ctrl+C), fix what failed and run the same
-    command again: only the lines not yet stored are added;
+    command on the same file again: only the lines not yet stored are added;
   * a line you changed or added is a new message;
   * the same content at the same line of the same file is the same message, forever:
     to publish a file's content again as new messages (a recurring batch reusing a
-    path), give each run its own --key-prefix, e.g. --key-prefix batch-2024-06-01.
+    path), give each run its own --key-prefix, e.g. --key-prefix batch-2024-06-01;
+  * standard input publishes anew on every run (retries within the run are still safe);
+    give --key-prefix to make re-running a pipeline safe too.
 
 Refused for being over the rate limit (429) or while the broker is unavailable or slow to
 confirm (503), a line is retried with backoff, with the same key, up to 5 times.`
@@ -109,7 +114,12 @@ func (a *app) publishCmd() *cobra.Command {
 // messages so the progress bar can show a total.
 func (a *app) publishInput(args []string) (in io.Reader, scope string, total int64, closeFn func(), err error) {
 	if len(args) == 0 || args[0] == "-" {
-		return a.streams.In, "stdin", -1, func() {}, nil
+		// No name to recognise a re-run by: the keys only make this run's retries safe.
+		run := make([]byte, 16)
+		if _, err := rand.Read(run); err != nil {
+			return nil, "", 0, nil, fmt.Errorf("key scope: %w", err)
+		}
+		return a.streams.In, "stdin:" + hex.EncodeToString(run), -1, func() {}, nil
 	}
 	path, err := filepath.Abs(args[0])
 	if err != nil {
