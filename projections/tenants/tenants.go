@@ -1,6 +1,7 @@
 // Package tenants is the query-side tenant read model: the `tenants` table built from
-// the tenant events, joined with the worker counts the consumer reports
-// (`tenant_workers`, written by ReportWorkers and ForgetWorkers).
+// the tenant events, joined with what the consumer reports of each tenant's queue
+// (`tenant_workers`: worker counts written by ReportWorkers and ForgetWorkers, backlog
+// samples written by BacklogReporter).
 package tenants
 
 import (
@@ -66,6 +67,9 @@ type Tenant struct {
 	WorkersDesired int
 	// WorkersCurrent is what the consumer reports it runs (0 before its first report).
 	WorkersCurrent int
+	// Backlog is the consumer's latest sample of the tenant's queue (nil before its
+	// first sample).
+	Backlog *Backlog
 	// RateLimit is the tenant's own ingest limit; nil: the command service's default.
 	RateLimit *RateLimit
 	// Drain is set while the tenant is draining.
@@ -321,6 +325,15 @@ func drainOf(requestedAt, deadline *time.Time) *Drain {
 	return &Drain{RequestedAt: requestedAt.UTC(), Deadline: deadline.UTC()}
 }
 
+// backlogOf reads the four nullable backlog columns back (a CHECK keeps them NULL
+// together; all NULL: no sample yet).
+func backlogOf(ready, unacked *int64, lag *float64, sampledAt *time.Time) *Backlog {
+	if ready == nil || unacked == nil || lag == nil || sampledAt == nil {
+		return nil
+	}
+	return &Backlog{Ready: *ready, Unacked: *unacked, LagSeconds: *lag, SampledAt: sampledAt.UTC()}
+}
+
 // SaveCheckpoint records that the projection has applied position. Positions can
 // commit out of order (a bigserial is taken before commit), so it never moves back.
 func SaveCheckpoint(ctx context.Context, tx Execer, position int64) error {
@@ -361,7 +374,7 @@ func Reset(ctx context.Context, tx Execer) error {
 }
 
 const selectTenant = `SELECT t.id, t.name, t.status, t.workers_desired, COALESCE(w.current, 0),
-	t.rate_per_second, t.rate_burst, t.drain_requested_at, t.drain_deadline, t.version, t.created_at, t.updated_at
+	w.ready, w.unacked, w.lag_seconds, w.sampled_at, t.rate_per_second, t.rate_burst, t.drain_requested_at, t.drain_deadline, t.version, t.created_at, t.updated_at
 FROM tenants t LEFT JOIN tenant_workers w ON w.tenant_id = t.id`
 
 // Get returns a live tenant; deleted and unknown tenants are ErrNotFound.
@@ -446,11 +459,15 @@ func scanTenants(rows pgx.Rows) ([]Tenant, error) {
 		var t Tenant
 		var perSecond, burst *int
 		var drainAt, drainDeadline *time.Time
+		var ready, unacked *int64
+		var lag *float64
+		var sampledAt *time.Time
 		if err := rows.Scan(&t.ID, &t.Name, &t.Status, &t.WorkersDesired, &t.WorkersCurrent,
-			&perSecond, &burst, &drainAt, &drainDeadline, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
+			&ready, &unacked, &lag, &sampledAt, &perSecond, &burst, &drainAt, &drainDeadline, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("scan tenant: %w", err)
 		}
 		t.RateLimit = rateLimitOf(perSecond, burst)
+		t.Backlog = backlogOf(ready, unacked, lag, sampledAt)
 		if t.Status == StatusDraining {
 			t.Drain = drainOf(drainAt, drainDeadline)
 		}

@@ -20,7 +20,7 @@ func ReportWorkers(ctx context.Context, db Execer, tenantID uuid.UUID, current i
 	return nil
 }
 
-// ForgetWorkers deletes a removed tenant's report. Idempotent.
+// ForgetWorkers deletes a removed tenant's report, its backlog sample included. Idempotent.
 func ForgetWorkers(ctx context.Context, db Execer, tenantID uuid.UUID) error {
 	if _, err := db.Exec(ctx, `DELETE FROM tenant_workers WHERE tenant_id = $1`, tenantID); err != nil {
 		return fmt.Errorf("forget workers of tenant %s: %w", tenantID, err)

@@ -33,6 +33,8 @@ type bench struct {
 
 	// baselineRate is the quorum baseline's drain rate, the denominator of drain's ratio.
 	baselineRate float64
+	// drainRate is the drain scenario's rate, the denominator of density's ratio.
+	drainRate float64
 	// drainTenants run `workers` workers each after the drain scenario; sustained
 	// reuses them.
 	drainTenants []string

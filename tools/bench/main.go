@@ -24,7 +24,7 @@ import (
 
 // allScenarios is the default order: the baseline first (no services running), the
 // replay and scale scenarios last because they create the most state.
-var allScenarios = []string{"baseline", "baseline-classic", "drain", "sustained", "spawn", "query", "replay", "scale"}
+var allScenarios = []string{"baseline", "baseline-classic", "drain", "sustained", "noisy", "spawn", "query", "replay", "scale", "density"}
 
 // options are the harness's flags. Sizes default to the workloads; shrink them
 // for quick runs while developing.
@@ -59,6 +59,14 @@ type options struct {
 	queryRepeats    int
 	replayTenants   int
 	scaleTenants    int
+	noisyWorkers    int
+	densityTenants  int
+	densityMessages int
+	densityTimeout  time.Duration
+	managementURL   string
+	noisyBacklog    int
+	noisyRate       int
+	noisyFor        time.Duration
 	scaleTimeout    time.Duration
 	serviceStopWait time.Duration
 }
@@ -97,6 +105,14 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.queryRepeats, "query-repeats", 200, "timed GETs per page")
 	flag.IntVar(&o.replayTenants, "replay-tenants", 10_000, "tenants in the replay scenario (2 events each)")
 	flag.IntVar(&o.scaleTenants, "scale-tenants", 1000, "tenants (1 worker each) in the scale scenario")
+	flag.IntVar(&o.densityTenants, "density-tenants", 5000, "tenants (1 worker each) in the density scenario")
+	flag.IntVar(&o.densityMessages, "density-messages", 100_000, "messages drained over all tenants in the density scenario")
+	flag.DurationVar(&o.densityTimeout, "density-timeout", 5*time.Minute, "give up waiting for the density tenants to consume after this long")
+	flag.StringVar(&o.managementURL, "management-url", envOr("RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672"), "RabbitMQ management API, for the broker's memory and file handles; env RABBITMQ_MANAGEMENT_URL")
+	flag.IntVar(&o.noisyWorkers, "noisy-workers", 16, "workers of the busy tenant in the noisy scenario")
+	flag.IntVar(&o.noisyBacklog, "noisy-backlog", 200_000, "backlog the busy tenant drains in the noisy scenario")
+	flag.IntVar(&o.noisyRate, "noisy-rate", 200, "publish rate of the quiet tenant in the noisy scenario, msg/s")
+	flag.DurationVar(&o.noisyFor, "noisy-alone", 15*time.Second, "how long the quiet tenant runs alone in the noisy scenario")
 	flag.DurationVar(&o.scaleTimeout, "scale-timeout", 3*time.Minute, "give up on the scale scenario after this long")
 	flag.DurationVar(&o.serviceStopWait, "service-stop-wait", 40*time.Second, "SIGKILL a service that has not exited this long after SIGTERM")
 	flag.Parse()
@@ -226,6 +242,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (r Result) {
 		err = b.drain(ctx, &r)
 	case "sustained":
 		err = b.sustained(ctx, &r)
+	case "noisy":
+		err = b.noisy(ctx, &r)
 	case "spawn":
 		err = b.spawn(ctx, &r)
 	case "query":
@@ -234,6 +252,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (r Result) {
 		err = b.replay(ctx, &r)
 	case "scale":
 		err = b.scale(ctx, &r)
+	case "density":
+		err = b.density(ctx, &r)
 	}
 	var u *unavailableError
 	switch {

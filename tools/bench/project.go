@@ -90,6 +90,7 @@ func (b *bench) drain(ctx context.Context, r *Result) error {
 	// Rows counted before the first poll saw any belong to the span as well; the
 	// estimator treats the first nonzero sample as the start of the drain.
 	r.add("drain rate", st.rate, "msg/s")
+	b.drainRate = st.rate
 	r.add("drain wall time (from exec)", st.wall.Seconds(), "s")
 	r.add("first row after exec", st.firstAfter.Seconds(), "s")
 	r.add("exactly once", 1, "bool")

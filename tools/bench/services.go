@@ -48,6 +48,7 @@ func newServices(o options, log *slog.Logger) *services {
 		// The scenarios create well over the default 1024 workers in one database
 		// (scale alone: 1,000 tenants) and never delete them.
 		"MAX_TOTAL_WORKERS=1000000",
+		"MAX_TENANTS=1000000",
 		"SHUTDOWN_TIMEOUT=30s",
 		"CURSOR_SECRET=bench-cursor-secret-0123456789abcdef",
 	}
@@ -58,7 +59,7 @@ func newServices(o options, log *slog.Logger) *services {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "WORKERS",
-			"JWT_SECRET", "CONFIG_FILE", "SHUTDOWN_TIMEOUT", "CURSOR_SECRET", "MAX_TOTAL_WORKERS":
+			"JWT_SECRET", "CONFIG_FILE", "SHUTDOWN_TIMEOUT", "CURSOR_SECRET", "MAX_TOTAL_WORKERS", "MAX_TENANTS":
 			continue
 		}
 		env = append(env, kv)

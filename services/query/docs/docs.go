@@ -155,7 +155,7 @@ const docTemplate = `{
                         "BearerAuth": []
                     }
                 ],
-                "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining) and its number of pending dead letters.",
+                "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining), its number of pending dead letters and its queue backlog as the consumer last sampled it (backlog: ready and unacked messages, delivery lag, sampled_at; null before the consumer's first sample).",
                 "produces": [
                     "application/json"
                 ],
@@ -438,6 +438,31 @@ const docTemplate = `{
         }
     },
     "definitions": {
+        "api.Backlog": {
+            "type": "object",
+            "properties": {
+                "lag_seconds": {
+                    "description": "LagSeconds is the delivery lag of the latest delivery that carried an AMQP\ntimestamp (delivery time minus publish time, whole-second timestamps), 0 when the\nqueue is empty. It does not grow while nothing is delivered (a paused tenant):\nread it with ready.",
+                    "type": "number",
+                    "example": 1.5
+                },
+                "ready": {
+                    "description": "Ready is the number of messages waiting in the tenant's queue, not yet delivered.",
+                    "type": "integer",
+                    "example": 120
+                },
+                "sampled_at": {
+                    "description": "SampledAt is when the consumer took the sample. Much older than 30 s plus\nRECONCILE_INTERVAL means the consumer is not sampling (stopped, or the broker is\naway): the values are stale.",
+                    "type": "string",
+                    "example": "2025-05-06T07:08:09.123456Z"
+                },
+                "unacked": {
+                    "description": "Unacked is the number of deliveries the consumer holds in flight (received, not\nyet stored and acknowledged).",
+                    "type": "integer",
+                    "example": 64
+                }
+            }
+        },
         "api.DeadLetter": {
             "type": "object",
             "properties": {
@@ -638,6 +663,15 @@ const docTemplate = `{
         "api.Tenant": {
             "type": "object",
             "properties": {
+                "backlog": {
+                    "description": "Backlog is the consumer's latest sample of the tenant's queue; null before the\nconsumer's first sample of it.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/api.Backlog"
+                        }
+                    ],
+                    "x-nullable": true
+                },
                 "created_at": {
                     "type": "string"
                 },

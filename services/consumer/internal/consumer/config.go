@@ -5,6 +5,8 @@
 // The reconciler (reconcile.go) only compares desired with actual: it sets a tenant up,
 // sizes its tenantPool (pool.go), which owns the worker goroutines, reports how many
 // consume (tenant_workers, through projections/tenants) and removes deleted tenants.
+// Its sampler reads every queue's depth each ReconcileInterval; the backlog reporter
+// (backlog.go) writes what changed next to the worker count, off the reconciler.
 // Each worker hands its deliveries to a tenantHandler (handler.go), which stores,
 // dead-letters or requeues them. A paused tenant's pool is sized to zero (a draining one
 // runs even if paused). The archiver (archive.go) moves every tenant's DLQ into the

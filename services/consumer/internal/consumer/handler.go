@@ -53,11 +53,13 @@ type tenantHandler struct {
 	outcomes map[string]prometheus.Counter
 	unacked  prometheus.Gauge
 	lag      prometheus.Gauge
+	// stats mirrors unacked and lag for the backlog report (shared by the pool's workers).
+	stats *backlogStats
 }
 
-func newTenantHandler(d *poolDeps, tenantID string, tenant uuid.UUID) *tenantHandler {
+func newTenantHandler(d *poolDeps, tenantID string, tenant uuid.UUID, stats *backlogStats) *tenantHandler {
 	t := &tenantHandler{d: d, tenantID: tenantID, tenant: tenant, outcomes: map[string]prometheus.Counter{},
-		unacked: d.m.unacked.WithLabelValues(tenantID), lag: d.m.tenantLag.WithLabelValues(tenantID)}
+		unacked: d.m.unacked.WithLabelValues(tenantID), lag: d.m.tenantLag.WithLabelValues(tenantID), stats: stats}
 	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeDeadLettered, OutcomeRequeued, OutcomeAbandoned} {
 		t.outcomes[o] = d.m.processed.WithLabelValues(tenantID, o)
 	}
@@ -121,6 +123,7 @@ func (t *tenantHandler) handle(ctx context.Context, batch []*message.Message) {
 // delivery lag of every message that carries an AMQP timestamp.
 func (t *tenantHandler) received(batch []*message.Message) {
 	t.unacked.Add(float64(len(batch)))
+	t.stats.unacked.Add(int64(len(batch)))
 	for _, msg := range batch {
 		ts := msg.Metadata.Get(amqpsub.MetaTimestamp)
 		if ts == "" {
@@ -134,12 +137,14 @@ func (t *tenantHandler) received(batch []*message.Message) {
 		lag := max(receivedAt(msg).Sub(sent).Seconds(), 0)
 		t.d.m.deliveryLag.Observe(lag)
 		t.lag.Set(lag)
+		t.stats.setLag(lag)
 	}
 }
 
 // settleOne records a settled delivery's outcome and its receive-to-settle time.
 func (t *tenantHandler) settleOne(outcome string, received time.Time) {
 	t.unacked.Dec()
+	t.stats.unacked.Add(-1)
 	t.outcomes[outcome].Inc()
 	t.d.m.latency.Observe(time.Since(received).Seconds())
 }

@@ -46,6 +46,8 @@ type tenantPool struct {
 	deps     *poolDeps
 	active   []*worker
 	retiring []*worker // stopped consuming, finishing in-flight messages
+	// stats is what the pool's handlers know of the tenant's backlog, for the sampler.
+	stats *backlogStats
 }
 
 // worker is one AMQP consumer on a tenant's queue with its own message handler.
@@ -59,7 +61,7 @@ type worker struct {
 }
 
 func newTenantPool(tenantID string, tenant uuid.UUID, deps *poolDeps) *tenantPool {
-	return &tenantPool{tenantID: tenantID, tenant: tenant, deps: deps}
+	return &tenantPool{tenantID: tenantID, tenant: tenant, deps: deps, stats: &backlogStats{}}
 }
 
 // Size is the number of workers that consume or try to.
@@ -152,7 +154,7 @@ func (p *tenantPool) start() *worker {
 func (p *tenantPool) consume(consumeCtx, handleCtx context.Context, w *worker) {
 	d := p.deps
 	queue := rabbit.QueueName(p.tenantID)
-	h := newTenantHandler(d, p.tenantID, p.tenant)
+	h := newTenantHandler(d, p.tenantID, p.tenant, p.stats)
 	backoff := 100 * time.Millisecond
 	for consumeCtx.Err() == nil {
 		msgs, err := d.sub.Subscribe(consumeCtx, queue)

@@ -259,8 +259,11 @@ func (s *Service) drain(ctx context.Context, p *tenantPool) error {
 }
 
 // sample records each live tenant's queue depth; a queue or DLQ that vanished (deleted
-// by hand, broker data lost) sends the tenant back through set-up.
+// by hand, broker data lost) sends the tenant back through set-up. A complete pass goes
+// to the backlog reporter, which writes it to tenant_workers in the background; a pass
+// the broker cut short is not reported, so sampled_at ages while the broker is away.
 func (s *Service) sample(insp *inspector) {
+	pass := make([]tenants.BacklogSample, 0, len(s.live))
 	for id, lt := range s.live {
 		if !lt.ready {
 			continue
@@ -268,6 +271,15 @@ func (s *Service) sample(insp *inspector) {
 		q, err := insp.inspect(rabbit.QueueName(id))
 		if err == nil {
 			s.m.pending.WithLabelValues(id).Set(float64(q.Messages))
+			if q.Messages == 0 {
+				// Nothing waits, so nothing is late (the lag is of the latest delivery).
+				s.m.tenantLag.WithLabelValues(id).Set(0)
+				lt.pool.stats.setLag(0)
+			}
+			pass = append(pass, tenants.BacklogSample{TenantID: lt.pool.tenant, Backlog: tenants.Backlog{
+				Ready: int64(q.Messages), Unacked: lt.pool.stats.unacked.Load(),
+				LagSeconds: lt.pool.stats.getLag(), SampledAt: time.Now(),
+			}})
 			// Dead letters published while the DLQ is missing would be unroutable.
 			var dlq amqp.Queue
 			if dlq, err = insp.inspect(rabbit.DLQName(id)); err == nil {
@@ -275,9 +287,6 @@ func (s *Service) sample(insp *inspector) {
 				if dlq.Messages > 0 {
 					s.arch.request(id)
 				}
-			}
-			if q.Messages == 0 {
-				s.m.tenantLag.WithLabelValues(id).Set(0)
 			}
 		}
 		var amqpErr *amqp.Error
@@ -291,6 +300,7 @@ func (s *Service) sample(insp *inspector) {
 			return // broker away: try next tick
 		}
 	}
+	s.backlog.offer(pass)
 }
 
 // inspector keeps one channel for passive declares; a 404 closes it, so it reopens.

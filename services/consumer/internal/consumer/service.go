@@ -71,6 +71,8 @@ type Service struct {
 	writer *store.Writer
 	dl     *deadLetterer
 	arch   *archiver
+	// backlog writes the sampler's passes to tenant_workers.
+	backlog *backlogReporter
 
 	wake chan struct{} // reconcile now
 	// noArchive leaves dead letters in the DLQs (tests of the DLQ itself).
@@ -115,6 +117,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 	abortCtx, abort := context.WithCancel(context.Background())
 	s.abort = abort
 	s.arch = newArchiver(d.Rabbit, d.Pool, d.Log, s.m, s.state.Live, s.liveTenants, pendingSampleInterval(cfg.ReconcileInterval))
+	s.backlog = newBacklogReporter(d.Pool, d.Log)
 	s.dl = &deadLetterer{conn: d.Rabbit, declare: s.declareIfLive, published: s.arch.request}
 	sources := make([]amqpsub.ChannelSource, cfg.Connections)
 	for i := range cfg.Connections {
@@ -172,9 +175,10 @@ func (s *Service) Run(ctx context.Context) error {
 
 	controlCtx, stopControl := context.WithCancel(ctx)
 	var control sync.WaitGroup
-	control.Add(2)
+	control.Add(3)
 	go func() { defer control.Done(); s.runEvents(controlCtx) }()
 	go func() { defer control.Done(); s.runReconciler(controlCtx) }()
+	go func() { defer control.Done(); s.backlog.run(controlCtx) }()
 	if !s.noArchive {
 		// A pass cut short returns its unacked dead letters to the DLQ (channel closed).
 		control.Add(1)

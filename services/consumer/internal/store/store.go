@@ -1,7 +1,8 @@
 // Package store writes tenant messages with group commit: a few flusher goroutines
 // each take every row waiting at that moment (up to MaxBatch) and insert them in one
 // transaction, so throughput grows with the number of in-flight deliveries instead of
-// being capped at one commit per worker.
+// being capped at one commit per worker. Waiting rows are taken round robin across
+// tenants (fairqueue.go), so every tenant with rows waiting gets into the next batch.
 package store
 
 import (
@@ -75,8 +76,8 @@ func (it item) answer(r Result)   { it.req.res[it.i] = r }
 
 // Writer groups rows into transactions. Run must be running for Store to return.
 type Writer struct {
-	cfg  Config
-	reqs chan *request
+	cfg   Config
+	queue *fairQueue
 	// inserts counts insert round trips (tests check isolate's cost with it).
 	inserts atomic.Int64
 }
@@ -98,7 +99,7 @@ func New(cfg Config) *Writer {
 	if cfg.OnCommit == nil {
 		cfg.OnCommit = func(int) {}
 	}
-	return &Writer{cfg: cfg, reqs: make(chan *request)}
+	return &Writer{cfg: cfg, queue: newFairQueue()}
 }
 
 // Store queues row and blocks until it is committed (or known to be a duplicate), its
@@ -111,14 +112,17 @@ func (w *Writer) Store(ctx context.Context, row messages.Row) Result {
 // StoreBatch is Store for several rows at once (one result per row, same order); the
 // rows may share a transaction with other callers' rows. When ctx ends first, every
 // row's result is ctx's error (some rows may still be committed later: the caller must
-// then not ack them, and a redelivery is stored once).
+// then not ack them, and a redelivery is stored once). All rows of one call belong to
+// one tenant: the call waits its turn among that tenant's calls.
 func (w *Writer) StoreBatch(ctx context.Context, rows []messages.Row) []Result {
-	req := &request{rows: rows, res: make([]Result, len(rows)), done: make(chan struct{})}
-	select {
-	case w.reqs <- req:
-	case <-ctx.Done():
-		return failAll(len(rows), ctx.Err())
+	if len(rows) == 0 {
+		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return failAll(len(rows), err)
+	}
+	req := &request{rows: rows, res: make([]Result, len(rows)), done: make(chan struct{})}
+	w.queue.push(req)
 	select {
 	case <-req.done:
 		return req.res
@@ -148,31 +152,31 @@ func (w *Writer) Run(ctx context.Context) error {
 	for range w.cfg.Flushers {
 		<-errc
 	}
+	for _, r := range w.queue.drain() {
+		for i := range r.rows {
+			r.res[i] = Result{Err: ErrStopped}
+		}
+		close(r.done)
+	}
 	return nil
 }
 
 func (w *Writer) flushLoop(ctx context.Context) {
-	var reqs []*request
 	var items []item
 	for {
-		reqs, items = reqs[:0], items[:0]
 		select {
-		case r := <-w.reqs:
-			reqs = append(reqs, r)
-			items = appendItems(items, r)
+		case <-w.queue.ready:
 		case <-ctx.Done():
 			return
 		}
-		// Natural batching: take whatever else is waiting right now, never wait for more.
-	fill:
-		for len(items) < w.cfg.MaxBatch {
-			select {
-			case r := <-w.reqs:
-				reqs = append(reqs, r)
-				items = appendItems(items, r)
-			default:
-				break fill
-			}
+		// Natural batching: take whatever is waiting right now, never wait for more.
+		reqs := w.queue.take(w.cfg.MaxBatch)
+		if len(reqs) == 0 {
+			continue
+		}
+		items = items[:0]
+		for _, r := range reqs {
+			items = appendItems(items, r)
 		}
 		w.flush(ctx, items)
 		for _, r := range reqs {

@@ -104,6 +104,25 @@ type Workers struct {
 	Current int `json:"current" example:"3"`
 }
 
+// Backlog is the tenant's queue backlog as the consumer last sampled it (every
+// RECONCILE_INTERVAL; written when a value changed, and at least every 30 s).
+type Backlog struct {
+	// Ready is the number of messages waiting in the tenant's queue, not yet delivered.
+	Ready int64 `json:"ready" example:"120"`
+	// Unacked is the number of deliveries the consumer holds in flight (received, not
+	// yet stored and acknowledged).
+	Unacked int64 `json:"unacked" example:"64"`
+	// LagSeconds is the delivery lag of the latest delivery that carried an AMQP
+	// timestamp (delivery time minus publish time, whole-second timestamps), 0 when the
+	// queue is empty. It does not grow while nothing is delivered (a paused tenant):
+	// read it with ready.
+	LagSeconds float64 `json:"lag_seconds" example:"1.5"`
+	// SampledAt is when the consumer took the sample. Much older than 30 s plus
+	// RECONCILE_INTERVAL means the consumer is not sampling (stopped, or the broker is
+	// away): the values are stale.
+	SampledAt time.Time `json:"sampled_at" example:"2025-05-06T07:08:09.123456Z"`
+}
+
 // RateLimit is a tenant's own message ingest limit, set with
 // PUT /tenants/{id}/config/rate-limit on the command service.
 type RateLimit struct {
@@ -133,6 +152,9 @@ type Tenant struct {
 	// (deletion requested: HTTP ingest refused, the queue is being emptied).
 	Status  string  `json:"status" example:"active" enums:"active,paused,draining"`
 	Workers Workers `json:"workers"`
+	// Backlog is the consumer's latest sample of the tenant's queue; null before the
+	// consumer's first sample of it.
+	Backlog *Backlog `json:"backlog" extensions:"x-nullable"`
 	// Drain is present only while the tenant is draining.
 	Drain *Drain `json:"drain,omitempty"`
 	// DeadLettersPending counts its dead letters with status pending.
@@ -228,7 +250,7 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 // getTenant godoc
 //
 //	@Summary		Get a tenant
-//	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining) and its number of pending dead letters.
+//	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining), its number of pending dead letters and its queue backlog as the consumer last sampled it (backlog: ready and unacked messages, delivery lag, sampled_at; null before the consumer's first sample).
 //	@Tags			tenants
 //	@Security		BearerAuth
 //	@Produce		json
@@ -357,6 +379,10 @@ func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 	if t.RateLimit != nil {
 		limit = &RateLimit{PerSecond: t.RateLimit.PerSecond, Burst: t.RateLimit.Burst}
 	}
+	var backlog *Backlog
+	if t.Backlog != nil {
+		backlog = &Backlog{Ready: t.Backlog.Ready, Unacked: t.Backlog.Unacked, LagSeconds: t.Backlog.LagSeconds, SampledAt: t.Backlog.SampledAt}
+	}
 	var drain *Drain
 	if t.Drain != nil {
 		drain = &Drain{RequestedAt: t.Drain.RequestedAt, Deadline: t.Drain.Deadline, TimedOut: h.now().After(t.Drain.Deadline)}
@@ -366,6 +392,7 @@ func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 		Name:               t.Name,
 		Status:             t.Status,
 		Workers:            Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent},
+		Backlog:            backlog,
 		Drain:              drain,
 		DeadLettersPending: deadLettersPending,
 		RateLimit:          limit,

@@ -192,9 +192,10 @@ func TestGetTenant(t *testing.T) {
 	for k := range raw {
 		keys = append(keys, k)
 	}
-	require.ElementsMatch(t, []string{"id", "name", "status", "workers", "rate_limit", "queue", "created_at", "updated_at", "version", "dead_letters_pending"}, keys,
+	require.ElementsMatch(t, []string{"id", "name", "status", "workers", "backlog", "rate_limit", "queue", "created_at", "updated_at", "version", "dead_letters_pending"}, keys,
 		"no drain unless draining")
 	require.JSONEq(t, "null", string(raw["rate_limit"]), "no limit of its own: the command service's default")
+	require.JSONEq(t, "null", string(raw["backlog"]), "no backlog before the consumer's first sample")
 	got := decode[tenantJSON](t, r)
 	require.Equal(t, id.String(), got.ID)
 	require.Equal(t, "acme", got.Name)
@@ -496,4 +497,54 @@ func TestTenantIsolation(t *testing.T) {
 	bCursor := *decode[pageJSON[messageJSON]](t, e.getAs(t, "/tenants/"+b.String()+"/messages?limit=1", admin)).NextCursor
 	requireProblem(t, e.getAs(t, "/tenants/"+b.String()+"/messages?cursor="+url.QueryEscape(bCursor), tenantA), http.StatusNotFound, "tenant_not_found")
 	requireProblem(t, e.getAs(t, "/tenants/"+a.String()+"/messages?cursor="+url.QueryEscape(bCursor), tenantA), http.StatusBadRequest, "invalid_cursor")
+}
+
+// backlog is "null" before the consumer's first sample of the tenant and then its
+// latest reported sample, in GET /tenants/{id} and in every item of GET /tenants.
+func TestTenantBacklog(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	e := start(t, db.Pool)
+	ctx := context.Background()
+	t0 := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
+	sampled, unsampled := uuid.New(), uuid.New()
+	e.apply(t, sampled, 1, t0, events.TenantCreated{Name: "sampled", Workers: 2})
+	e.apply(t, unsampled, 1, t0.Add(time.Second), events.TenantCreated{Name: "unsampled", Workers: 1})
+	// The consumer's worker report comes first; the backlog columns stay NULL until
+	// its sampler reports.
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, sampled, 2))
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, unsampled, 1))
+
+	backlogOf := func(body []byte) json.RawMessage {
+		t.Helper()
+		var raw map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(body, &raw), string(body))
+		require.Contains(t, raw, "backlog", string(body))
+		return raw["backlog"]
+	}
+	r := e.get(t, "/tenants/"+sampled.String())
+	require.Equal(t, http.StatusOK, r.status)
+	require.JSONEq(t, "null", string(backlogOf(r.body)), "worker report without a sample")
+
+	at := time.Date(2025, 5, 6, 7, 9, 10, 123456000, time.UTC)
+	n, err := tenants.NewBacklogReporter(30*time.Second).Report(ctx, db.Pool, []tenants.BacklogSample{{
+		TenantID: sampled, Backlog: tenants.Backlog{Ready: 120, Unacked: 64, LagSeconds: 1.5, SampledAt: at},
+	}})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	want := `{"ready":120,"unacked":64,"lag_seconds":1.5,"sampled_at":"2025-05-06T07:09:10.123456Z"}`
+	r = e.get(t, "/tenants/"+sampled.String())
+	require.Equal(t, http.StatusOK, r.status)
+	require.JSONEq(t, want, string(backlogOf(r.body)))
+	require.JSONEq(t, "null", string(backlogOf(e.get(t, "/tenants/"+unsampled.String()).body)))
+
+	var page struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	r = e.get(t, "/tenants")
+	require.Equal(t, http.StatusOK, r.status)
+	require.NoError(t, json.Unmarshal(r.body, &page))
+	require.Len(t, page.Data, 2)
+	require.JSONEq(t, want, string(backlogOf(page.Data[0])), "oldest first: the sampled tenant")
+	require.JSONEq(t, "null", string(backlogOf(page.Data[1])))
 }
