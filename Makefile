@@ -20,9 +20,9 @@ help: ## this list (the default goal)
 	@echo "usage: make <target>   (README.md explains each)"
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z0-9_-]+:[^#]*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## bin/command, bin/consumer, bin/query
+build: ## bin/command, bin/consumer, bin/query, bin/mtmctl
 	@mkdir -p bin
-	$(GO) build -o bin/ $(addprefix ./services/,$(SERVICES))
+	$(GO) build -o bin/ $(addprefix ./services/,$(SERVICES)) ./cmd/mtmctl
 
 deps: ## make sure Postgres and RabbitMQ are reachable
 	@./scripts/deps.sh
