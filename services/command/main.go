@@ -157,7 +157,7 @@ func main() {
 		ConfirmTimeout: cfg.PublishConfirmTimeout,
 		Registerer:     a.Registry,
 	})
-	topology := broker.NewTopology(a.Rabbit)
+	topology := broker.NewTopology(a.Rabbit, a.Topology, a.Log)
 	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, topology, cfg.limits(), a.Log).
 		WithRedrive(pub, cfg.RedriveRate)
 	sweeper := brokerAccounts(&cfg, tenants, a.Log)

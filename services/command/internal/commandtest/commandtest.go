@@ -60,7 +60,7 @@ func NewWithLimits(t testing.TB, conn *rabbit.Conn, limits tenant.Limits) Env {
 		conn = RunConn(t, amqptest.URL(t))
 	}
 	store := eventstore.New(db, watermill.NopLogger{})
-	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), limits, Log)}
+	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn, rabbit.DefaultTopology, Log), limits, Log)}
 }
 
 // RunConn runs a reconnecting connection to url until the test ends and waits until
