@@ -26,9 +26,9 @@ import (
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
-// Limits used by tests: MAX_WORKERS 64, WORKERS 3, MAX_TOTAL_WORKERS 1024, and the
-// default ingest limit of 1000 messages a second with bursts of 2000.
-var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024,
+// Limits used by tests: MAX_WORKERS 64, WORKERS 3, MAX_TOTAL_WORKERS 1024, MAX_TENANTS
+// 1000, and the default ingest limit of 1000 messages a second with bursts of 2000.
+var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024, MaxTenants: 1000,
 	DefaultRate: tenant.RateLimit{PerSecond: 1000, Burst: 2000}}
 
 // Log discards output; tests assert on outcomes, not on log lines.
