@@ -87,6 +87,18 @@ choose_nofile() {
 	fi
 }
 
+# start_nofile: the limit a broker started now gets. Raising the hard limit needs
+# CAP_SYS_RESOURCE, which a container's root may lack: then it is the hard limit.
+start_nofile() {
+	local hard n
+	hard=$(ulimit -Hn)
+	n=$(choose_nofile "$hard" "$([ "$(id -u)" = 0 ] && echo yes || echo no)")
+	if [ "$hard" != unlimited ] && [ "$n" -gt "$hard" ] && ! (ulimit -Hn "$n") 2>/dev/null; then
+		n=$hard
+	fi
+	echo "$n"
+}
+
 # broker_pid: the local broker's Erlang VM, if one runs (empty otherwise).
 broker_pid() { pgrep -u "$MQ_USER" beam.smp 2>/dev/null | head -n 1 || true; }
 
@@ -99,7 +111,7 @@ broker_nofile() {
 # stopping a broker takes it away from everyone using it).
 restart_hint() {
 	local n
-	n=$(choose_nofile "$(ulimit -Hn)" "$([ "$(id -u)" = 0 ] && echo yes || echo no)")
+	n=$(start_nofile)
 	echo "when nobody else uses it, stop it (rabbitmqctl stop) and run make deps again: it starts the broker with a limit of $n as user $MQ_USER through setpriv (the distribution's rabbitmq-server switches users with su, which resets the limit to 1024); under systemd set LimitNOFILE=$n in a drop-in for rabbitmq-server.service instead"
 }
 
@@ -135,12 +147,7 @@ start_local_rabbitmq() {
 	local hard root=no n
 	hard=$(ulimit -Hn)
 	[ "$(id -u)" = 0 ] && root=yes
-	n=$(choose_nofile "$hard" "$root")
-	# Raising the hard limit needs CAP_SYS_RESOURCE, which a container's root may lack:
-	# then the hard limit is what the broker gets (check_broker_limit says if it is enough).
-	if [ "$hard" != unlimited ] && [ "$n" -gt "$hard" ] && ! (ulimit -Hn "$n") 2>/dev/null; then
-		n=$hard
-	fi
+	n=$(start_nofile)
 	if [ "$root" = yes ] && command -v setpriv >/dev/null && [ -x "$MQ_SERVER" ]; then
 		echo "deps: starting local RabbitMQ as $MQ_USER with a file limit of $n"
 		(
