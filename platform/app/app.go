@@ -29,16 +29,23 @@ import (
 
 // App holds a service's shared infrastructure.
 type App struct {
-	Name     string
-	Config   *config.Base
-	Log      *slog.Logger
-	WLog     watermill.LoggerAdapter
-	Pool     *pgxpool.Pool
-	DB       *sql.DB
-	Rabbit   *rabbit.Conn
-	Ready    *health.Readiness
-	Registry *prometheus.Registry
-	HTTP     *httpserver.Server
+	Name   string
+	Config *config.Base
+	Log    *slog.Logger
+	WLog   watermill.LoggerAdapter
+	Pool   *pgxpool.Pool
+	DB     *sql.DB
+	Rabbit *rabbit.Conn
+	// Topology is the queue types tenants are declared with (QUEUE_TYPE, DLQ_QUEUE_TYPE).
+	Topology rabbit.Topology
+	// Handshake dials a fresh broker connection periodically: the readiness check
+	// "rabbitmq-handshake" fails when the broker accepts TCP but no longer completes a
+	// new AMQP handshake (out of file handles), which the long-lived connection behind
+	// "rabbitmq" cannot see.
+	Handshake *rabbit.HandshakeProbe
+	Ready     *health.Readiness
+	Registry  *prometheus.Registry
+	HTTP      *httpserver.Server
 }
 
 // Options tune New.
@@ -127,6 +134,10 @@ func (a *App) Serve(ctx context.Context, comps ...lifecycle.Component) {
 // service whose database or broker is down starts, logs, and reports not-ready.
 func New(ctx context.Context, name string, base *config.Base, opts Options) (*App, error) {
 	log := logging.New(name, base.LogLevel, base.LogFormat)
+	topology, err := TopologyOf(base)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := postgres.NewPool(ctx, base.DatabaseURL, opts.MaxDBConns)
 	if err != nil {
 		return nil, err
@@ -139,11 +150,15 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 		Pool:     pool,
 		DB:       postgres.OpenDB(pool),
 		Rabbit:   rabbit.NewConn(base.RabbitMQURL, name, log),
+		Topology: topology,
+		Handshake: rabbit.NewHandshakeProbe(base.RabbitMQURL, name+"-handshake-probe", log,
+			rabbit.HandshakeInterval, rabbit.HandshakeTimeout),
 		Ready:    health.New(),
 		Registry: metrics.NewRegistry(),
 	}
 	a.Ready.Add("postgres", postgres.Ping(pool))
 	a.Ready.Add("rabbitmq", a.Rabbit.Ping)
+	a.Ready.Add("rabbitmq-handshake", a.Handshake.Check)
 	a.Registry.MustRegister(a.Ready.Gauge())
 	a.HTTP = httpserver.New(httpserver.Options{
 		Service:   name,
@@ -160,6 +175,19 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 		log.Warn("authentication is off: JWT_SECRET is not set; every endpoint is open")
 	}
 	return a, nil
+}
+
+// TopologyOf is the queue topology QUEUE_TYPE and DLQ_QUEUE_TYPE ask for.
+func TopologyOf(base *config.Base) (rabbit.Topology, error) {
+	q, err := rabbit.ParseQueueType(base.QueueType)
+	if err != nil {
+		return rabbit.Topology{}, fmt.Errorf("QUEUE_TYPE: %w", err)
+	}
+	dlq, err := rabbit.ParseQueueType(base.DLQQueueType)
+	if err != nil {
+		return rabbit.Topology{}, fmt.Errorf("DLQ_QUEUE_TYPE: %w", err)
+	}
+	return rabbit.Topology{Queue: q, DLQ: dlq}, nil
 }
 
 // Migrate waits for the database, then applies all migrations.
@@ -191,6 +219,7 @@ func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
 			Stop: a.closeDatabase,
 		},
 		lifecycle.Cancellable("rabbitmq", a.Rabbit.Run),
+		lifecycle.Cancellable("rabbitmq-handshake", a.Handshake.Run),
 		lifecycle.Cancellable("readiness", func(ctx context.Context) error {
 			a.Ready.Watch(ctx, readinessInterval)
 			return nil

@@ -38,6 +38,12 @@ type Base struct {
 	LogLevel           string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat          string        `env:"LOG_FORMAT" envDefault:"text"`
 	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" envDefault:"262144"`
+	// QueueType and DLQQueueType are the types of a new tenant's work queue and DLQ
+	// (quorum or classic). The command service (on create) and the consumer (on start)
+	// both declare a tenant's queues, so both read them here and must be given the same
+	// values; queues that exist keep their type.
+	QueueType    string `env:"QUEUE_TYPE" envDefault:"quorum"`
+	DLQQueueType string `env:"DLQ_QUEUE_TYPE" envDefault:"classic"`
 }
 
 // MinJWTSecretBytes is the shortest HS256 secret accepted: RFC 7518 asks for a key at
@@ -160,6 +166,11 @@ func (b *Base) Validate() error {
 	}
 	if b.MaxMessageBytes < 1 {
 		return fmt.Errorf("MAX_MESSAGE_BYTES: must be positive, got %d", b.MaxMessageBytes)
+	}
+	for _, v := range []struct{ name, value string }{{"QUEUE_TYPE", b.QueueType}, {"DLQ_QUEUE_TYPE", b.DLQQueueType}} {
+		if v.value != "quorum" && v.value != "classic" {
+			return fmt.Errorf("%s: unknown queue type %q (want quorum or classic)", v.name, v.value)
+		}
 	}
 	switch strings.ToLower(b.LogLevel) {
 	case "debug", "info", "warn", "error":

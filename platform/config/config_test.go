@@ -22,7 +22,7 @@ type svcConfig struct {
 // clearEnv unsets every variable Load reads so the host environment cannot leak in.
 func clearEnv(t *testing.T) {
 	for _, k := range []string{"DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "WORKERS", "MAX_WORKERS", "JWT_SECRET",
-		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "METRICS_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES"} {
+		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "METRICS_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES", "QUEUE_TYPE", "DLQ_QUEUE_TYPE"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -41,6 +41,8 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 24*time.Hour, c.JWTMaxTTL)
 	require.Equal(t, "info", c.LogLevel)
 	require.Equal(t, 1, c.Extra)
+	require.Equal(t, "quorum", c.QueueType)
+	require.Equal(t, "classic", c.DLQQueueType)
 }
 
 func TestLoadYAMLThenEnvironmentWins(t *testing.T) {
@@ -90,6 +92,9 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR"},
 		{map[string]string{"METRICS_ADDR": ":8080", "HTTP_ADDR": ":8080"}, "METRICS_ADDR"},
 		{map[string]string{"JWT_MAX_TTL": "forever"}, "JWT_MAX_TTL"},
+		{map[string]string{"QUEUE_TYPE": "stream"}, "QUEUE_TYPE"},
+		{map[string]string{"QUEUE_TYPE": "Quorum"}, "QUEUE_TYPE"},
+		{map[string]string{"DLQ_QUEUE_TYPE": "lazy"}, "DLQ_QUEUE_TYPE"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.wantVar+"="+strings.Join(values(tc.env), ","), func(t *testing.T) {

@@ -4,8 +4,6 @@ package rabbit_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -16,8 +14,6 @@ import (
 	"github.com/multitenant/mtm/platform/amqptest"
 	"github.com/multitenant/mtm/platform/rabbit"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestConnReconnectsAndDeclaresTopology(t *testing.T) {
 	t.Parallel()
@@ -34,8 +30,8 @@ func TestConnReconnectsAndDeclaresTopology(t *testing.T) {
 	amqptest.CleanupTenant(t, tenant)
 	ch, err := conn.Channel()
 	require.NoError(t, err)
-	require.NoError(t, rabbit.DeclareTenant(ch, tenant))
-	require.NoError(t, rabbit.DeclareTenant(ch, tenant), "declaring twice is a no-op")
+	require.NoError(t, rabbit.DefaultTopology.DeclareTenant(ch, tenant))
+	require.NoError(t, rabbit.DefaultTopology.DeclareTenant(ch, tenant), "declaring twice is a no-op")
 
 	// The tenant's exchange routes to its queue whatever the routing key. A message
 	// rejected without requeue lands in the tenant's DLQ through dlx_exchange.
@@ -86,4 +82,14 @@ func TestConnReportsDownBroker(t *testing.T) {
 	require.ErrorIs(t, conn.Ping(ctx), rabbit.ErrNotConnected)
 	cancel()
 	require.NoError(t, <-done, "Run stops cleanly on cancel even when never connected")
+}
+
+func TestHandshakeProbePassesOnRealBroker(t *testing.T) {
+	t.Parallel()
+	p := rabbit.NewHandshakeProbe(amqptest.URL(t), "probe-test", quiet(), 50*time.Millisecond, 5*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.Eventually(t, func() bool { return p.Check(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
 }

@@ -1,6 +1,7 @@
 package rabbit
 
 import (
+	"errors"
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -46,36 +47,135 @@ func ExchangeName(tenantID string) string { return QueueName(tenantID) }
 // UserName is the tenant's own broker account.
 func UserName(tenantID string) string { return "tenant_" + tenantID }
 
-// QueueArgs are the work queue's arguments: quorum, an explicit delivery limit, and
-// dead-lettering through dlx_exchange to the tenant's DLQ.
-func QueueArgs(tenantID string) amqp.Table {
-	return amqp.Table{
-		"x-queue-type":              "quorum",
-		"x-delivery-limit":          int32(DeliveryLimit),
+// QueueType is a RabbitMQ queue type a tenant's queues may have (QUEUE_TYPE,
+// DLQ_QUEUE_TYPE).
+type QueueType string
+
+// The queue types a tenant's queues may have.
+const (
+	// Quorum queues are replicated (Raft) and have a broker-side delivery limit, but
+	// each holds about 3 file handles and 77 KB of broker memory even when empty.
+	Quorum QueueType = "quorum"
+	// Classic queues hold no file handles while idle and about 28 KB; durable ones
+	// with persistent messages survive a broker restart but live on one node only.
+	Classic QueueType = "classic"
+)
+
+// ParseQueueType accepts "quorum" or "classic".
+func ParseQueueType(s string) (QueueType, error) {
+	switch t := QueueType(s); t {
+	case Quorum, Classic:
+		return t, nil
+	}
+	return "", fmt.Errorf("unknown queue type %q (want quorum or classic)", s)
+}
+
+// Topology is the queue types tenants are declared with. The command service (on
+// create) and the consumer (on every start) both declare a tenant's queues, so both
+// must build it from the same configuration: RabbitMQ refuses a declare whose
+// arguments differ from the existing queue's.
+type Topology struct {
+	Queue QueueType // QUEUE_TYPE: the tenant's work queue
+	DLQ   QueueType // DLQ_QUEUE_TYPE: the tenant's dead-letter queue
+}
+
+// DefaultTopology is the configuration's default (QUEUE_TYPE=quorum,
+// DLQ_QUEUE_TYPE=classic): the work queue keeps the broker's delivery limit, and the
+// DLQ, a transit buffer the consumer archives into Postgres within seconds, costs no
+// file handles.
+var DefaultTopology = Topology{Queue: Quorum, DLQ: Classic}
+
+// QueueArgs are the work queue's arguments for queue type qt: dead-lettering through
+// dlx_exchange to the tenant's DLQ and, on a quorum queue, an explicit delivery limit
+// (classic queues have none: RabbitMQ 3.x ignores x-delivery-limit on them).
+func QueueArgs(qt QueueType, tenantID string) amqp.Table {
+	args := amqp.Table{
+		"x-queue-type":              string(qt),
 		"x-dead-letter-exchange":    DeadLetterExchange,
 		"x-dead-letter-routing-key": DLQName(tenantID),
 	}
+	if qt == Quorum {
+		args["x-delivery-limit"] = int32(DeliveryLimit)
+	}
+	return args
 }
 
+// DLQArgs are the DLQ's arguments for queue type qt. The bound is a policy
+// (DLQPolicyName), so that it reaches DLQs that exist already.
+func DLQArgs(qt QueueType) amqp.Table { return amqp.Table{"x-queue-type": string(qt)} }
+
+// other is the queue type that is not qt.
+func (qt QueueType) other() QueueType {
+	if qt == Quorum {
+		return Classic
+	}
+	return Quorum
+}
+
+// Declared says what type a tenant's queues have. A queue that existed with the other
+// type keeps it (RabbitMQ cannot change a queue's type; it answers a declare with
+// other arguments with PRECONDITION_FAILED): Queue or DLQ then differs from the
+// Topology that was asked for. "" means the queue exists with arguments of neither
+// type (declared by hand); it is used as it is.
+type Declared struct {
+	Queue, DLQ QueueType
+}
+
+// Kept lists the queues whose type differs from t (empty when all are as configured),
+// for a log line.
+func (d Declared) Kept(t Topology, tenantID string) []string {
+	var kept []string
+	if d.Queue != t.Queue {
+		kept = append(kept, fmt.Sprintf("%s is %s", QueueName(tenantID), describe(d.Queue)))
+	}
+	if d.DLQ != t.DLQ {
+		kept = append(kept, fmt.Sprintf("%s is %s", DLQName(tenantID), describe(d.DLQ)))
+	}
+	return kept
+}
+
+func describe(qt QueueType) string {
+	if qt == "" {
+		return "of unknown arguments"
+	}
+	return string(qt)
+}
+
+// Opener opens a fresh channel; a refused declare closes the channel it ran on, so
+// Declare needs a new one for its next step.
+type Opener func() (*amqp.Channel, error)
+
 // DeclareTenant declares dlx_exchange, the tenant's DLQ (bound to it), work queue and
-// exchange (bound to the work queue). Idempotent: declaring again with the same
-// arguments is a no-op.
-func DeclareTenant(ch *amqp.Channel, tenantID string) error {
+// exchange (bound to the work queue) on ch, with t's queue types. It fails (with the
+// broker's PRECONDITION_FAILED) when a queue exists with another type: tests and a
+// brand-new tenant; services use Declare. Idempotent otherwise.
+func (t Topology) DeclareTenant(ch *amqp.Channel, tenantID string) error {
 	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare %s: %w", DeadLetterExchange, err)
 	}
 	dlq := DLQName(tenantID)
-	if _, err := ch.QueueDeclare(dlq, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+	if _, err := ch.QueueDeclare(dlq, true, false, false, false, DLQArgs(t.DLQ)); err != nil {
 		return fmt.Errorf("declare %s: %w", dlq, err)
 	}
+	return bindAndDeclareRest(ch, t.Queue, tenantID)
+}
+
+// bindAndDeclareRest binds the DLQ and declares the work queue with type qt, the
+// tenant's exchange and its binding.
+func bindAndDeclareRest(ch *amqp.Channel, qt QueueType, tenantID string) error {
+	dlq := DLQName(tenantID)
 	if err := ch.QueueBind(dlq, dlq, DeadLetterExchange, false, nil); err != nil {
 		return fmt.Errorf("bind %s: %w", dlq, err)
 	}
 	q := QueueName(tenantID)
-	if _, err := ch.QueueDeclare(q, true, false, false, false, QueueArgs(tenantID)); err != nil {
+	if _, err := ch.QueueDeclare(q, true, false, false, false, QueueArgs(qt, tenantID)); err != nil {
 		return fmt.Errorf("declare %s: %w", q, err)
 	}
-	ex := ExchangeName(tenantID)
+	return declareExchange(ch, tenantID)
+}
+
+func declareExchange(ch *amqp.Channel, tenantID string) error {
+	q, ex := QueueName(tenantID), ExchangeName(tenantID)
 	if err := ch.ExchangeDeclare(ex, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", ex, err)
 	}
@@ -83,6 +183,79 @@ func DeclareTenant(ch *amqp.Channel, tenantID string) error {
 		return fmt.Errorf("bind %s to exchange %s: %w", q, ex, err)
 	}
 	return nil
+}
+
+// Declare declares the tenant's topology like DeclareTenant, but a queue that already
+// exists with the other type (QUEUE_TYPE or DLQ_QUEUE_TYPE changed after the tenant
+// was created) keeps its type instead of failing: a changed type applies to new
+// tenants only. Declared says what the queues are; the caller logs a difference.
+// Every step runs on channels from open, each closed before Declare returns.
+func (t Topology) Declare(open Opener, tenantID string) (Declared, error) {
+	ch, err := open()
+	if err != nil {
+		return Declared{}, err
+	}
+	// ch is replaced after each refused declare; the deferred call closes the last one.
+	defer func() { _ = ch.Close() }()
+	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+		return Declared{}, fmt.Errorf("declare %s: %w", DeadLetterExchange, err)
+	}
+	var got Declared
+	dlq := DLQName(tenantID)
+	got.DLQ, err = declareQueue(open, &ch, dlq, t.DLQ, DLQArgs)
+	if err != nil {
+		return Declared{}, err
+	}
+	if err := ch.QueueBind(dlq, dlq, DeadLetterExchange, false, nil); err != nil {
+		return Declared{}, fmt.Errorf("bind %s: %w", dlq, err)
+	}
+	got.Queue, err = declareQueue(open, &ch, QueueName(tenantID), t.Queue, func(qt QueueType) amqp.Table { return QueueArgs(qt, tenantID) })
+	if err != nil {
+		return Declared{}, err
+	}
+	if err := declareExchange(ch, tenantID); err != nil {
+		return Declared{}, err
+	}
+	return got, nil
+}
+
+// declareQueue declares name as a durable queue of type want; if it exists with the
+// other type it is declared (idempotently) as that type, and if it exists with
+// arguments of neither it is only checked passively. *ch is replaced by a fresh
+// channel after each refusal and stays usable on success.
+func declareQueue(open Opener, ch **amqp.Channel, name string, want QueueType, args func(QueueType) amqp.Table) (QueueType, error) {
+	for _, qt := range []QueueType{want, want.other()} {
+		_, err := (*ch).QueueDeclare(name, true, false, false, false, args(qt))
+		if err == nil {
+			return qt, nil
+		}
+		if !isPreconditionFailed(err) {
+			return "", fmt.Errorf("declare %s: %w", name, err)
+		}
+		if err := reopen(open, ch); err != nil {
+			return "", err
+		}
+	}
+	if _, err := (*ch).QueueDeclarePassive(name, true, false, false, false, nil); err != nil {
+		return "", fmt.Errorf("declare %s: exists with other arguments: %w", name, err)
+	}
+	return "", nil
+}
+
+func reopen(open Opener, ch **amqp.Channel) error {
+	_ = (*ch).Close()
+	fresh, err := open()
+	if err != nil {
+		return err
+	}
+	*ch = fresh
+	return nil
+}
+
+// isPreconditionFailed reports the broker's 406: the queue exists with other arguments.
+func isPreconditionFailed(err error) bool {
+	var aerr *amqp.Error
+	return errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed
 }
 
 // DeleteTenant deletes the tenant's exchange (first, so its producers are refused at

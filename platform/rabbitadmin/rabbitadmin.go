@@ -191,6 +191,8 @@ func (c *Client) DeletePolicy(ctx context.Context, vhost, name string) error {
 type QueueInfo struct {
 	Policy   string `json:"policy"`
 	Messages int    `json:"messages"`
+	// Type is the queue type: "quorum", "classic" or "stream".
+	Type string `json:"type"`
 }
 
 // Queue describes the queue (its statistics lag the broker by up to a few seconds).

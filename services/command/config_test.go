@@ -14,7 +14,7 @@ import (
 
 func loadCommandConfig(t *testing.T, env map[string]string) (Config, error) {
 	t.Helper()
-	for _, k := range []string{"WORKERS", "MAX_WORKERS", "MAX_TOTAL_WORKERS", "TENANT_RATE_LIMIT", "TENANT_RATE_BURST",
+	for _, k := range []string{"WORKERS", "MAX_WORKERS", "MAX_TOTAL_WORKERS", "MAX_TENANTS", "TENANT_RATE_LIMIT", "TENANT_RATE_BURST",
 		"CONFIG_FILE", "HTTP_ADDR", "JWT_SECRET", "PUBLISH_CHANNELS", "PUBLISH_CONFIRM_TIMEOUT", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_URL", "DLQ_MAX_LENGTH",
 		"DRAIN_CHECK_INTERVAL", "REDRIVE_RATE"} {
 		t.Setenv(k, "")
@@ -34,6 +34,8 @@ func TestWorkerDefaults(t *testing.T) {
 	require.Equal(t, 3, c.Workers)
 	require.Equal(t, 64, c.MaxWorkers)
 	require.Equal(t, 1024, c.MaxTotalWorkers)
+	require.Equal(t, 1000, c.MaxTenants)
+	require.GreaterOrEqual(t, c.MaxTotalWorkers, c.MaxTenants, "every tenant claims at least one worker: more tenants could never be created")
 	require.Equal(t, tenant.RateLimit{PerSecond: 1000, Burst: 2000}, c.limits().DefaultRate)
 	require.Equal(t, time.Second, c.DrainCheckInterval)
 	require.Equal(t, 500, c.RedriveRate)
@@ -61,6 +63,8 @@ func TestWorkerBoundsAreValidated(t *testing.T) {
 		{map[string]string{"MAX_TOTAL_WORKERS": "63"}, "MAX_TOTAL_WORKERS"},
 		{map[string]string{"MAX_WORKERS": "2000"}, "MAX_TOTAL_WORKERS"},
 		{map[string]string{"MAX_TOTAL_WORKERS": "x"}, "MAX_TOTAL_WORKERS"},
+		{map[string]string{"MAX_TENANTS": "0"}, "MAX_TENANTS"},
+		{map[string]string{"MAX_TENANTS": "many"}, "MAX_TENANTS"},
 		{map[string]string{"TENANT_RATE_LIMIT": "-1"}, "TENANT_RATE_LIMIT"},
 		{map[string]string{"TENANT_RATE_LIMIT": "1000001"}, "TENANT_RATE_LIMIT"},
 		{map[string]string{"TENANT_RATE_BURST": "0"}, "TENANT_RATE_BURST"},

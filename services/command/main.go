@@ -42,6 +42,13 @@ type Config struct {
 	MaxWorkers int `env:"MAX_WORKERS" envDefault:"64"`
 	// MaxTotalWorkers bounds the sum of all live tenants' pools.
 	MaxTotalWorkers int `env:"MAX_TOTAL_WORKERS" envDefault:"1024"`
+	// MaxTenants bounds the live tenants. Each costs the broker about 3 file handles
+	// and 77 KB per quorum queue (28 KB and none per classic one), so 1000 tenants on
+	// the default queue types need about 3000 of the broker's file handles: far more
+	// than the 1024-file limit a distribution's broker starts with, within the 65536
+	// scripts/deps.sh and the compose file give it. Every tenant also claims at least
+	// one of MAX_TOTAL_WORKERS (1024), so the two defaults agree.
+	MaxTenants int `env:"MAX_TENANTS" envDefault:"1000"`
 	// TenantRateLimit and TenantRateBurst are the per-tenant message ingest limit of a
 	// tenant without one of its own (messages per second, 0: unlimited; bucket size).
 	TenantRateLimit int `env:"TENANT_RATE_LIMIT" envDefault:"1000"`
@@ -70,7 +77,7 @@ type Config struct {
 // limits are the bounds the tenant aggregate and the ingest path enforce.
 func (c *Config) limits() tenant.Limits {
 	return tenant.Limits{
-		DefaultWorkers: c.Workers, MaxWorkers: c.MaxWorkers, MaxTotalWorkers: c.MaxTotalWorkers,
+		DefaultWorkers: c.Workers, MaxWorkers: c.MaxWorkers, MaxTotalWorkers: c.MaxTotalWorkers, MaxTenants: c.MaxTenants,
 		DefaultRate: tenant.RateLimit{PerSecond: c.TenantRateLimit, Burst: c.TenantRateBurst},
 	}
 }
@@ -157,7 +164,7 @@ func main() {
 		ConfirmTimeout: cfg.PublishConfirmTimeout,
 		Registerer:     a.Registry,
 	})
-	topology := broker.NewTopology(a.Rabbit)
+	topology := broker.NewTopology(a.Rabbit, a.Topology, a.Log)
 	tenants := tenant.NewService(eventstore.New(a.DB, a.WLog), a.DB, topology, cfg.limits(), a.Log).
 		WithRedrive(pub, cfg.RedriveRate)
 	sweeper := brokerAccounts(&cfg, tenants, a.Log)

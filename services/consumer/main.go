@@ -43,6 +43,7 @@ func main() {
 		Pool:            a.Pool,
 		DB:              a.DB,
 		Rabbit:          a.Rabbit,
+		Topology:        a.Topology,
 		URL:             cfg.RabbitMQURL,
 		Ready:           a.Ready,
 		Registry:        a.Registry,

@@ -48,7 +48,7 @@ func (b *bench) baseline(ctx context.Context, r *Result, quorum bool) error {
 			return err
 		}
 		if quorum {
-			err = rabbit.DeclareTenant(ch, t)
+			err = rabbit.DefaultTopology.DeclareTenant(ch, t)
 		} else {
 			_, err = ch.QueueDeclare(queues[t], true, false, false, false, amqp.Table{"x-queue-type": "classic"})
 		}

@@ -54,6 +54,10 @@ var requiredMetrics = []string{
 	"tenant_paused",
 	"queue_dead_letters",
 	"service_ready",
+	"rabbitmq_process_open_fds",
+	"rabbitmq_process_max_fds",
+	"rabbitmq_process_resident_memory_bytes",
+	"rabbitmq_queues",
 }
 
 // requiredAlerts are the metrics the alert rules must alert on: a tenant's lag, its

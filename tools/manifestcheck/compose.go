@@ -73,8 +73,18 @@ func checkCompose(root, path string, p *problems) (int, map[string]int, map[stri
 			}
 		}
 	}
-	if s, ok := svc("rabbitmq"); ok && !strings.Contains(s.Image, "management") {
-		p.addf("%s: rabbitmq image %q lacks the management plugin", where, s.Image)
+	if s, ok := svc("rabbitmq"); ok {
+		if !strings.Contains(s.Image, "management") {
+			p.addf("%s: rabbitmq image %q lacks the management plugin", where, s.Image)
+		}
+		// Each quorum queue holds about 3 file handles: the image's default limit would
+		// cap the tenants far below MAX_TENANTS.
+		if u := s.Ulimits["nofile"]; u == nil || min(u.Soft, u.Hard) < minBrokerNofile && u.Single < minBrokerNofile {
+			p.addf("%s: rabbitmq needs ulimits.nofile of at least %d (about 3 file handles a quorum queue)", where, minBrokerNofile)
+		}
+		if !mountsEnabledPlugins(abs, s) {
+			p.addf("%s: rabbitmq must mount an enabled_plugins file with rabbitmq_prometheus at /etc/rabbitmq/enabled_plugins (Prometheus scrapes rabbitmq:15692)", where)
+		}
 	}
 	// build checks that a service's image is built from deployments/Dockerfile for the
 	// service its binary is.
@@ -232,3 +242,24 @@ func relTo(root, path string) string {
 
 // composeTarget is how Prometheus reaches a compose service's port.
 func composeTarget(name string, port int) string { return fmt.Sprintf("%s:%d", name, port) }
+
+// minBrokerNofile is the least file limit the compose broker gets: room for MAX_TENANTS'
+// default of 1000 tenants many times over.
+const minBrokerNofile = 65536
+
+// mountsEnabledPlugins reports whether s mounts a file at /etc/rabbitmq/enabled_plugins
+// that enables rabbitmq_prometheus.
+func mountsEnabledPlugins(root string, s types.ServiceConfig) bool {
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind || v.Target != "/etc/rabbitmq/enabled_plugins" {
+			continue
+		}
+		src := v.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(root, src)
+		}
+		raw, err := os.ReadFile(src)
+		return err == nil && strings.Contains(string(raw), "rabbitmq_prometheus")
+	}
+	return false
+}

@@ -32,6 +32,9 @@ type promConfig struct {
 	} `json:"scrape_configs"`
 }
 
+// brokerTarget is RabbitMQ's rabbitmq_prometheus endpoint on the compose network.
+const brokerTarget = "rabbitmq:15692"
+
 var promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
 
 // checkPrometheus checks prometheus.yml strictly and that it scrapes each service on the
@@ -80,6 +83,9 @@ func checkPrometheus(path string, metricsPorts map[string]int, p *problems) []st
 		if scrapesService && sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
 			p.addf("%s: job %s: metrics_path %q, want /metrics", where, sc.JobName, sc.MetricsPath)
 		}
+	}
+	if !slices.Contains(targets, brokerTarget) {
+		p.addf("%s: does not scrape the broker's rabbitmq_prometheus endpoint %s", where, brokerTarget)
 	}
 	for _, s := range services {
 		if port, ok := metricsPorts[s.Name]; ok {

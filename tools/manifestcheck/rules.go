@@ -197,10 +197,24 @@ func checkAlert(at string, r rule, seen map[string]bool, p *problems) {
 }
 
 // builtinMetric reports series no service defines but every target has: Prometheus'
-// own per-target series and the Go and process collectors platform/metrics registers.
+// own per-target series and the Go and process collectors platform/metrics registers,
+// plus the broker's own metrics (brokerMetrics).
 func builtinMetric(name string) bool {
 	return name == "up" || name == "ALERTS" || name == "ALERTS_FOR_STATE" ||
-		strings.HasPrefix(name, "scrape_") || strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_")
+		strings.HasPrefix(name, "scrape_") || strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") ||
+		slices.Contains(brokerMetrics, name)
+}
+
+// brokerMetrics are the series of RabbitMQ's rabbitmq_prometheus plugin (its
+// metrics.md, "Generic" and "Queues") that the dashboard and alerts may use. Listed one
+// by one rather than by prefix, so a misspelt rabbitmq_ name still fails the check.
+var brokerMetrics = []string{
+	"rabbitmq_process_open_fds",              // file handles in use (3.x: the file-handle cache)
+	"rabbitmq_process_max_fds",               // their limit
+	"rabbitmq_process_resident_memory_bytes", // broker memory
+	"rabbitmq_resident_memory_limit_bytes",   // the memory high watermark
+	"rabbitmq_queues",                        // queues on the node
+	"rabbitmq_connections",                   // connections open
 }
 
 // undefinedMetrics returns the metric names expr selects that are neither defined nor

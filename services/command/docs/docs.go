@@ -59,7 +59,7 @@ const docTemplate = `{
                         }
                     },
                     "409": {
-                        "description": "Duplicate name (duplicate_name), or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)",
+                        "description": "Duplicate name (duplicate_name), or MAX_TENANTS tenants are live or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
                         }

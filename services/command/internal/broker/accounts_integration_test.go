@@ -130,7 +130,7 @@ func TestTenantAccountWritesOnlyItsOwnQueue(t *testing.T) {
 		}},
 		{"delete its own exchange", func(ch *amqp.Channel) error { return ch.ExchangeDelete(rabbit.ExchangeName(own), false, false) }},
 		{"declare its own queue", func(ch *amqp.Channel) error {
-			_, err := ch.QueueDeclare(rabbit.QueueName(own), true, false, false, false, rabbit.QueueArgs(own))
+			_, err := ch.QueueDeclare(rabbit.QueueName(own), true, false, false, false, rabbit.QueueArgs(rabbit.DefaultTopology.Queue, own))
 			return err
 		}},
 		{"declare a server-named queue", func(ch *amqp.Channel) error { _, err := ch.QueueDeclare("", false, true, true, false, nil); return err }},

@@ -25,7 +25,7 @@ func TestDrainProbe(t *testing.T) {
 	ctx := context.Background()
 	conn := amqptest.Dial(t)
 	id := declareTenant(t, conn)
-	topo := broker.NewTopology(commandtest.RunConn(t, amqptest.URL(t)))
+	topo := broker.NewTopology(commandtest.RunConn(t, amqptest.URL(t)), rabbit.DefaultTopology, commandtest.Log)
 	admin := amqptest.Admin(t)
 	readyOnly := broker.NewDrainProbe(topo, nil, "")
 	full := broker.NewDrainProbe(topo, admin, "/")

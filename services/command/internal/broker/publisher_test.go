@@ -30,7 +30,7 @@ func declareTenant(t *testing.T, conn *amqp.Connection) string {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	defer ch.Close()
-	require.NoError(t, rabbit.DeclareTenant(ch, id))
+	require.NoError(t, rabbit.DefaultTopology.DeclareTenant(ch, id))
 	return id
 }
 

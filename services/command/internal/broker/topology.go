@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -19,19 +20,34 @@ var ErrUnavailable = errors.New("rabbitmq unavailable")
 // Topology declares and deletes tenant queues on a shared connection.
 type Topology struct {
 	conn    *rabbit.Conn
+	types   rabbit.Topology
 	timeout time.Duration
+	log     *slog.Logger
 }
 
-// NewTopology uses conn; every operation gets its own short-lived channel, because a
-// failed declare closes the channel it ran on.
-func NewTopology(conn *rabbit.Conn) *Topology {
-	return &Topology{conn: conn, timeout: 5 * time.Second}
+// NewTopology uses conn and declares queues of the given types (QUEUE_TYPE,
+// DLQ_QUEUE_TYPE: the consumer declares the same queues and must be given the same);
+// every operation gets its own short-lived channel, because a failed declare closes
+// the channel it ran on.
+func NewTopology(conn *rabbit.Conn, types rabbit.Topology, log *slog.Logger) *Topology {
+	return &Topology{conn: conn, types: types, timeout: 5 * time.Second, log: log}
 }
 
 // DeclareTenant declares the tenant's work queue and DLQ with their dead-letter
 // settings. It fails fast when the broker is down.
 func (t *Topology) DeclareTenant(ctx context.Context, tenantID string) error {
-	return t.withChannel(ctx, func(ch *amqp.Channel) error { return rabbit.DeclareTenant(ch, tenantID) })
+	return t.run(ctx, func() error {
+		got, err := t.types.Declare(t.conn.Channel, tenantID)
+		if err != nil {
+			return fmt.Errorf("declare queues of %s: %w", tenantID, err)
+		}
+		// Only queues left from an earlier tenant of the same id (a creation whose
+		// commit outcome was unknown) can differ: they are used as they are.
+		if kept := got.Kept(t.types, tenantID); len(kept) > 0 {
+			t.log.Warn("tenant queues exist with another type than QUEUE_TYPE/DLQ_QUEUE_TYPE; they keep it", "tenant_id", tenantID, "queues", kept)
+		}
+		return nil
+	})
 }
 
 // DeleteTenant deletes the tenant's queues (used to undo a declare whose tenant was
@@ -48,14 +64,21 @@ func (t *Topology) withChannel(ctx context.Context, fn func(*amqp.Channel) error
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	return t.run(ctx, func() error {
+		defer func() { _ = ch.Close() }()
+		return fn(ch)
+	})
+}
+
+// run runs fn bounded by the timeout: amqp091's synchronous methods take no context.
+func (t *Topology) run(ctx context.Context, fn func() error) error {
+	if _, err := t.conn.Connection(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	done := make(chan error, 1)
 	// The goroutine ends when the broker answers or the connection drops (heartbeats
 	// detect a dead peer), whichever comes first; the request does not wait for it.
-	go func() {
-		err := fn(ch)
-		_ = ch.Close()
-		done <- err
-	}()
+	go func() { done <- fn() }()
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	select {

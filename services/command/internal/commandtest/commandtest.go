@@ -26,9 +26,9 @@ import (
 	"github.com/multitenant/mtm/services/command/internal/tenant"
 )
 
-// Limits used by tests: MAX_WORKERS 64, WORKERS 3, MAX_TOTAL_WORKERS 1024, and the
-// default ingest limit of 1000 messages a second with bursts of 2000.
-var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024,
+// Limits used by tests: MAX_WORKERS 64, WORKERS 3, MAX_TOTAL_WORKERS 1024, MAX_TENANTS
+// 1000, and the default ingest limit of 1000 messages a second with bursts of 2000.
+var Limits = tenant.Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024, MaxTenants: 1000,
 	DefaultRate: tenant.RateLimit{PerSecond: 1000, Burst: 2000}}
 
 // Log discards output; tests assert on outcomes, not on log lines.
@@ -60,7 +60,7 @@ func NewWithLimits(t testing.TB, conn *rabbit.Conn, limits tenant.Limits) Env {
 		conn = RunConn(t, amqptest.URL(t))
 	}
 	store := eventstore.New(db, watermill.NopLogger{})
-	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn), limits, Log)}
+	return Env{Pool: pg.Pool, DB: db, Store: store, Tenants: tenant.NewService(store, db, broker.NewTopology(conn, rabbit.DefaultTopology, Log), limits, Log)}
 }
 
 // RunConn runs a reconnecting connection to url until the test ends and waits until

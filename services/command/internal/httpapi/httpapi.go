@@ -224,7 +224,7 @@ type MessageAccepted struct {
 //	@Param			body				body		CreateTenantRequest	true	"Tenant"
 //	@Success		201					{object}	TenantResponse		"Created; Location: /tenants/{id}; ETag: the version"
 //	@Failure		400					{object}	httpserver.Problem	"Malformed JSON"
-//	@Failure		409					{object}	httpserver.Problem	"Duplicate name (duplicate_name), or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)"
+//	@Failure		409					{object}	httpserver.Problem	"Duplicate name (duplicate_name), or MAX_TENANTS tenants are live or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)"
 //	@Failure		413					{object}	httpserver.Problem	"Body too large"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"Invalid or unknown field"
@@ -564,8 +564,12 @@ func (a *API) problem(c *fiber.Ctx, err error) error {
 	case errors.Is(err, tenant.ErrCapacity):
 		detail := "the service cannot run that many more workers (MAX_TOTAL_WORKERS)"
 		var cerr *tenant.CapacityError
-		if errors.As(err, &cerr) {
+		var lerr *tenant.TenantLimitError
+		switch {
+		case errors.As(err, &cerr):
 			detail = fmt.Sprintf("other tenants already claim %d of the %d workers this service runs (MAX_TOTAL_WORKERS); %d more do not fit. Shrink or delete a tenant first", cerr.Others, cerr.Max, cerr.Requested)
+		case errors.As(err, &lerr):
+			detail = fmt.Sprintf("this service holds at most %d tenants (MAX_TENANTS) and %d are live; nothing was created. Delete a tenant first, or raise MAX_TENANTS once the broker's file limit allows it", lerr.Max, lerr.Live)
 		}
 		return httpserver.NewProblem(http.StatusConflict, "tenant_capacity_reached", detail)
 	case errors.Is(err, broker.ErrUnconfirmed):

@@ -234,3 +234,28 @@ func TestTenantCapacity(t *testing.T) {
 	f.createTenant("cap-d-"+uuid.NewString()[:8], 4)
 	requireProblem(t, f.json("POST", "/tenants", `{"name":"cap-e","workers":1}`), http.StatusConflict)
 }
+
+// MAX_TENANTS bounds the live tenants: one more is 409 tenant_capacity_reached with a
+// detail naming the bound, and records nothing.
+func TestTenantLimit(t *testing.T) {
+	t.Parallel()
+	limits := commandtest.Limits
+	limits.MaxTenants = 2
+	f := newFixtureWith(t, fixtureOptions{brokerUp: true, limits: &limits})
+	f.createTenant("max-a-"+uuid.NewString()[:8], 1)
+	b := f.createTenant("max-b-"+uuid.NewString()[:8], 1)
+
+	before := f.env.EventCount(t)
+	r := f.json("POST", "/tenants", `{"name":"max-c","workers":1}`)
+	requireProblem(t, r, http.StatusConflict)
+	assert.Equal(t, "tenant_capacity_reached", r.body["code"])
+	assert.Contains(t, r.body["detail"], "at most 2 tenants (MAX_TENANTS) and 2 are live")
+	assert.Equal(t, before, f.env.EventCount(t))
+	var names int
+	require.NoError(t, f.env.DB.QueryRow(`SELECT count(*) FROM tenant_names`).Scan(&names))
+	assert.Equal(t, 2, names, "the refused name is not taken")
+
+	r = f.do("DELETE", "/tenants/"+b, "", "")
+	require.Equal(t, http.StatusAccepted, r.status, r.raw)
+	f.createTenant("max-c-"+uuid.NewString()[:8], 1)
+}

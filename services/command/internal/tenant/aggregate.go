@@ -61,6 +61,19 @@ func (e *CapacityError) Error() string {
 // Is makes errors.Is(err, ErrCapacity) hold.
 func (e *CapacityError) Is(target error) bool { return target == ErrCapacity }
 
+// TenantLimitError says why a creation would pass MAX_TENANTS.
+type TenantLimitError struct {
+	Max  int // MAX_TENANTS
+	Live int // live tenants (draining ones included)
+}
+
+func (e *TenantLimitError) Error() string {
+	return fmt.Sprintf("%s: %d of %d tenants are live", ErrCapacity, e.Live, e.Max)
+}
+
+// Is makes errors.Is(err, ErrCapacity) hold: the same 409 as the worker bound.
+func (e *TenantLimitError) Is(target error) bool { return target == ErrCapacity }
+
 // FieldError is one invalid command field.
 type FieldError struct {
 	Field  string
@@ -81,13 +94,17 @@ func (e *ValidationError) Error() string {
 }
 
 // Limits are the service's bounds on tenants; they come from WORKERS, MAX_WORKERS,
-// MAX_TOTAL_WORKERS, TENANT_RATE_LIMIT and TENANT_RATE_BURST. Each bound is checked
+// MAX_TOTAL_WORKERS, MAX_TENANTS, TENANT_RATE_LIMIT and TENANT_RATE_BURST. Each bound is checked
 // only here: the configuration (Validate), the decisions and the HTTP layer
-// (CheckWorkers, WorkersRule, CheckCapacity, RateFor) all ask Limits.
+// (CheckWorkers, WorkersRule, CheckCapacity, CheckTenants, RateFor) all ask Limits.
 type Limits struct {
 	DefaultWorkers  int // WORKERS: a new tenant's count when the command names none
 	MaxWorkers      int // MAX_WORKERS: the most any tenant may run
 	MaxTotalWorkers int // MAX_TOTAL_WORKERS: the most all live tenants together may run
+	// MaxTenants is MAX_TENANTS: the most live tenants there may be. Each costs broker
+	// file handles and memory (queues), a Postgres partition and consumer workers;
+	// past what the broker was sized for it stops taking new connections.
+	MaxTenants int
 	// DefaultRate is the ingest limit of a tenant without one of its own
 	// (TENANT_RATE_LIMIT, TENANT_RATE_BURST); PerSecond 0 means unlimited.
 	DefaultRate RateLimit
@@ -107,6 +124,9 @@ func (l Limits) Validate() error {
 	if l.MaxTotalWorkers < l.MaxWorkers {
 		return fmt.Errorf("MAX_TOTAL_WORKERS: must be at least MAX_WORKERS (%d), got %d", l.MaxWorkers, l.MaxTotalWorkers)
 	}
+	if l.MaxTenants < 1 {
+		return fmt.Errorf("MAX_TENANTS: must be at least 1, got %d", l.MaxTenants)
+	}
 	if r := l.DefaultRate; r.PerSecond < 0 || r.PerSecond > MaxRate {
 		return fmt.Errorf("TENANT_RATE_LIMIT: must be between 0 (unlimited) and %d, got %d", MaxRate, r.PerSecond)
 	}
@@ -123,6 +143,15 @@ func (l Limits) Validate() error {
 func (l Limits) CheckCapacity(others, current, requested int) error {
 	if requested > current && others+requested > l.MaxTotalWorkers {
 		return &CapacityError{Max: l.MaxTotalWorkers, Others: others, Requested: requested}
+	}
+	return nil
+}
+
+// CheckTenants decides whether one more tenant may be created while others are live.
+// Deleting is always allowed, also after MAX_TENANTS was lowered below what exists.
+func (l Limits) CheckTenants(others int) error {
+	if others+1 > l.MaxTenants {
+		return &TenantLimitError{Max: l.MaxTenants, Live: others}
 	}
 	return nil
 }

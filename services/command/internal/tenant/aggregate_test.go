@@ -11,7 +11,7 @@ import (
 	"github.com/multitenant/mtm/events"
 )
 
-var limits = Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024, DefaultRate: RateLimit{PerSecond: 1000, Burst: 2000}}
+var limits = Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 1024, MaxTenants: 1000, DefaultRate: RateLimit{PerSecond: 1000, Burst: 2000}}
 
 func ptr(n int) *int { return &n }
 
@@ -44,8 +44,8 @@ func TestReplay(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	require.NoError(t, limits.Validate())
-	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1, MaxTotalWorkers: 1}.Validate(), "rate limit off")
-	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1, MaxTotalWorkers: 1, DefaultRate: RateLimit{PerSecond: 1, Burst: 1}}.Validate())
+	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1, MaxTotalWorkers: 1, MaxTenants: 1}.Validate(), "rate limit off")
+	require.NoError(t, Limits{DefaultWorkers: 1, MaxWorkers: 1, MaxTotalWorkers: 1, MaxTenants: 1, DefaultRate: RateLimit{PerSecond: 1, Burst: 1}}.Validate())
 	for _, tc := range []struct {
 		l    Limits
 		want string
@@ -55,9 +55,10 @@ func TestLimits(t *testing.T) {
 		{Limits{DefaultWorkers: 0, MaxWorkers: 64}, "WORKERS: must be between 1 and MAX_WORKERS (64), got 0"},
 		{Limits{DefaultWorkers: 65, MaxWorkers: 64}, "WORKERS: must be between 1 and MAX_WORKERS (64), got 65"},
 		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 63}, "MAX_TOTAL_WORKERS: must be at least MAX_WORKERS (64), got 63"},
-		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, DefaultRate: RateLimit{PerSecond: -1}}, "TENANT_RATE_LIMIT: must be between 0 (unlimited) and 1000000, got -1"},
-		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, DefaultRate: RateLimit{PerSecond: 1_000_001, Burst: 1}}, "TENANT_RATE_LIMIT: must be between 0 (unlimited) and 1000000, got 1000001"},
-		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, DefaultRate: RateLimit{PerSecond: 10, Burst: 0}}, "TENANT_RATE_BURST: must be between 1 and 1000000, got 0"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64}, "MAX_TENANTS: must be at least 1, got 0"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, MaxTenants: 1, DefaultRate: RateLimit{PerSecond: -1}}, "TENANT_RATE_LIMIT: must be between 0 (unlimited) and 1000000, got -1"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, MaxTenants: 1, DefaultRate: RateLimit{PerSecond: 1_000_001, Burst: 1}}, "TENANT_RATE_LIMIT: must be between 0 (unlimited) and 1000000, got 1000001"},
+		{Limits{DefaultWorkers: 3, MaxWorkers: 64, MaxTotalWorkers: 64, MaxTenants: 1, DefaultRate: RateLimit{PerSecond: 10, Burst: 0}}, "TENANT_RATE_BURST: must be between 1 and 1000000, got 0"},
 	} {
 		assert.EqualError(t, tc.l.Validate(), tc.want, "%+v", tc.l)
 	}
@@ -146,6 +147,19 @@ func TestDecideConcurrency(t *testing.T) {
 		_, err := DecideConcurrency(limits, active(1, 3), n, nil)
 		var verr *ValidationError
 		assert.ErrorAs(t, err, &verr, "workers=%d", n)
+	}
+}
+
+func TestCheckTenants(t *testing.T) {
+	l := Limits{MaxTenants: 3}
+	require.NoError(t, l.CheckTenants(0))
+	require.NoError(t, l.CheckTenants(2), "the last one fits")
+	for _, live := range []int{3, 7} { // 7: MAX_TENANTS was lowered below what exists
+		err := l.CheckTenants(live)
+		require.ErrorIs(t, err, ErrCapacity)
+		var lerr *TenantLimitError
+		require.ErrorAs(t, err, &lerr)
+		assert.Equal(t, TenantLimitError{Max: 3, Live: live}, *lerr)
 	}
 }
 

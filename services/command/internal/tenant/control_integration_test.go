@@ -27,7 +27,7 @@ import (
 func drainEnv(t *testing.T) (commandtest.Env, *broker.DrainProbe) {
 	t.Helper()
 	conn := commandtest.RunConn(t, amqptest.URL(t))
-	return commandtest.New(t, conn), broker.NewDrainProbe(broker.NewTopology(conn), nil, "")
+	return commandtest.New(t, conn), broker.NewDrainProbe(broker.NewTopology(conn, rabbit.DefaultTopology, commandtest.Log), nil, "")
 }
 
 // publishRaw puts one message into the tenant's queue with a confirm.

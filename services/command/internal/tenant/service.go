@@ -82,10 +82,15 @@ func (s *Service) Create(ctx context.Context, meta Meta, name string, workers *i
 		return State{}, nil, err
 	}
 	// Cheap early check, as for the name below, so a full service declares no queues;
-	// claimWorkers in the append transaction is what actually guarantees the bound.
-	var claimed int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0) FROM worker_claims`).Scan(&claimed); err != nil {
+	// claimWorkers in the append transaction is what actually guarantees the bounds.
+	// Every live tenant has exactly one claim (at least one worker; deleted with the
+	// tenant), so the claims also count the live tenants for MAX_TENANTS.
+	var claimed, live int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0), count(*) FROM worker_claims`).Scan(&claimed, &live); err != nil {
 		return State{}, nil, fmt.Errorf("sum worker claims: %w", err)
+	}
+	if err := s.limits.CheckTenants(live); err != nil {
+		return State{}, nil, err
 	}
 	if err := s.limits.CheckCapacity(claimed, 0, ev.Workers); err != nil {
 		return State{}, nil, err
@@ -192,19 +197,25 @@ func (s *Service) ChangeConcurrency(ctx context.Context, meta Meta, id string, w
 	})
 }
 
-// claimWorkers records that tenant id now runs workers (it ran current), inside the
-// append transaction. A claim that grows takes the capacity lock and checks the other
-// live tenants' claims first; the lock is held until the commit, so concurrent growing
-// commands see each other's claims. A shrinking claim needs no lock: it can only make
-// room, and a command that summed before it merely saw less room than there is.
+// claimWorkers records that tenant id now runs workers (it ran current; 0 for a new
+// tenant), inside the append transaction. A claim that grows takes the capacity lock
+// and checks the other live tenants' claims first (and, for a new tenant, how many
+// there are against MAX_TENANTS); the lock is held until the commit, so concurrent
+// growing commands see each other's claims. A shrinking claim needs no lock: it can
+// only make room, and a command that summed before it merely saw less room than there is.
 func (s *Service) claimWorkers(ctx context.Context, tx *sql.Tx, id string, current, workers int) error {
 	if workers > current {
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, capacityLockKey); err != nil {
 			return fmt.Errorf("lock tenant capacity: %w", err)
 		}
-		var others int
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0) FROM worker_claims WHERE tenant_id <> $1`, id).Scan(&others); err != nil {
+		var others, live int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(sum(workers), 0), count(*) FROM worker_claims WHERE tenant_id <> $1`, id).Scan(&others, &live); err != nil {
 			return fmt.Errorf("sum worker claims: %w", err)
+		}
+		if current == 0 {
+			if err := s.limits.CheckTenants(live); err != nil {
+				return err
+			}
 		}
 		if err := s.limits.CheckCapacity(others, current, workers); err != nil {
 			return err

@@ -260,6 +260,68 @@ func TestCapacityHoldsUnderConcurrentCommands(t *testing.T) {
 	assert.Equal(t, limits.MaxTotalWorkers, claimed(t, env))
 }
 
+// MAX_TENANTS holds under concurrent creations: of 20 racing for room for 4, exactly 4
+// succeed, the others record nothing (no event, name or claim, and no queue left
+// behind), and a deletion makes room for exactly one more.
+func TestTenantLimitHoldsUnderConcurrentCreates(t *testing.T) {
+	t.Parallel()
+	limits := commandtest.Limits
+	limits.MaxTenants = 4
+	env := commandtest.NewWithLimits(t, nil, limits)
+	ctx := context.Background()
+	prefix := "max-" + uuid.NewString()[:8]
+
+	const n = 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var created []tenant.State
+	var full int
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			st, _, err := env.Tenants.Create(ctx, tenant.Meta{}, fmt.Sprintf("%s-%d", prefix, i), nil)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				created = append(created, st)
+				return
+			}
+			var lerr *tenant.TenantLimitError
+			if assert.ErrorAs(t, err, &lerr) {
+				assert.Equal(t, 4, lerr.Max)
+			}
+			assert.ErrorIs(t, err, tenant.ErrCapacity)
+			full++
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for _, st := range created {
+		amqptest.CleanupTenant(t, st.ID)
+	}
+	require.Len(t, created, 4)
+	assert.Equal(t, n-4, full)
+	assert.Equal(t, 4, env.EventCount(t))
+	var names, claims int
+	require.NoError(t, env.DB.QueryRow(`SELECT (SELECT count(*) FROM tenant_names), (SELECT count(*) FROM worker_claims)`).Scan(&names, &claims))
+	assert.Equal(t, 4, names)
+	assert.Equal(t, 4, claims)
+
+	// A deleted tenant frees its place, for exactly one creation.
+	_, err := env.Tenants.Delete(ctx, tenant.Meta{}, created[0].ID, nil)
+	require.NoError(t, err)
+	create(t, env, prefix+"-late", 1)
+	_, _, err = env.Tenants.Create(ctx, tenant.Meta{}, prefix+"-full", nil)
+	require.ErrorIs(t, err, tenant.ErrCapacity)
+
+	// Growing an existing tenant is not a new tenant: MAX_TENANTS does not refuse it.
+	_, err = env.Tenants.ChangeConcurrency(ctx, tenant.Meta{}, created[1].ID, 5, nil)
+	require.NoError(t, err)
+}
+
 // claimed is the workers the command's claims table holds over all tenants.
 func claimed(t *testing.T, env commandtest.Env) int {
 	t.Helper()

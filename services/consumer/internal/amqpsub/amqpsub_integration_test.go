@@ -37,7 +37,7 @@ func newSubEnv(t *testing.T, n int) *subEnv {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	defer ch.Close()
-	require.NoError(t, rabbit.DeclareTenant(ch, tenant))
+	require.NoError(t, rabbit.DefaultTopology.DeclareTenant(ch, tenant))
 	require.NoError(t, ch.Confirm(false))
 	queue := rabbit.QueueName(tenant)
 	for i := range n {

@@ -222,7 +222,7 @@ func TestRestartRebuildsFromEvents(t *testing.T) {
 	// The gone tenant's queue exists from an earlier run.
 	ch, err := e.amqp.Channel()
 	require.NoError(t, err)
-	require.NoError(t, rabbit.DeclareTenant(ch, gone))
+	require.NoError(t, rabbit.DefaultTopology.DeclareTenant(ch, gone))
 	_ = ch.Close()
 
 	svc := e.startService(1 << 16)

@@ -82,7 +82,7 @@ func (e *env) startService(maxBytes int, opts ...func(*Service)) *Service {
 	}, Deps{
 		Log: log, WLog: watermill.NopLogger{}, Pool: pool, DB: db,
 		Events: eventstore.New(db, watermill.NopLogger{}), Subscriber: sub, Group: group,
-		Rabbit: rc, URL: amqptest.URL(t), Ready: health.New(), Registry: prometheus.NewRegistry(),
+		Rabbit: rc, URL: amqptest.URL(t), Topology: rabbit.DefaultTopology, Ready: health.New(), Registry: prometheus.NewRegistry(),
 		MaxMessageBytes: maxBytes,
 	})
 	require.NoError(t, err)

@@ -35,7 +35,7 @@ func TestPoolPauseAndResume(t *testing.T) {
 	require.NoError(t, conn.WaitConnected(ctx))
 	ch, err := conn.Channel()
 	require.NoError(t, err)
-	require.NoError(t, rabbit.DeclareTenant(ch, id))
+	require.NoError(t, rabbit.DefaultTopology.DeclareTenant(ch, id))
 	_ = ch.Close()
 
 	sub, err := amqpsub.New(amqpsub.Config{Sources: []amqpsub.ChannelSource{conn}, Prefetch: 8, Log: testLogger()})

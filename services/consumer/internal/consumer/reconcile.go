@@ -101,13 +101,26 @@ func (s *Service) converge(ctx context.Context, t desired.Tenant) error {
 	return s.report(ctx, lt)
 }
 
+// declare declares the tenant's queues. Queues that exist with another type (the
+// queue types were changed after the tenant was created) keep it: RabbitMQ cannot
+// change a queue's type, and failing here would retry the tenant forever without ever
+// consuming it. The difference is logged once per tenant and process.
 func (s *Service) declare(tenantID string) error {
-	ch, err := s.d.Rabbit.Channel()
+	got, err := s.d.Topology.Declare(s.d.Rabbit.Channel, tenantID)
 	if err != nil {
-		return err
+		return fmt.Errorf("declare queues of %s: %w", tenantID, err)
 	}
-	defer ch.Close()
-	return rabbit.DeclareTenant(ch, tenantID)
+	kept := got.Kept(s.d.Topology, tenantID)
+	if len(kept) == 0 {
+		return nil
+	}
+	if s.typeChangeExplained.CompareAndSwap(false, true) {
+		s.log.Warn("tenant queues exist with another type than QUEUE_TYPE/DLQ_QUEUE_TYPE ask for: they keep it: RabbitMQ cannot change a queue's type, so QUEUE_TYPE and DLQ_QUEUE_TYPE apply to new tenants only",
+			"tenant_id", tenantID, "queues", kept, "queue_type", s.d.Topology.Queue, "dlq_queue_type", s.d.Topology.DLQ)
+		return nil
+	}
+	s.log.Info("tenant queues keep their existing type", "tenant_id", tenantID, "queues", kept)
+	return nil
 }
 
 // declareIfLive declares a live tenant's topology again (a dead letter found its DLQ

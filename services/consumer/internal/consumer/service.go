@@ -39,12 +39,15 @@ func NewGroup() string { return ConsumerGroupPrefix + uuid.NewString() }
 
 // Deps are the shared infrastructure the service runs on (see platform/app).
 type Deps struct {
-	Log      *slog.Logger
-	WLog     watermill.LoggerAdapter
-	Pool     *pgxpool.Pool
-	DB       *sql.DB
-	Rabbit   *rabbit.Conn // topology, dead letters and sampling
-	URL      string       // broker URL for the worker connections
+	Log    *slog.Logger
+	WLog   watermill.LoggerAdapter
+	Pool   *pgxpool.Pool
+	DB     *sql.DB
+	Rabbit *rabbit.Conn // topology, dead letters and sampling
+	URL    string       // broker URL for the worker connections
+	// Topology is the queue types of new tenants' queues (QUEUE_TYPE, DLQ_QUEUE_TYPE);
+	// the command service must declare with the same.
+	Topology rabbit.Topology
 	Ready    *health.Readiness
 	Registry prometheus.Registerer
 	// MaxMessageBytes: larger bodies are dead-lettered.
@@ -78,6 +81,9 @@ type Service struct {
 	// noArchive leaves dead letters in the DLQs (tests of the DLQ itself).
 	noArchive  bool
 	eventsLive atomic.Bool
+	// typeChangeExplained is set once the log said why existing queues keep a type
+	// other than QUEUE_TYPE/DLQ_QUEUE_TYPE; later tenants get a short line each.
+	typeChangeExplained atomic.Bool
 
 	// workers is what every tenant pool is built with.
 	workers *poolDeps
@@ -103,6 +109,12 @@ func New(cfg Settings, d Deps) (*Service, error) {
 	}
 	if d.Events == nil || d.Subscriber == nil || !strings.HasPrefix(d.Group, ConsumerGroupPrefix) {
 		return nil, errors.New("consumer: Deps need Events, Subscriber and a Group from NewGroup")
+	}
+	if _, err := rabbit.ParseQueueType(string(d.Topology.Queue)); err != nil {
+		return nil, fmt.Errorf("consumer: Deps.Topology.Queue: %w", err)
+	}
+	if _, err := rabbit.ParseQueueType(string(d.Topology.DLQ)); err != nil {
+		return nil, fmt.Errorf("consumer: Deps.Topology.DLQ: %w", err)
 	}
 	s := &Service{
 		cfg:      cfg,
