@@ -105,7 +105,7 @@ func newBrowser(t *testing.T, secret string) *browser {
 		"POST /tenants/" + tenantA + "/resume":               {409, `{"status":409,"code":"tenant_draining","detail":"the tenant is draining: it takes no more commands but a delete"}`},
 		"DELETE /tenants/" + tenantA:                         {202, `{"id":"` + tenantA + `","status":"deleting","version":6}`},
 		"POST /tenants/" + tenantA + "/dead-letters/redrive": {200, `{"matched":1}`},
-		"POST /tenants":                                      {201, `{"id":"` + tenantB + `","name":"new","workers":2,"status":"active","version":1,"amqp":{"username":"u","password":"p4ss","vhost":"/","exchange":"x"}}`},
+		"POST /tenants": {201, `{"id":"` + tenantB + `","name":"new","workers":2,"status":"active","version":1,"amqp":{"username":"u","password":"p4ss","vhost":"/","exchange":"x"}}`},
 	}}
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)
