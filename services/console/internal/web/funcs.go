@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -24,7 +25,10 @@ var funcs = template.FuncMap{
 	"pathq":     pathWithQuery,
 }
 
-// prettyJSON indents a JSON value; anything that is not JSON comes back as it was.
+// prettyJSON indents a JSON value for reading; anything that is not JSON comes back as
+// it was. The services escape <, > and & in strings as \u003c, \u003e and \u0026
+// (encoding/json's default); they are shown as the characters they are, which the
+// template then escapes for HTML like any other text.
 func prettyJSON(raw json.RawMessage) string {
 	if len(raw) == 0 {
 		return ""
@@ -33,7 +37,41 @@ func prettyJSON(raw json.RawMessage) string {
 	if err := json.Indent(&buf, raw, "", "  "); err != nil {
 		return string(raw)
 	}
-	return buf.String()
+	return unescapeHTMLEscapes(buf.Bytes())
+}
+
+// unescapeHTMLEscapes turns \u003c, \u003e and \u0026 back into <, > and & in valid
+// JSON text. Backslashes occur only inside strings there, each starting an escape of
+// known length, so an escaped backslash followed by "u003c" is left alone.
+func unescapeHTMLEscapes(b []byte) string {
+	var out strings.Builder
+	out.Grow(len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			out.WriteByte(b[i])
+			continue
+		}
+		if b[i+1] == 'u' && i+6 <= len(b) {
+			switch strings.ToLower(string(b[i+2 : i+6])) {
+			case "003c":
+				out.WriteByte('<')
+				i += 5
+				continue
+			case "003e":
+				out.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				out.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		out.WriteByte(b[i])
+		out.WriteByte(b[i+1])
+		i++
+	}
+	return out.String()
 }
 
 // deadLetterPayload is a dead letter's body for display: pretty JSON, else the raw bytes

@@ -377,6 +377,7 @@ func (s *Server) resize(c *fiber.Ctx) error {
 	if err != nil {
 		return s.actionFailed(c, err, tenantPath(id))
 	}
+	s.awaitVersion(c, id, res.Version)
 	s.setFlash(c, flash{Kind: "ok", Text: fmt.Sprintf("Desired workers set to %d.", res.Workers)})
 	return c.Redirect(tenantPath(id), http.StatusSeeOther)
 }
@@ -391,9 +392,11 @@ func (s *Server) resume(c *fiber.Ctx) error {
 
 func (s *Server) statusCommand(c *fiber.Ctx, done string, call func(ctx context.Context, id string, ifMatch int) (client.StatusChange, error)) error {
 	id := tenantID(c)
-	if _, err := call(c.UserContext(), id, ifMatch(c)); err != nil {
+	res, err := call(c.UserContext(), id, ifMatch(c))
+	if err != nil {
 		return s.actionFailed(c, err, tenantPath(id))
 	}
+	s.awaitVersion(c, id, res.Version)
 	s.setFlash(c, flash{Kind: "ok", Text: done})
 	return c.Redirect(tenantPath(id), http.StatusSeeOther)
 }
@@ -422,15 +425,47 @@ func (s *Server) deleteTenant(c *fiber.Ctx) error {
 			return c.Redirect(tenantPath(id), http.StatusSeeOther)
 		}
 	}
-	if _, err := s.api(c).Delete(c.UserContext(), id, opts); err != nil {
+	res, err := s.api(c).Delete(c.UserContext(), id, opts)
+	if err != nil {
 		return s.actionFailed(c, err, tenantPath(id))
 	}
 	if opts.Drain {
+		s.awaitVersion(c, id, res.Version)
 		s.setFlash(c, flash{Kind: "ok", Text: "Draining: new messages are refused and the tenant is deleted once its queue is empty."})
 		return c.Redirect(tenantPath(id), http.StatusSeeOther)
 	}
 	s.setFlash(c, flash{Kind: "ok", Text: "Tenant deleted with its queue, stored messages and dead letters."})
 	return c.Redirect("/tenants", http.StatusSeeOther)
+}
+
+// Read-your-writes: the query side applies a command's event shortly after the command
+// service answered. Before redirecting to a page built from the query side, the console
+// waits (briefly) until it shows the version the command produced, so the operator sees
+// the tenant they just changed, not the state before.
+const (
+	awaitVersionFor   = 3 * time.Second
+	awaitVersionEvery = 50 * time.Millisecond
+)
+
+// awaitVersion polls the tenant until the query side shows version v or later; past
+// awaitVersionFor it gives up silently (the page's live refresh catches up).
+func (s *Server) awaitVersion(c *fiber.Ctx, id string, v int) {
+	ctx, cancel := context.WithTimeout(c.UserContext(), awaitVersionFor)
+	defer cancel()
+	api := s.api(c)
+	tick := time.NewTicker(awaitVersionEvery)
+	defer tick.Stop()
+	for {
+		t, err := api.GetTenant(ctx, id)
+		if err == nil && t.Version >= v {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // actionFailed shows the API's problem detail on the page the action came from. A

@@ -73,7 +73,7 @@ func (u *upstream) called(prefix string) []string {
 func tenantJSON(id, name, status string, backlog bool) string {
 	t := map[string]any{
 		"id": id, "name": name, "status": status, "workers": map[string]int{"desired": 3, "current": 2},
-		"dead_letters_pending": 1, "queue": "tenant_" + id + "_queue", "version": 4,
+		"dead_letters_pending": 1, "queue": "tenant_" + id + "_queue", "version": 99,
 		"created_at": time.Now().Add(-time.Hour), "updated_at": time.Now(),
 	}
 	if backlog {
@@ -201,6 +201,14 @@ func TestTenantControlledTextIsEscaped(t *testing.T) {
 	assert.Contains(t, contentSecurityPolicy, "script-src 'self';")
 	assert.Contains(t, contentSecurityPolicy, "frame-ancestors 'none'")
 	assert.NotContains(t, contentSecurityPolicy, "unsafe-inline")
+}
+
+// Pretty-printing shows the characters the services escape, and only those: an escaped
+// backslash before "u003c" stays as it was.
+func TestPrettyJSON(t *testing.T) {
+	assert.Equal(t, "{\n  \"a\": \"<b> & </b>\",\n  \"n\": [\n    1\n  ]\n}", prettyJSON(json.RawMessage(`{"a":"\u003cb\u003e \u0026 \u003c/b\u003e","n":[1]}`)))
+	assert.Equal(t, `"\\u003c \u00e9 \n"`, prettyJSON(json.RawMessage(`"\\u003c \u00e9 \n"`)))
+	assert.Equal(t, "not json {", prettyJSON(json.RawMessage("not json {")))
 }
 
 // The tenants table shows the backlog when the query service has one and a dash when
