@@ -274,7 +274,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, b.text("#dl-rows"), `{"broken":`, "the raw body, as text")
 	require.Equal(t, "true", b.eval(`String(document.querySelector("#dl-redrive").disabled)`), "no redrive before a dry run")
 	b.do(chromedp.Click(chromedp.CSS("#dl-rows input.dl-pick")), chromedp.Click(chromedp.CSS("#dl-dryrun")))
-	b.waitText("Dry run: the 1 selected row match 1 pending dead letter.", 10*time.Second)
+	b.waitText("Dry run: redrive or purge would act on 1 pending dead letter (the 1 selected row).", 10*time.Second)
 	require.Equal(t, "false", b.eval(`String(document.querySelector("#dl-redrive").disabled)`))
 	require.Equal(t, "true", b.eval(`String(document.querySelector("#dl-rows input.dl-pick").checked)`), "the selection survives the dry run")
 	b.screenshot("dead-letters")

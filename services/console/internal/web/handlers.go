@@ -313,7 +313,7 @@ func (s *Server) deadLetterAction(c *fiber.Ctx) error {
 			return s.actionFailed(c, err, back(true))
 		}
 		s.setFlash(c, flash{Kind: "dryrun", Sel: selectionKey(ids, reason),
-			Text: fmt.Sprintf("Dry run: %s match %d pending dead letter%s. Nothing was changed.", what, res.Matched, plural(res.Matched))})
+			Text: fmt.Sprintf("Dry run: redrive or purge would act on %d pending dead letter%s (%s). Nothing was changed.", res.Matched, plural(res.Matched), what)})
 		return c.Redirect(back(true), http.StatusSeeOther)
 	case "redrive":
 		res, err := s.api(c).Redrive(ctx, id, sel, 0)
@@ -338,9 +338,9 @@ func describeSelection(ids []string, reason string) string {
 	case len(ids) > 0:
 		return fmt.Sprintf("the %d selected row%s", len(ids), plural(len(ids)))
 	case reason != "":
-		return fmt.Sprintf("all pending %s dead letters (up to %d)", reason, redriveByFilterMax)
+		return fmt.Sprintf("all pending %s dead letters, up to %d", reason, redriveByFilterMax)
 	default:
-		return fmt.Sprintf("all pending dead letters (up to %d)", redriveByFilterMax)
+		return fmt.Sprintf("all pending dead letters, up to %d", redriveByFilterMax)
 	}
 }
 

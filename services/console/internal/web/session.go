@@ -34,6 +34,8 @@ const (
 	localPrincipal = "console.principal"
 	localToken     = "console.token"
 	localBinding   = "console.binding"
+	// localFlashTaken marks a request whose flash was read (and cleared) already.
+	localFlashTaken = "console.flash"
 )
 
 // implicitAdmin is the operator when authentication is off, as on the other services.
@@ -214,6 +216,11 @@ func (s *Server) setFlash(c *fiber.Ctx, f flash) {
 
 // takeFlash reads and clears the flash cookie; a missing or forged one is no flash.
 func (s *Server) takeFlash(c *fiber.Ctx) *flash {
+	// The request still carries the cookie after it was cleared: once per request.
+	if c.Locals(localFlashTaken) != nil {
+		return nil
+	}
+	c.Locals(localFlashTaken, true)
 	raw := c.Cookies(flashCookie)
 	if raw == "" {
 		return nil

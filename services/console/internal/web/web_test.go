@@ -378,9 +378,10 @@ func TestDeadLetterDryRunThenRedrive(t *testing.T) {
 	loc := resp.Header.Get("Location")
 	assert.Contains(t, loc, "sel=d1")
 	b.get(loc)
-	assert.Contains(t, b.last, "Dry run: the 1 selected row match 1 pending dead letter.")
+	assert.Contains(t, b.last, "Dry run: redrive or purge would act on 1 pending dead letter (the 1 selected row).")
 	assert.NotRegexp(t, `id="dl-redrive" disabled`, b.last)
 	assert.Regexp(t, `value="d1" class="dl-pick" checked`, b.last)
+	assert.Equal(t, 1, strings.Count(b.last, "Dry run: redrive or purge"), "shown in the action bar only")
 	b.get(loc)
 	assert.Regexp(t, `id="dl-redrive" disabled`, b.last, "the dry run counts once")
 }
