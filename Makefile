@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 # Every workspace module's packages: go test does not cross modules on its own.
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}/...')
-SERVICES := command consumer query
+SERVICES := command consumer query console
 TEST_FLAGS ?= -count=1 -timeout 20m
 # Packages that run goroutines of their own: `make race` runs their tests, integration
 # tests included, under the race detector.
@@ -20,14 +20,14 @@ help: ## this list (the default goal)
 	@echo "usage: make <target>   (README.md explains each)"
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-zA-Z0-9_-]+:[^#]*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## bin/command, bin/consumer, bin/query, bin/mtmctl
+build: ## bin/command, bin/consumer, bin/query, bin/console, bin/mtmctl
 	@mkdir -p bin
 	$(GO) build -o bin/ $(addprefix ./services/,$(SERVICES)) ./cmd/mtmctl
 
 deps: ## make sure Postgres and RabbitMQ are reachable
 	@./scripts/deps.sh
 
-run: deps build ## start all three services (Ctrl+C stops them)
+run: deps build ## start the three services and the console on :8083 (Ctrl+C stops them)
 	@./scripts/run.sh
 
 migrate: deps build ## apply database migrations

@@ -214,10 +214,21 @@ func pageQuery(cursor string, limit int) url.Values {
 
 // Ready checks that both services answer /readyz with 200.
 func (c *Client) Ready(ctx context.Context) error {
-	for _, base := range []string{c.commandURL, c.queryURL} {
-		if err := c.do(ctx, request{method: http.MethodGet, base: base, path: "/readyz"}, nil); err != nil {
-			return fmt.Errorf("%s not ready: %w", base, err)
-		}
+	if err := c.CommandReady(ctx); err != nil {
+		return err
+	}
+	return c.QueryReady(ctx)
+}
+
+// CommandReady checks that the command service answers /readyz with 200.
+func (c *Client) CommandReady(ctx context.Context) error { return c.readyz(ctx, c.commandURL) }
+
+// QueryReady checks that the query service answers /readyz with 200.
+func (c *Client) QueryReady(ctx context.Context) error { return c.readyz(ctx, c.queryURL) }
+
+func (c *Client) readyz(ctx context.Context, base string) error {
+	if err := c.do(ctx, request{method: http.MethodGet, base: base, path: "/readyz"}, nil); err != nil {
+		return fmt.Errorf("%s not ready: %w", base, err)
 	}
 	return nil
 }

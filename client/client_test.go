@@ -86,3 +86,41 @@ func TestErrorsAreProblems(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Each service's readiness is asked on its own base URL, so a caller can name the one
+// that is down; Ready needs both.
+func TestReadinessPerService(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	}))
+	defer up.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"not ready"}`))
+	}))
+	defer down.Close()
+	ctx := context.Background()
+
+	c := New(up.URL, down.URL, "")
+	if err := c.CommandReady(ctx); err != nil {
+		t.Fatalf("command: %v", err)
+	}
+	if err := c.QueryReady(ctx); !IsStatus(err, http.StatusServiceUnavailable) {
+		t.Fatalf("query: want 503, got %v", err)
+	}
+	if err := c.Ready(ctx); err == nil {
+		t.Fatal("Ready with the query service down: want an error")
+	}
+	if err := New(down.URL, up.URL, "").CommandReady(ctx); err == nil {
+		t.Fatal("command down: want an error")
+	}
+	if err := New(up.URL, up.URL, "").Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,8 @@ module github.com/multitenant/mtm/e2e
 
 go 1.26.8
 
+replace github.com/multitenant/mtm/client => ../client
+
 replace github.com/multitenant/mtm/events => ../events
 
 replace github.com/multitenant/mtm/migrations => ../migrations
@@ -11,8 +13,10 @@ replace github.com/multitenant/mtm/platform => ../platform
 replace github.com/multitenant/mtm/projections => ../projections
 
 require (
+	github.com/chromedp/chromedp v0.23.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/multitenant/mtm/client v0.0.0
 	github.com/multitenant/mtm/platform v0.0.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/stretchr/testify v1.12.1
@@ -28,11 +32,13 @@ require (
 	github.com/caarlos0/env/v10 v10.0.0 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/containerd/continuity v0.4.5 // indirect
 	github.com/docker/cli v27.4.1+incompatible // indirect
 	github.com/docker/docker v27.1.1+incompatible // indirect
 	github.com/docker/go-connections v0.8.2 // indirect
 	github.com/docker/go-units v0.5.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-viper/mapstructure/v2 v2.1.0 // indirect
 	github.com/gofiber/fiber/v2 v2.52.15 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect

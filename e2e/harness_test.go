@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 	if err := proctest.Build(dir,
 		"github.com/multitenant/mtm/services/command",
 		"github.com/multitenant/mtm/services/consumer",
-		"github.com/multitenant/mtm/services/query"); err != nil {
+		"github.com/multitenant/mtm/services/query",
+		"github.com/multitenant/mtm/services/console"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the three services together with their logs prefixed by service name.
-# Ctrl+C (or SIGTERM) stops all three gracefully.
+# Runs the three services and the console together with their logs prefixed by service
+# name. Ctrl+C (or SIGTERM) stops all of them gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +38,9 @@ fi
 start command "${mgmt[@]}"
 start consumer
 start query
-echo "run: command :8080, query :8081, consumer :8082 — Ctrl+C stops all three"
+# The console reaches the services on their default ports (COMMAND_URL, QUERY_URL).
+start console
+echo "run: command :8080, query :8081, consumer :8082, console http://localhost:8083 — Ctrl+C stops them all"
 # Exit (stopping the rest) as soon as any service dies.
 wait -n "${pids[@]}" || true
 echo "run: a service exited; stopping the others" >&2

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -41,11 +42,13 @@ type App struct {
 	// Handshake dials a fresh broker connection periodically: the readiness check
 	// "rabbitmq-handshake" fails when the broker accepts TCP but no longer completes a
 	// new AMQP handshake (out of file handles), which the long-lived connection behind
-	// "rabbitmq" cannot see.
+	// "rabbitmq" cannot see. Nil for a standalone service.
 	Handshake *rabbit.HandshakeProbe
 	Ready     *health.Readiness
 	Registry  *prometheus.Registry
 	HTTP      *httpserver.Server
+
+	opts Options
 }
 
 // Options tune New.
@@ -54,6 +57,14 @@ type Options struct {
 	MaxDBConns int32
 	// BodyLimit caps request bodies (0: 1 MiB).
 	BodyLimit int
+	// Standalone runs without Postgres and RabbitMQ: Pool, DB and Rabbit stay nil, they
+	// are neither readiness checks nor lifecycle components, and -migrate is refused.
+	// For a service that only calls the others over HTTP (the console).
+	Standalone bool
+	// OwnAuth leaves authentication of every route but /metrics to the service (the
+	// console signs operators in with a session cookie, not a bearer header); /metrics
+	// keeps the bearer admin check of the other services.
+	OwnAuth bool
 }
 
 // Exit codes shared by the three binaries.
@@ -71,6 +82,9 @@ type Boot struct {
 	migrate bool
 }
 
+// errNoDatabase is why a standalone service refuses -migrate.
+var errNoDatabase = errors.New("-migrate: this service has no database")
+
 // Configure adds -migrate to the service's flags, parses the command line and fills cfg
 // (a struct embedding base) from CONFIG_FILE and the environment, using defaultAddr when
 // HTTP_ADDR is unset. A bad value exits the process with one line naming the variable.
@@ -87,6 +101,9 @@ func Configure(name string, cfg any, base *config.Base, defaultAddr string) *Boo
 // Start builds the infrastructure (nothing connects yet). With -migrate it applies the
 // migrations and exits instead of returning.
 func (b *Boot) Start(ctx context.Context, opts Options) *App {
+	if b.migrate && opts.Standalone {
+		Exit(b.name, ExitUsage, errNoDatabase)
+	}
 	a, err := New(ctx, b.name, b.base, opts)
 	if err != nil {
 		Exit(b.name, ExitFailure, err)
@@ -134,41 +151,48 @@ func (a *App) Serve(ctx context.Context, comps ...lifecycle.Component) {
 // service whose database or broker is down starts, logs, and reports not-ready.
 func New(ctx context.Context, name string, base *config.Base, opts Options) (*App, error) {
 	log := logging.New(name, base.LogLevel, base.LogFormat)
-	topology, err := TopologyOf(base)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := postgres.NewPool(ctx, base.DatabaseURL, opts.MaxDBConns)
-	if err != nil {
-		return nil, err
-	}
 	a := &App{
 		Name:     name,
 		Config:   base,
 		Log:      log,
 		WLog:     watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug}),
-		Pool:     pool,
-		DB:       postgres.OpenDB(pool),
-		Rabbit:   rabbit.NewConn(base.RabbitMQURL, name, log),
-		Topology: topology,
-		Handshake: rabbit.NewHandshakeProbe(base.RabbitMQURL, name+"-handshake-probe", log,
-			rabbit.HandshakeInterval, rabbit.HandshakeTimeout),
 		Ready:    health.New(),
 		Registry: metrics.NewRegistry(),
+		opts:     opts,
 	}
-	a.Ready.Add("postgres", postgres.Ping(pool))
-	a.Ready.Add("rabbitmq", a.Rabbit.Ping)
-	a.Ready.Add("rabbitmq-handshake", a.Handshake.Check)
+	if !opts.Standalone {
+		topology, err := TopologyOf(base)
+		if err != nil {
+			return nil, err
+		}
+		a.Topology = topology
+		pool, err := postgres.NewPool(ctx, base.DatabaseURL, opts.MaxDBConns)
+		if err != nil {
+			return nil, err
+		}
+		a.Pool = pool
+		a.DB = postgres.OpenDB(pool)
+		a.Rabbit = rabbit.NewConn(base.RabbitMQURL, name, log)
+		a.Handshake = rabbit.NewHandshakeProbe(base.RabbitMQURL, name+"-handshake-probe", log,
+			rabbit.HandshakeInterval, rabbit.HandshakeTimeout)
+		a.Ready.Add("postgres", postgres.Ping(pool))
+		a.Ready.Add("rabbitmq", a.Rabbit.Ping)
+		a.Ready.Add("rabbitmq-handshake", a.Handshake.Check)
+	}
 	a.Registry.MustRegister(a.Ready.Gauge())
+	// Every route but the probes and docs needs a token when JWT_SECRET is set.
+	authn := auth.Middleware(auth.ConfigFrom(base))
+	if opts.OwnAuth {
+		authn = auth.MetricsOnly(authn)
+	}
 	a.HTTP = httpserver.New(httpserver.Options{
-		Service:   name,
-		Addr:      base.HTTPAddr,
-		Log:       log,
-		Readiness: a.Ready,
-		Registry:  a.Registry,
-		BodyLimit: opts.BodyLimit,
-		// Every route but the probes and docs needs a token when JWT_SECRET is set.
-		Auth:        auth.Middleware(auth.ConfigFrom(base)),
+		Service:     name,
+		Addr:        base.HTTPAddr,
+		Log:         log,
+		Readiness:   a.Ready,
+		Registry:    a.Registry,
+		BodyLimit:   opts.BodyLimit,
+		Auth:        authn,
 		MetricsAddr: base.MetricsAddr,
 	})
 	if base.JWTSecret == "" {
@@ -192,6 +216,9 @@ func TopologyOf(base *config.Base) (rabbit.Topology, error) {
 
 // Migrate waits for the database, then applies all migrations.
 func (a *App) Migrate(ctx context.Context) error {
+	if a.Pool == nil {
+		return errNoDatabase
+	}
 	// Creating the database is a convenience for development; where the role may not
 	// create databases the error is logged and migration proceeds on the existing one.
 	if err := postgres.EnsureDatabase(ctx, a.Config.DatabaseURL); err != nil {
@@ -207,24 +234,27 @@ func (a *App) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Run runs the broker connection, the given components and the HTTP server until
+// Run runs the broker connection (unless Standalone), the given components and the HTTP server until
 // SIGINT/SIGTERM, then stops them in reverse order: HTTP first (after /readyz turns
 // 503 and SHUTDOWN_DRAIN_DELAY has passed), then the components, then the broker
 // connection and the database pool — all within SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
-	all := []lifecycle.Component{
-		{
-			Name: "postgres",
-			Run:  func(context.Context) error { return nil },
-			Stop: a.closeDatabase,
-		},
-		lifecycle.Cancellable("rabbitmq", a.Rabbit.Run),
-		lifecycle.Cancellable("rabbitmq-handshake", a.Handshake.Run),
-		lifecycle.Cancellable("readiness", func(ctx context.Context) error {
-			a.Ready.Watch(ctx, readinessInterval)
-			return nil
-		}),
+	var all []lifecycle.Component
+	if !a.opts.Standalone {
+		all = append(all,
+			lifecycle.Component{
+				Name: "postgres",
+				Run:  func(context.Context) error { return nil },
+				Stop: a.closeDatabase,
+			},
+			lifecycle.Cancellable("rabbitmq", a.Rabbit.Run),
+			lifecycle.Cancellable("rabbitmq-handshake", a.Handshake.Run),
+		)
 	}
+	all = append(all, lifecycle.Cancellable("readiness", func(ctx context.Context) error {
+		a.Ready.Watch(ctx, readinessInterval)
+		return nil
+	}))
 	all = append(all, comps...)
 	all = append(all, lifecycle.Component{Name: "http", Run: a.HTTP.Run, Stop: a.HTTP.Stop})
 	runner := lifecycle.Runner{

@@ -59,6 +59,19 @@ func Middleware(cfg Config) fiber.Handler {
 	}
 }
 
+// MetricsOnly runs authn (Middleware) for /metrics only and lets every other request
+// through untouched: for a service that authenticates its own routes some other way
+// (the console's session cookie), so its metrics stay as guarded as the other services'.
+// It stores no principal for the other routes.
+func MetricsOnly(authn fiber.Handler) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if isMetricsPath(c) {
+			return authn(c)
+		}
+		return c.Next()
+	}
+}
+
 // IsPublicPath reports whether the request is for /healthz, /readyz or /swagger/*.
 // It normalises the path the way Fiber's router does (case and trailing slash, per the
 // app's config), so a path is public exactly when it routes to a public handler.

@@ -479,3 +479,36 @@ func TestWithoutMiddleware(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, res.status)
 	assert.Equal(t, auth.CodeTenantNotFound, res.body["code"])
 }
+
+// MetricsOnly guards /metrics exactly as Middleware does and nothing else: a service
+// with its own sign-in still keeps its metrics behind an admin token.
+func TestMetricsOnlyGuardsOnlyMetrics(t *testing.T) {
+	cfg := auth.Config{Secret: testSecret}
+	srv := httpserver.New(httpserver.Options{
+		Service:  "authtest",
+		Addr:     ":0",
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry: prometheus.NewRegistry(),
+		Auth:     auth.MetricsOnly(auth.Middleware(cfg)),
+	})
+	srv.App.Get("/page", func(c *fiber.Ctx) error { return c.SendString("page") })
+	get := func(path, token string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := srv.App.Test(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	admin, err := auth.Mint(cfg, auth.RoleAdmin, "", time.Minute)
+	require.NoError(t, err)
+	tenant, err := auth.Mint(cfg, auth.RoleTenant, uuid.NewString(), time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, get("/page", ""), "other routes are the service's own business")
+	assert.Equal(t, http.StatusUnauthorized, get("/metrics", ""))
+	assert.Equal(t, http.StatusUnauthorized, get("/METRICS/", ""), "matched as the router matches")
+	assert.Equal(t, http.StatusForbidden, get("/metrics", tenant))
+	assert.Equal(t, http.StatusOK, get("/metrics", admin))
+}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // service is one of the product's deployable services, with its HTTP port (the default
@@ -13,13 +14,41 @@ import (
 type service struct {
 	Name string
 	Port int
+	// Calls are the services it reaches over HTTP instead of using Postgres and RabbitMQ
+	// (the console): each by a <NAME>_URL variable that must point at that service, and
+	// in compose it waits for them rather than for the database and the migration.
+	Calls []string
 }
 
-// services are the three binaries every deployment form must run.
-var services = []service{{"command", 8080}, {"query", 8081}, {"consumer", 8082}}
+// services are the binaries every deployment form must run.
+var services = []service{
+	{Name: "command", Port: 8080},
+	{Name: "query", Port: 8081},
+	{Name: "consumer", Port: 8082},
+	{Name: "console", Port: 8083, Calls: []string{"command", "query"}},
+}
 
 func isService(name string) bool {
-	return slices.ContainsFunc(services, func(s service) bool { return s.Name == name })
+	_, ok := serviceNamed(name)
+	return ok
+}
+
+func serviceNamed(name string) (service, bool) {
+	i := slices.IndexFunc(services, func(s service) bool { return s.Name == name })
+	if i < 0 {
+		return service{}, false
+	}
+	return services[i], true
+}
+
+// upstreamVar is the variable that points a caller at service name: COMMAND_URL.
+func upstreamVar(name string) string { return strings.ToUpper(name) + "_URL" }
+
+// upstreamURL is service name's address by its compose service or Kubernetes Service
+// name (both are the service's name) and HTTP port.
+func upstreamURL(name string) string {
+	s, _ := serviceNamed(name)
+	return "http://" + name + ":" + strconv.Itoa(s.Port)
 }
 
 // metricsPortName is the containerPort name of the METRICS_ADDR listener in Kubernetes.

@@ -134,6 +134,14 @@ func checkCompose(root, path string, p *problems) (int, map[string]int, map[stri
 			"rabbitmq": types.ServiceConditionHealthy,
 			"migrate":  types.ServiceConditionCompletedSuccessfully,
 		}
+		if len(want.Calls) > 0 {
+			// The services have no healthcheck (distroless: no shell): started is what
+			// compose can know; the caller's /readyz waits for their /readyz.
+			wantDeps = map[string]string{}
+			for _, c := range want.Calls {
+				wantDeps[c] = types.ServiceConditionStarted
+			}
+		}
 		for dep, cond := range wantDeps {
 			if got, ok := s.DependsOn[dep]; !ok || got.Condition != cond {
 				p.addf("%s: depends_on %s must be condition %s", co, dep, cond)
@@ -144,6 +152,11 @@ func checkCompose(root, path string, p *problems) (int, map[string]int, map[stri
 				return *v
 			}
 			return ""
+		}
+		for _, c := range want.Calls {
+			if got := env(upstreamVar(c)); got != upstreamURL(c) {
+				p.addf("%s: %s %q, want %s", co, upstreamVar(c), got, upstreamURL(c))
+			}
 		}
 		if addr := env("HTTP_ADDR"); addr != "" {
 			if _, port, err := net.SplitHostPort(addr); err != nil || port != strconv.Itoa(want.Port) {

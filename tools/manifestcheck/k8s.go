@@ -325,6 +325,13 @@ func checkDeployment(o object, d *appsv1.Deployment, idx index, p *problems) {
 			checkProbe(co, "startupProbe", c.StartupProbe, "", c, p)
 		}
 		env := containerEnv(c, idx)
+		if s, ok := serviceNamed(d.Name); ok && c.Name == d.Name {
+			for _, up := range s.Calls {
+				if got := env[upstreamVar(up)]; got != upstreamURL(up) {
+					p.addf("%s: %s %q, want %s (the Service)", co, upstreamVar(up), got, upstreamURL(up))
+				}
+			}
+		}
 		if addr, ok := env["HTTP_ADDR"]; ok {
 			_, port, err := net.SplitHostPort(addr)
 			n, _ := strconv.Atoi(port)

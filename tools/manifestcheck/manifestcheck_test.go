@@ -19,10 +19,10 @@ func TestRepositoryDeploymentsPass(t *testing.T) {
 	t.Parallel()
 	sum, problems := Check(repoRoot)
 	require.Empty(t, problems)
-	require.Equal(t, 7, sum.Files)
-	require.GreaterOrEqual(t, sum.Objects, 3*2+4, "Deployment+Service per service, Namespace, ConfigMap, Secret, Job")
-	require.GreaterOrEqual(t, sum.ComposeServices, 7)
-	require.Equal(t, 3, sum.Images)
+	require.Equal(t, 8, sum.Files)
+	require.GreaterOrEqual(t, sum.Objects, 4*2+4, "Deployment+Service per service, Namespace, ConfigMap, Secret, Job")
+	require.GreaterOrEqual(t, sum.ComposeServices, 8)
+	require.Equal(t, 4, sum.Images)
 	require.Positive(t, sum.Panels)
 	require.GreaterOrEqual(t, sum.Alerts, 4)
 }
@@ -168,6 +168,12 @@ func TestRejectsBrokenFiles(t *testing.T) {
 		{"dockerfile wrong port", dockerfile, "EXPOSE 8081", "EXPOSE 8080", "(SERVICE=query): final image must EXPOSE 8081"},
 		{"dockerfile wrong http addr", dockerfile, "ENV HTTP_ADDR=:8082", "ENV HTTP_ADDR=:8080", "(SERVICE=consumer): ENV HTTP_ADDR=:8080, want port 8082"},
 		{"dockerfile wrong entrypoint", dockerfile, `ENTRYPOINT ["/usr/local/bin/query"]`, `ENTRYPOINT ["/usr/local/bin/command"]`, `(SERVICE=query): final image's ENTRYPOINT must run the query binary`},
+		{"console without k8s deployment", "deployments/k8s/console.yaml", "kind: Deployment\nmetadata:\n  name: console", "kind: Deployment\nmetadata:\n  name: konsole", `no Deployment named "console"`},
+		{"k8s console wrong upstream", "deployments/k8s/console.yaml", `value: "http://query:8081"`, `value: "http://localhost:8081"`, `QUERY_URL "http://localhost:8081", want http://query:8081 (the Service)`},
+		{"compose console wrong upstream", "docker-compose.yml", "COMMAND_URL: http://command:8080", "COMMAND_URL: http://localhost:8080", `console: COMMAND_URL "http://localhost:8080", want http://command:8080`},
+		{"compose console not waiting", "docker-compose.yml", "      query:\n        condition: service_started\n", "", "console: depends_on query must be condition service_started"},
+		{"prometheus misses the console", "deployments/prometheus.yml", `"console:9100"`, `"console:9999"`, "does not scrape console:9100"},
+		{"dockerfile no console stage", dockerfile, "FROM runtime AS console", "FROM runtime AS konsole", "(SERVICE=console): FROM console is neither an earlier stage"},
 		{"dockerfile stage typo", dockerfile, "FROM runtime AS command", "FROM runtim AS command", "FROM runtim is neither an earlier stage nor an image with a tag"},
 	}
 	for _, tc := range cases {
@@ -196,11 +202,12 @@ func TestComposeOverrides(t *testing.T) {
 		"command":    {8080: "18080"},
 		"query":      {8081: "18081"},
 		"consumer":   {8082: "18082"},
+		"console":    {8083: "18083"},
 		"prometheus": {9090: "19090"},
 		"grafana":    {3000: "13000"},
 	}
 	vars := map[uint32]string{5432: "PG_PORT", 5672: "MQ_PORT", 15672: "MQ_UI_PORT", 8080: "COMMAND_PORT",
-		8081: "QUERY_PORT", 8082: "CONSUMER_PORT", 9090: "PROMETHEUS_PORT", 3000: "GRAFANA_PORT"}
+		8081: "QUERY_PORT", 8082: "CONSUMER_PORT", 8083: "CONSOLE_PORT", 9090: "PROMETHEUS_PORT", 3000: "GRAFANA_PORT"}
 	for _, ports := range want {
 		for target, host := range ports {
 			env[vars[target]] = host
