@@ -129,11 +129,13 @@ func TestCommandStormConverges(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			if o.path == "" && o.method == "" {
+				// Deferred: a failed call ends this goroutine, and the tenant's other
+				// commands must not wait for it forever.
+				defer close(created[o.tenant])
 				code, _, body := jsonCall(t, "POST", s.command.URL()+"/tenants", map[string]any{"name": "storm-" + uuid.NewString()[:8], "workers": o.createWorkers}, nil)
 				if code == 201 {
 					ids[o.tenant] = body["id"].(string)
 				}
-				close(created[o.tenant])
 				answers <- answer{o, code, body}
 				return
 			}
