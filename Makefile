@@ -13,8 +13,14 @@ RACE_PKGS := ./services/consumer/internal/consumer ./services/consumer/internal/
 	./services/command/internal/broker ./services/command/internal/ratelimit \
 	./services/command/internal/tenant ./platform/health
 
+# Fuzz targets as package:Target; `make fuzz` runs each for FUZZTIME (go test -fuzz takes
+# one package and one target per run). Their seed corpora also run in every `make test`.
+FUZZ_TARGETS := ./projections/cursor:FuzzDecode ./platform/payload:FuzzCheck ./events:FuzzDecode \
+	./platform/config:FuzzLoad ./platform/auth:FuzzVerify
+FUZZTIME ?= 5s
+
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit race deps migrate replay bench chaos lint swagger tidy clean
+.PHONY: help build run test test-unit race fuzz deps migrate replay bench chaos lint swagger tidy clean
 
 help: ## this list (the default goal)
 	@echo "usage: make <target>   (README.md explains each)"
@@ -44,6 +50,11 @@ test-unit: ## tests that need no server
 
 race: deps ## tests of the concurrent packages (integration included) under the race detector
 	$(GO) test $(TEST_FLAGS) -race -tags=integration $(RACE_PKGS)
+
+fuzz: ## run each fuzz target for FUZZTIME (default 5s): cursors, payloads, events, config, tokens
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz: $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
 chaos: deps ## stop and restart the local Postgres and RabbitMQ under load (disturbs other users of them)
 	$(GO) test -count=1 -tags=integration,chaos -run TestSurvivesRealRestarts -v ./e2e/

@@ -23,13 +23,18 @@ import (
 )
 
 // TestSurvivesRealRestarts stops and restarts this machine's real PostgreSQL and RabbitMQ
-// while messages flow through the three binaries, then checks that every confirmed
-// message is stored exactly once and nothing good was dead-lettered. It disturbs every
-// other user of those servers, so it is not part of `make test`: run it alone with
-// `make chaos` (needs the local servers and permission to stop them).
+// while messages flow through the three binaries: a short Postgres restart, a RabbitMQ
+// stop_app/start_app, a full RabbitMQ node restart (the Erlang VM exits, every queue is
+// recovered from disk) and a 60-second Postgres outage while producers keep publishing.
+// Then every confirmed message is stored exactly once and nothing good was dead-lettered
+// (neither left in a DLQ nor archived). It disturbs every other user of those servers, so
+// it is not part of `make test`: run it alone with `make chaos` (needs the local servers
+// and permission to stop them).
 func TestSurvivesRealRestarts(t *testing.T) {
 	s := startSystem(t)
-	const tenants, total = 3, 12000
+	// Paced at about 200 messages a second, so publishing spans every outage below.
+	const tenants, total = 3, 30000
+	const pace = 500 * time.Millisecond // per window of 100
 	var ids []string
 	for i := range tenants {
 		code, _, body := jsonCall(t, "POST", s.command.URL()+"/tenants", map[string]any{"name": fmt.Sprintf("chaos-%d-%s", i, uuid.NewString()[:6]), "workers": 2}, nil)
@@ -43,10 +48,10 @@ func TestSurvivesRealRestarts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- publishThroughOutages(ctx, amqptest.URL(t), ids, total, &confirmed, &sent) }()
+	go func() { done <- publishThroughOutages(ctx, amqptest.URL(t), ids, total, pace, &confirmed, &sent) }()
 
 	waitSent := func(n int64) {
-		require.Eventually(t, func() bool { return sent.Load() >= n }, 2*time.Minute, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return sent.Load() >= n }, 3*time.Minute, 20*time.Millisecond)
 	}
 	all := []*Proc{s.command, s.consumer, s.query}
 	waitReady := func(code int, within time.Duration) {
@@ -55,19 +60,37 @@ func TestSurvivesRealRestarts(t *testing.T) {
 		}
 	}
 
-	waitSent(total / 4)
-	t.Log("stopping PostgreSQL")
+	waitSent(2000)
+	t.Log("restarting PostgreSQL")
 	pgctl(t, "stop")
 	waitReady(503, 5*time.Second)
 	pgctl(t, "start")
 	waitReady(200, 30*time.Second)
 
-	waitSent(total / 2)
-	t.Log("stopping RabbitMQ")
+	waitSent(5000)
+	t.Log("stop_app/start_app RabbitMQ")
 	run(t, "rabbitmqctl", "stop_app")
 	waitReady(503, 10*time.Second)
 	run(t, "rabbitmqctl", "start_app")
 	waitReady(200, 60*time.Second)
+
+	waitSent(9000)
+	t.Log("restarting the RabbitMQ node")
+	run(t, "rabbitmqctl", "stop") // returns once the node has exited
+	waitReady(503, 10*time.Second)
+	// deps.sh starts the local broker the way `make deps` does (its file limit included).
+	run(t, "../scripts/deps.sh")
+	waitReady(200, 90*time.Second)
+
+	waitSent(13000)
+	t.Log("PostgreSQL down for 60 s while producers publish")
+	before := sent.Load()
+	pgctl(t, "stop")
+	waitReady(503, 5*time.Second)
+	time.Sleep(60 * time.Second) // the outage itself: nothing to poll for
+	require.Greater(t, sent.Load(), before+1000, "producers kept publishing during the outage")
+	pgctl(t, "start")
+	waitReady(200, 30*time.Second)
 
 	require.NoError(t, <-done)
 	want := map[string]bool{}
@@ -81,7 +104,7 @@ func TestSurvivesRealRestarts(t *testing.T) {
 	require.Eventually(t, func() bool {
 		err := conn.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT id) FROM messages WHERE tenant_id = ANY($1::uuid[])`, ids).Scan(&rows, &distinct)
 		return err == nil && rows >= total
-	}, 2*time.Minute, 100*time.Millisecond, "stored %d of %d", rows, total)
+	}, 3*time.Minute, 100*time.Millisecond, "stored %d of %d", rows, total)
 	require.Equal(t, total, rows, "nothing stored twice")
 	require.Equal(t, total, distinct)
 	got, err := conn.Query(context.Background(), `SELECT id::text FROM messages WHERE tenant_id = ANY($1::uuid[])`, ids)
@@ -99,11 +122,16 @@ func TestSurvivesRealRestarts(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, q.Messages, "no good message dead-lettered")
 	}
+	// Dead letters are archived off the DLQ: an empty DLQ alone proves nothing.
+	var archived int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE tenant_id = ANY($1::uuid[])`, ids).Scan(&archived))
+	require.Zero(t, archived, "no good message dead-lettered and archived")
 }
 
 // publishThroughOutages publishes total messages round-robin over the tenants' queues with
-// confirms, reconnecting and re-sending (same message id) whatever was not confirmed.
-func publishThroughOutages(ctx context.Context, url string, tenants []string, total int, confirmed *sync.Map, sent *atomic.Int64) error {
+// confirms, a window of 100 every pace, reconnecting and re-sending (same message id)
+// whatever was not confirmed.
+func publishThroughOutages(ctx context.Context, url string, tenants []string, total int, pace time.Duration, confirmed *sync.Map, sent *atomic.Int64) error {
 	var conn *amqp.Connection
 	var ch *amqp.Channel
 	connect := func() error {
@@ -119,7 +147,7 @@ func publishThroughOutages(ctx context.Context, url string, tenants []string, to
 		}
 		return ch.Confirm(false)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(6 * time.Minute)
 	for i := 0; i < total; {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("published %d of %d before the deadline", i, total)
@@ -162,6 +190,7 @@ func publishThroughOutages(ctx context.Context, url string, tenants []string, to
 		}
 		i += n
 		sent.Store(int64(i))
+		time.Sleep(pace) // the producers' rate, not a wait for a condition
 	}
 	if conn != nil {
 		_ = conn.Close()

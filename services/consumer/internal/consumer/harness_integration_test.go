@@ -41,7 +41,9 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := pgtest.New(t)
 	amqptest.CleanupEventStoreTenants(t, db.Pool) // before any service starts: runs after they stopped
-	return &env{t: t, db: db, es: eventstore.New(postgres.OpenDB(db.Pool), watermill.NopLogger{}), amqp: amqptest.Dial(t)}
+	sqlDB := postgres.OpenDB(db.Pool)
+	t.Cleanup(func() { _ = sqlDB.Close() }) // else its connection opener goroutine outlives the test
+	return &env{t: t, db: db, es: eventstore.New(sqlDB, watermill.NopLogger{}), amqp: amqptest.Dial(t)}
 }
 
 func testLogger() *slog.Logger {
@@ -98,6 +100,7 @@ func (e *env) startService(maxBytes int, opts ...func(*Service)) *Service {
 		require.NoError(t, <-runDone)
 		cancel()
 		<-rcDone
+		_ = db.Close()
 		pool.Close()
 	})
 	return svc
