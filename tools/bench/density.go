@@ -232,8 +232,11 @@ func (b *bench) explainDensity(ctx context.Context, r *Result, ids []string) err
 			Planning  float64 `json:"Planning Time"`
 			Execution float64 `json:"Execution Time"`
 		}
-		if err := json.Unmarshal(raw, &plans); err != nil || len(plans) == 0 {
-			return fmt.Errorf("decode explain: %v", err)
+		if err := json.Unmarshal(raw, &plans); err != nil {
+			return fmt.Errorf("decode explain: %w", err)
+		}
+		if len(plans) == 0 {
+			return fmt.Errorf("explain returned no plan: %s", raw)
 		}
 		planMS, execMS = plans[0].Planning, plans[0].Execution
 		return nil
