@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -40,12 +41,13 @@ func (b *bench) density(ctx context.Context, r *Result) error {
 	}
 	// Each quorum queue holds about 3 handles of the broker's file-handle cache; when
 	// it is used up the broker stops answering new connections. Refuse to drive it there.
+	perTenant := int64(quorumQueuesPerTenant()) * 3
 	used0, limit, err := fileHandleCache(ctx)
 	if err == nil {
-		if need := used0 + int64(o.densityTenants)*6; need > limit {
-			return unavailable("the broker's file-handle cache (%d, about 0.9 × its file limit) is too small for %d tenants (about %d handles with two quorum queues each): restart it with a higher file limit (scripts/deps.sh)", limit, o.densityTenants, need)
+		if need := used0 + int64(o.densityTenants)*perTenant; need > limit {
+			return unavailable("the broker's file-handle cache (%d, about 0.9 × its file limit) is too small for %d tenants (about %d handles): restart it with a higher file limit (scripts/deps.sh)", limit, o.densityTenants, need)
 		}
-	} else if need := node0.FDUsed + int64(o.densityTenants)*6; need > node0.FDTotal {
+	} else if need := node0.FDUsed + int64(o.densityTenants)*perTenant; need > node0.FDTotal {
 		return unavailable("the broker's file limit (%d) is too low for %d tenants: restart it with a higher limit (scripts/deps.sh)", node0.FDTotal, o.densityTenants)
 	}
 
@@ -283,4 +285,17 @@ func fileHandleCache(ctx context.Context) (used, limit int64, err error) {
 		return 0, 0, fmt.Errorf("parse %q: %w", out, err)
 	}
 	return used, limit, nil
+}
+
+// quorumQueuesPerTenant follows QUEUE_TYPE and DLQ_QUEUE_TYPE as the services read them
+// from the environment the bench passes on (defaults: quorum work queue, classic DLQ).
+func quorumQueuesPerTenant() int {
+	n := 0
+	if os.Getenv("QUEUE_TYPE") != "classic" {
+		n++
+	}
+	if os.Getenv("DLQ_QUEUE_TYPE") == "quorum" {
+		n++
+	}
+	return n
 }

@@ -170,7 +170,7 @@ func (w *Writer) flushLoop(ctx context.Context) {
 			return
 		}
 		// Natural batching: take whatever is waiting right now, never wait for more.
-		reqs := w.queue.take(w.cfg.MaxBatch)
+		reqs, tenants := w.queue.take(w.cfg.MaxBatch)
 		if len(reqs) == 0 {
 			continue
 		}
@@ -179,6 +179,7 @@ func (w *Writer) flushLoop(ctx context.Context) {
 			items = appendItems(items, r)
 		}
 		w.flush(ctx, items)
+		w.queue.done(tenants)
 		for _, r := range reqs {
 			close(r.done)
 		}
