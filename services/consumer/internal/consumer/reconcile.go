@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,13 +39,26 @@ func (s *Service) runReconciler(ctx context.Context) {
 		}
 		s.reconcile(ctx)
 		if sample {
-			s.sample(insp)
+			s.sample(ctx, insp)
 		}
 	}
 }
 
+// Set-up of new tenants (partition, queues) runs setupParallel at a time, at most
+// setupPerPass per pass: thousands of tenants created at once start consuming batch by
+// batch instead of all at the end, and the reconciler is back for the rest (resizes,
+// removals) between batches.
+const (
+	setupParallel = 8
+	setupPerPass  = 256
+)
+
 func (s *Service) reconcile(ctx context.Context) {
-	for _, t := range s.state.Snapshot() {
+	snapshot := s.state.Snapshot()
+	if more := s.setUp(ctx, snapshot); more {
+		defer s.poke()
+	}
+	for _, t := range snapshot {
 		if ctx.Err() != nil {
 			return
 		}
@@ -58,6 +72,71 @@ func (s *Service) reconcile(ctx context.Context) {
 	}
 }
 
+// setUp creates the partition and declares the queues of live tenants not set up yet,
+// up to setupPerPass of them, setupParallel at a time. It reports whether more wait.
+func (s *Service) setUp(ctx context.Context, snapshot []desired.Tenant) (more bool) {
+	var todo []*liveTenant
+	var ids []string
+	for _, t := range snapshot {
+		if t.Deleted {
+			continue
+		}
+		lt := s.live[t.ID]
+		if lt == nil {
+			id, err := uuid.Parse(t.ID)
+			if err != nil {
+				s.log.Warn("tenant id is not a UUID, skipped", "tenant_id", t.ID)
+				continue
+			}
+			lt = &liveTenant{pool: newTenantPool(t.ID, id, s.workers), reported: -1}
+			s.live[t.ID] = lt
+		}
+		if lt.ready {
+			continue
+		}
+		if len(todo) == setupPerPass {
+			return true
+		}
+		todo, ids = append(todo, lt), append(ids, t.ID)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, setupParallel)
+	ok := make([]bool, len(todo))
+	for i, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.setUpTenant(ctx, id); err != nil {
+				s.log.Warn("tenant not set up, will retry", "tenant_id", id, "err", err)
+				return
+			}
+			ok[i] = true
+		}()
+	}
+	wg.Wait()
+	for i, lt := range todo {
+		lt.ready = lt.ready || ok[i]
+	}
+	return false
+}
+
+// setUpTenant creates the tenant's partition, then its queues: a queue consumer never
+// runs before the partition its messages go to.
+func (s *Service) setUpTenant(ctx context.Context, tenantID string) error {
+	if err := messages.EnsurePartition(ctx, s.d.Pool, tenantID); err != nil {
+		return err
+	}
+	if err := s.declare(tenantID); err != nil {
+		return err
+	}
+	s.log.Info("tenant set up", "tenant_id", tenantID)
+	return nil
+}
+
 // liveTenant is a live tenant as the reconciler runs it.
 type liveTenant struct {
 	pool     *tenantPool
@@ -65,26 +144,12 @@ type liveTenant struct {
 	reported int  // worker count last written to tenant_workers (-1: never)
 }
 
-// converge sets the tenant up (partition before queue consumers) and sizes its pool.
+// converge sizes a set-up tenant's pool (setUp comes first: no consumer runs before
+// the tenant's partition and queues exist).
 func (s *Service) converge(ctx context.Context, t desired.Tenant) error {
 	lt := s.live[t.ID]
-	if lt == nil {
-		id, err := uuid.Parse(t.ID)
-		if err != nil {
-			return fmt.Errorf("tenant id is not a UUID: %w", err)
-		}
-		lt = &liveTenant{pool: newTenantPool(t.ID, id, s.workers), reported: -1}
-		s.live[t.ID] = lt
-	}
-	if !lt.ready {
-		if err := messages.EnsurePartition(ctx, s.d.Pool, t.ID); err != nil {
-			return err
-		}
-		if err := s.declare(t.ID); err != nil {
-			return err
-		}
-		lt.ready = true
-		s.log.Info("tenant set up", "tenant_id", t.ID, "workers", t.Workers)
+	if lt == nil || !lt.ready {
+		return nil
 	}
 	// Paused: no workers (their in-flight messages still commit and ack, see Resize);
 	// the queues and partition stay. Draining runs the workers even if paused.
@@ -275,9 +340,12 @@ func (s *Service) drain(ctx context.Context, p *tenantPool) error {
 // by hand, broker data lost) sends the tenant back through set-up. A complete pass goes
 // to the backlog reporter, which writes it to tenant_workers in the background; a pass
 // the broker cut short is not reported, so sampled_at ages while the broker is away.
-func (s *Service) sample(insp *inspector) {
+func (s *Service) sample(ctx context.Context, insp *inspector) {
 	pass := make([]tenants.BacklogSample, 0, len(s.live))
 	for id, lt := range s.live {
+		if ctx.Err() != nil {
+			return // shutting down: a pass over thousands of queues is not worth waiting for
+		}
 		if !lt.ready {
 			continue
 		}
