@@ -257,3 +257,17 @@ func TestRateLimitEventsLeavePoolsAlone(t *testing.T) {
 	require.Equal(t, 4, got.Version)
 	require.Equal(t, 3, got.Workers)
 }
+
+// Tenants beyond one pass's set-up batch are set up on the following passes: every one
+// of them consumes, however many were created at once.
+func TestManyNewTenantsAreSetUpPassByPass(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	for range 7 {
+		ids = append(ids, e.createTenant(1))
+	}
+	e.startService(1<<16, func(s *Service) { s.setupPerPass = 2 })
+	for _, id := range ids {
+		e.requireConsumers(id, 1)
+	}
+}

@@ -94,8 +94,9 @@ func (s *Service) setUp(ctx context.Context, snapshot []desired.Tenant) (more bo
 		if lt.ready {
 			continue
 		}
-		if len(todo) == setupPerPass {
-			return true
+		if len(todo) == s.setupPerPass {
+			more = true
+			break
 		}
 		todo, ids = append(todo, lt), append(ids, t.ID)
 	}
@@ -121,7 +122,7 @@ func (s *Service) setUp(ctx context.Context, snapshot []desired.Tenant) (more bo
 	for i, lt := range todo {
 		lt.ready = lt.ready || ok[i]
 	}
-	return false
+	return more
 }
 
 // setUpTenant creates the tenant's partition, then its queues: a queue consumer never

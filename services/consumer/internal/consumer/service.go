@@ -79,8 +79,11 @@ type Service struct {
 
 	wake chan struct{} // reconcile now
 	// noArchive leaves dead letters in the DLQs (tests of the DLQ itself).
-	noArchive  bool
-	eventsLive atomic.Bool
+	noArchive bool
+	// setupPerPass bounds the tenants set up per reconcile pass (setupPerPass; tests
+	// lower it to cross pass boundaries with a few tenants).
+	setupPerPass int
+	eventsLive   atomic.Bool
 	// typeChangeExplained is set once the log said why existing queues keep a type
 	// other than QUEUE_TYPE/DLQ_QUEUE_TYPE; later tenants get a short line each.
 	typeChangeExplained atomic.Bool
@@ -117,14 +120,15 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("consumer: Deps.Topology.DLQ: %w", err)
 	}
 	s := &Service{
-		cfg:      cfg,
-		d:        d,
-		log:      d.Log,
-		m:        newMetrics(d.Registry),
-		state:    desired.New(),
-		wake:     make(chan struct{}, 1),
-		live:     map[string]*liveTenant{},
-		removals: map[string]*removal{},
+		cfg:          cfg,
+		d:            d,
+		log:          d.Log,
+		m:            newMetrics(d.Registry),
+		state:        desired.New(),
+		wake:         make(chan struct{}, 1),
+		setupPerPass: setupPerPass,
+		live:         map[string]*liveTenant{},
+		removals:     map[string]*removal{},
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
 	s.abort = abort
