@@ -10,7 +10,11 @@
 //     and problem+json); here successes keep application/json and errors (4xx, 5xx)
 //     application/problem+json, wherever an operation declared both;
 //   - response headers are sent on every such response (Swagger 2 has no "required" for
-//     them), so the contract tests fail when one goes missing.
+//     them), so the contract tests fail when one goes missing;
+//   - an operation without @Security is public (the probes): it gets an explicit empty
+//     security requirement, which swag cannot write;
+//   - a nullable reference to another schema (swag's x-nullable next to allOf) also
+//     names the referenced schema's type: OpenAPI 3.0 ignores nullable without a type.
 //
 // Usage: openapi -in docs/swagger.json -out docs/openapi.json
 package main
@@ -77,6 +81,7 @@ func Convert(swagger2 []byte) ([]byte, error) {
 		return nil, fmt.Errorf("convert to openapi 3: %w", err)
 	}
 	bearer(doc3)
+	nullableRefs(doc3)
 	if err := responses(doc3); err != nil {
 		return nil, err
 	}
@@ -118,6 +123,9 @@ func responses(doc *openapi3.T) error {
 	var errs []error
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
+			if op.Security == nil {
+				op.Security = &openapi3.SecurityRequirements{}
+			}
 			for code, ref := range op.Responses.Map() {
 				r := ref.Value
 				if r == nil {
@@ -145,4 +153,34 @@ func responses(doc *openapi3.T) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// nullableRefs gives every nullable schema that is only an allOf of one reference the
+// referenced schema's type, in the components and (one level down) their properties.
+func nullableRefs(doc *openapi3.T) {
+	if doc.Components == nil {
+		return
+	}
+	fix := func(ref *openapi3.SchemaRef) {
+		s := ref.Value
+		if s == nil || !s.Nullable || s.Type != nil || len(s.AllOf) != 1 {
+			return
+		}
+		name, ok := strings.CutPrefix(s.AllOf[0].Ref, "#/components/schemas/")
+		if !ok {
+			return
+		}
+		if target := doc.Components.Schemas[name]; target != nil && target.Value != nil && target.Value.Type != nil {
+			t := *target.Value.Type
+			s.Type = &t
+		}
+	}
+	for _, ref := range doc.Components.Schemas {
+		fix(ref)
+		if ref.Value != nil {
+			for _, p := range ref.Value.Properties {
+				fix(p)
+			}
+		}
+	}
 }

@@ -19,7 +19,7 @@ import (
 	swagger "github.com/gofiber/swagger"
 	"github.com/google/uuid"
 
-	_ "github.com/multitenant/mtm/services/command/docs" // registers the generated OpenAPI spec
+	"github.com/multitenant/mtm/services/command/docs" // also registers the Swagger 2 spec for Swagger UI
 
 	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
@@ -110,9 +110,11 @@ func Register(r fiber.Router, api *API) {
 	r.Post("/tenants/:id/messages", api.publishMessage)
 }
 
-// RegisterDocs serves the generated OpenAPI spec and Swagger UI at /swagger/index.html.
+// RegisterDocs serves the generated Swagger UI at /swagger/index.html and the OpenAPI 3
+// document at /openapi.json.
 func RegisterDocs(r fiber.Router) {
 	r.Get("/swagger/*", swagger.HandlerDefault)
+	httpserver.ServeOpenAPI(r, docs.OpenAPI)
 }
 
 // CreateTenantRequest is the body of POST /tenants.
