@@ -80,7 +80,7 @@ func New(opts Options) *Server {
 	if opts.Registry != nil {
 		h := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})
 		if opts.MetricsAddr == "" {
-			app.Get("/metrics", metrics(h))
+			app.Get("/metrics", metricsHandler(h))
 		} else {
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", h)
@@ -165,7 +165,7 @@ func healthz(c *fiber.Ctx) error {
 	return c.JSON(Probe{Status: "ok"})
 }
 
-// metrics godoc
+// metricsHandler godoc
 //
 //	@Summary		Prometheus metrics
 //	@Description	The service's metrics in the Prometheus text format. Needs an admin token when JWT_SECRET is set; not served here at all when METRICS_ADDR moves it to a listener of its own.
@@ -179,7 +179,7 @@ func healthz(c *fiber.Ctx) error {
 //	@Header			401,403	{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
 //	@Header			all	{string}	X-Request-ID		"The request id"
 //	@Router			/metrics [get]
-func metrics(h http.Handler) fiber.Handler {
+func metricsHandler(h http.Handler) fiber.Handler {
 	return adaptor.HTTPHandler(h)
 }
 
