@@ -165,4 +165,3 @@ func fetchSpec(u *url.URL) (*openapi3.T, error) {
 	}
 	return doc, nil
 }
-
