@@ -4,6 +4,11 @@ GO    ?= go
 # Every workspace module's packages: go test does not cross modules on its own.
 MODULES := $(shell $(GO) list -m -f '{{.Dir}}/...')
 SERVICES := command consumer query console
+# Services with an HTTP API document (make swagger, make lint).
+API_SERVICES := command query consumer
+# The OpenAPI linter make lint runs through npx (Node.js); redocly.yaml configures it.
+REDOCLY_VERSION := 2.77.0
+comma := ,
 TEST_FLAGS ?= -count=1 -timeout 20m
 # Packages that run goroutines of their own: `make race` runs their tests, integration
 # tests included, under the race detector.
@@ -20,7 +25,7 @@ FUZZ_TARGETS := ./projections/cursor:FuzzDecode ./platform/payload:FuzzCheck ./e
 FUZZTIME ?= 5s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit race fuzz deps migrate replay bench chaos lint swagger tidy clean
+.PHONY: help build run test test-unit race fuzz deps migrate replay bench chaos lint swagger swagger-one tidy clean
 
 help: ## this list (the default goal)
 	@echo "usage: make <target>   (README.md explains each)"
@@ -62,15 +67,17 @@ chaos: deps ## stop and restart the local Postgres and RabbitMQ under load (dist
 bench: deps build ## benchmark harness against the real services
 	$(GO) run ./tools/bench $(BENCH_FLAGS)
 
-lint: lint-deploy bin/golangci-lint ## gofmt, go vet, golangci-lint (pinned in tools/lint), deployment checks
+lint: lint-deploy bin/golangci-lint ## gofmt, go vet, golangci-lint (pinned in tools/lint), deployment checks, API documents current and linted
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags=integration $(MODULES)
 	@for d in $$($(GO) list -m -f '{{.Dir}}') $(CURDIR)/tools/lint; do (cd $$d && GOWORK=off $(GO) mod tidy -diff >/dev/null) || { echo "$$d: go.mod/go.sum not tidy: run make tidy"; exit 1; }; done
 	@for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && $(CURDIR)/bin/golangci-lint run --allow-serial-runners --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
-	@for s in command query; do tmp=$$(mktemp -d); \
-		(cd services/$$s && $(GO) tool swag init --quiet -g main.go -o $$tmp --parseDependency --parseInternal) || exit 1; \
-		cmp -s $$tmp/swagger.json services/$$s/docs/swagger.json || { echo "services/$$s/docs is stale: run make swagger"; exit 1; }; \
+	@for s in $(API_SERVICES); do tmp=$$(mktemp -d); \
+		$(MAKE) --no-print-directory swagger-one S=$$s OUT=$$tmp SWAG_FLAGS=--quiet || exit 1; \
+		for f in swagger.json openapi.json; do cmp -s $$tmp/$$f services/$$s/docs/$$f || { echo "services/$$s/docs/$$f is stale: run make swagger"; exit 1; }; done; \
 		rm -rf $$tmp; done
+	@for s in $(API_SERVICES); do echo "redocly lint services/$$s/docs/openapi.json"; \
+		npx --yes @redocly/cli@$(REDOCLY_VERSION) lint --config redocly.yaml --format stylish services/$$s/docs/openapi.json || exit 1; done
 
 # golangci-lint stays out of the workspace (its dependencies would move ours); the version
 # is pinned by the tool directive in tools/lint/go.mod.
@@ -79,8 +86,17 @@ bin/golangci-lint: tools/lint/go.mod
 	@echo "bin/golangci-lint: building the pinned golangci-lint (once; a few minutes)"
 	cd tools/lint && GOWORK=off $(GO) build -o $(CURDIR)/bin/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
-swagger: ## regenerate the OpenAPI docs from annotations
-	@for s in command query; do (cd services/$$s && $(GO) tool swag init -g main.go -o docs --parseDependency --parseInternal) || exit 1; done
+swagger: ## regenerate the API docs (Swagger 2 and OpenAPI 3) from the annotations
+	@for s in $(API_SERVICES); do $(MAKE) --no-print-directory swagger-one S=$$s OUT=$(CURDIR)/services/$$s/docs || exit 1; done
+
+# swagger-one writes service S's documents into OUT: swag reads the service and
+# platform/httpserver (the probes and /metrics every service serves), every field is
+# required unless omitempty or validate:"optional", and tools/openapi converts the
+# result to OpenAPI 3. The consumer serves no Swagger UI, so it needs no docs.go.
+swagger-one:
+	cd services/$(S) && $(GO) tool swag init $(SWAG_FLAGS) -g main.go -d ./,../../platform/httpserver -o $(OUT) \
+		--parseDependency --parseInternal --requiredByDefault $(if $(filter consumer,$(S)),--outputTypes json$(comma)yaml)
+	$(GO) run ./tools/openapi -in $(OUT)/swagger.json -out $(OUT)/openapi.json
 
 tidy: ## go mod tidy in every module (each builds alone with GOWORK=off)
 	@for d in $$($(GO) list -m -f '{{.Dir}}') $(CURDIR)/tools/lint; do (cd $$d && GOWORK=off $(GO) mod tidy) || exit 1; done

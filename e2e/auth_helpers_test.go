@@ -102,8 +102,7 @@ func callWith(t *testing.T, method, url, token, body string, h http.Header) repl
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := httpClient(t).Do(req)
 	require.NoError(t, err, "%s %s", method, url)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

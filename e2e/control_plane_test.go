@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -403,7 +402,7 @@ func eventTypes(t *testing.T, s *system, tenant string) []string {
 
 func getText(t *testing.T, u string) string {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(u)
+	resp, err := httpClient(t).Get(u)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

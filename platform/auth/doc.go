@@ -32,7 +32,7 @@
 // With an empty Secret the middleware lets every request through as an implicit admin
 // (app.New already logs one warning that authentication is off).
 //
-// Middleware skips /healthz, /readyz and /swagger/* (matched the way Fiber's router
+// Middleware skips /healthz, /readyz, /openapi.json and /swagger/* (matched the way Fiber's router
 // matches them: case-insensitive, trailing slash ignored, unless the app is configured
 // otherwise). Every other path, including unknown ones, needs a token, so an anonymous
 // caller learns nothing about which routes exist; /metrics, which names every tenant,

@@ -72,13 +72,14 @@ func MetricsOnly(authn fiber.Handler) fiber.Handler {
 	}
 }
 
-// IsPublicPath reports whether the request is for /healthz, /readyz or /swagger/*.
+// IsPublicPath reports whether the request is for /healthz, /readyz, /openapi.json or
+// /swagger/*: the documents describe the API, not any tenant's data.
 // It normalises the path the way Fiber's router does (case and trailing slash, per the
 // app's config), so a path is public exactly when it routes to a public handler.
 func IsPublicPath(c *fiber.Ctx) bool {
 	path := routedPath(c)
 	switch path {
-	case "/healthz", "/readyz", "/swagger":
+	case "/healthz", "/readyz", "/openapi.json", "/swagger":
 		return true
 	}
 	return strings.HasPrefix(path, "/swagger/")

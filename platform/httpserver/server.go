@@ -75,14 +75,12 @@ func New(opts Options) *Server {
 		app.Use(opts.Auth)
 	}
 
-	app.Get("/healthz", func(c *fiber.Ctx) error {
-		return c.JSON(fiber.Map{"status": "ok"})
-	})
+	app.Get("/healthz", healthz)
 	app.Get("/readyz", s.readyz)
 	if opts.Registry != nil {
 		h := promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry})
 		if opts.MetricsAddr == "" {
-			app.Get("/metrics", adaptor.HTTPHandler(h))
+			app.Get("/metrics", metricsHandler(h))
 		} else {
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", h)
@@ -141,12 +139,67 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// Probe is the body of /healthz and /readyz.
+type Probe struct {
+	// Status: ok (/healthz); ready or not ready (/readyz).
+	Status string `json:"status" example:"ready" enums:"ok,ready,not ready"`
+	// Checks names each readiness check with ok or unavailable (and shutdown: draining
+	// while the service stops); /readyz only.
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// The probes and /metrics are documented here, once, for every service's spec (swag
+// reads this package next to the service's own).
+
+// healthz godoc
+//
+//	@Summary		Liveness probe
+//	@Description	200 while the process serves HTTP; it checks no dependency. Public: no token needed.
+//	@ID				healthz
+//	@Tags			operations
+//	@Produce		json
+//	@Success		200	{object}	Probe
+//	@Header			all	{string}	X-Request-ID	"The request id"
+//	@Router			/healthz [get]
+func healthz(c *fiber.Ctx) error {
+	return c.JSON(Probe{Status: "ok"})
+}
+
+// metricsHandler godoc
+//
+//	@Summary		Prometheus metrics
+//	@Description	The service's metrics in the Prometheus text format. Needs an admin token when JWT_SECRET is set; not served here at all when METRICS_ADDR moves it to a listener of its own.
+//	@ID				metrics
+//	@Tags			operations
+//	@Security		BearerAuth
+//	@Produce		plain,application/problem+json
+//	@Success		200	{string}	string				"Prometheus text exposition format"
+//	@Failure		401	{object}	Problem				"No or an invalid bearer token"
+//	@Failure		403	{object}	Problem				"Not an admin token"
+//	@Header			401,403	{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all	{string}	X-Request-ID		"The request id"
+//	@Router			/metrics [get]
+func metricsHandler(h http.Handler) fiber.Handler {
+	return adaptor.HTTPHandler(h)
+}
+
+// readyz godoc
+//
+//	@Summary		Readiness probe
+//	@Description	200 when every dependency check passes, else 503 naming the failed checks (details go to the log, never to this public body); 503 as well while the service shuts down. Public: no token needed.
+//	@ID				readyz
+//	@Tags			operations
+//	@Produce		json
+//	@Success		200	{object}	Probe
+//	@Failure		503	{object}	Probe	"Not ready"
+//	@Header			all	{string}	X-Request-ID	"The request id"
+//	@Router			/readyz [get]
 func (s *Server) readyz(c *fiber.Ctx) error {
 	if s.opts.Readiness == nil {
-		return c.JSON(fiber.Map{"status": "ready"})
+		return c.JSON(Probe{Status: "ready"})
 	}
 	ok, results := s.opts.Readiness.Evaluate(c.UserContext())
-	checks := fiber.Map{}
+	checks := map[string]string{}
 	for _, r := range results {
 		if r.Err != nil {
 			// Details go to the log, not to the (possibly public) probe body.
@@ -160,9 +213,9 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		checks["shutdown"] = "draining"
 	}
 	if !ok {
-		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready", "checks": checks})
+		return c.Status(http.StatusServiceUnavailable).JSON(Probe{Status: "not ready", Checks: checks})
 	}
-	return c.JSON(fiber.Map{"status": "ready", "checks": checks})
+	return c.JSON(Probe{Status: "ready", Checks: checks})
 }
 
 // handleError turns every error into problem+json; internal details are logged, never sent.
@@ -286,4 +339,17 @@ func (s *Server) Stop(ctx context.Context) error {
 		<-s.metricsDone
 	}
 	return errors.Join(errs...)
+}
+
+// OpenAPIPath is where every service serves its OpenAPI 3 document; it is public, like
+// the probes and Swagger UI.
+const OpenAPIPath = "/openapi.json"
+
+// ServeOpenAPI serves doc, the service's OpenAPI 3 document generated at build time, at
+// OpenAPIPath.
+func ServeOpenAPI(r fiber.Router, doc []byte) {
+	r.Get(OpenAPIPath, func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+		return c.Send(doc)
+	})
 }

@@ -7,7 +7,7 @@
 //	@securityDefinitions.apikey	BearerAuth
 //	@in							header
 //	@name						Authorization
-//	@description				"Bearer <JWT>" when JWT_SECRET is set.
+//	@description				An HS256 JWT, sent as "Authorization: Bearer <JWT>", when JWT_SECRET is set (the OpenAPI 3 document declares it as an HTTP bearer scheme; Swagger 2 has none).
 package main
 
 import (

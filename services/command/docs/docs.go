@@ -15,19 +15,157 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/healthz": {
+            "get": {
+                "description": "200 while the process serves HTTP; it checks no dependency. Public: no token needed.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Liveness probe",
+                "operationId": "healthz",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Probe"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/metrics": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The service's metrics in the Prometheus text format. Needs an admin token when JWT_SECRET is set; not served here at all when METRICS_ADDR moves it to a listener of its own.",
+                "produces": [
+                    "text/plain",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "schema": {
+                            "type": "string"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "Not an admin token",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/readyz": {
+            "get": {
+                "description": "200 when every dependency check passes, else 503 naming the failed checks (details go to the log, never to this public body); 503 as well while the service shuts down. Public: no token needed.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Readiness probe",
+                "operationId": "readyz",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Probe"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "Not ready",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Probe"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    }
+                }
+            }
+        },
         "/tenants": {
             "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Declares the tenant's queue and dead-letter queue and, when per-tenant broker accounts are on (RABBITMQ_MANAGEMENT_URL set), creates the tenant's own RabbitMQ user, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost, and the credentials in \"amqp\" (shown only here) work.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Create a tenant",
+                "operationId": "createTenant",
                 "parameters": [
                     {
                         "type": "string",
@@ -50,42 +188,140 @@ const docTemplate = `{
                         "description": "Created; Location: /tenants/{id}; ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.TenantResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "Location": {
+                                "type": "string",
+                                "description": "/tenants/{id} of the new tenant"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "Malformed JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "Duplicate name (duplicate_name), or MAX_TENANTS tenants are live or the workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "413": {
                         "description": "Body too large",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "415": {
                         "description": "Not JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "422": {
                         "description": "Invalid or unknown field",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "503": {
                         "description": "Broker (or its management API) unavailable; nothing recorded",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait before retrying"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -93,14 +329,21 @@ const docTemplate = `{
         },
         "/tenants/{id}": {
             "delete": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Plain (no drain): records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues, and with them every message still queued, every stored message of the tenant and its dead letters. Nothing of the tenant's data is kept. Works on active, paused and draining tenants.\n\nWith drain=true: records tenant.deletion_requested.v1 and answers 202 with status draining. HTTP ingest then answers 409 tenant_draining; with per-tenant broker accounts on, the tenant's broker user loses its write permission and its connections, so AMQP producers cannot add either. The consumer keeps storing (also if the tenant was paused) until the queue is empty (ready and unacknowledged 0), and then the command service records tenant.deleted.v1 as for a plain delete. If that does not happen within drain_timeout, the tenant stays draining (GET shows drain.timed_out) until it is deleted plainly or asked to drain again, which re-arms the deadline.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Delete a tenant, at once or after draining it",
+                "operationId": "deleteTenant",
                 "parameters": [
                     {
                         "type": "string",
@@ -139,30 +382,108 @@ const docTemplate = `{
                         "description": "status deleting, or draining with drain=true; ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.DeleteResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "drain is not true or false, or drain_timeout is not a duration in 1s..24h or given without drain=true (invalid_query)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or already deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "Changed concurrently",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -170,17 +491,24 @@ const docTemplate = `{
         },
         "/tenants/{id}/config/concurrency": {
             "put": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Records tenant.concurrency_changed.v1; the consumer resizes the tenant's worker pool. Setting the current count again records nothing and answers 200 with the current version.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Set a tenant's worker count",
+                "operationId": "setTenantConcurrency",
                 "parameters": [
                     {
                         "type": "string",
@@ -216,42 +544,132 @@ const docTemplate = `{
                         "description": "ETag: the new version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.ConcurrencyResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "Malformed JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "Changed concurrently, no If-Match sent (concurrent_modification), or more workers would take all tenants past MAX_TOTAL_WORKERS (tenant_capacity_reached)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "415": {
                         "description": "Not JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "422": {
                         "description": "workers is not an integer in 1..MAX_WORKERS",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -259,17 +677,24 @@ const docTemplate = `{
         },
         "/tenants/{id}/config/rate-limit": {
             "put": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Records tenant.rate_limit_changed.v1: from then on POST /tenants/{id}/messages admits per_second messages a second with bursts of up to burst (token bucket), instead of TENANT_RATE_LIMIT / TENANT_RATE_BURST; per_second 0 means unlimited. Each command replica counts on its own, so N replicas admit up to N times the rate. Setting the tenant's current limit again records nothing and answers 200 with the current version.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Set a tenant's message ingest limit",
+                "operationId": "setTenantRateLimit",
                 "parameters": [
                     {
                         "type": "string",
@@ -305,42 +730,132 @@ const docTemplate = `{
                         "description": "ETag: the new version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.RateLimitResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "Malformed JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "Changed concurrently (no If-Match sent)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "415": {
                         "description": "Not JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "422": {
                         "description": "per_second not an integer in 0..1000000, or burst not one in 1..1000000 (0 or absent when per_second is 0)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -348,14 +863,21 @@ const docTemplate = `{
         },
         "/tenants/{id}/credentials": {
             "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Gives the tenant's own RabbitMQ user a new password (creating the user if the tenant has none, e.g. it was created while accounts were off) and closes the connections opened with the old one, which stops working. The new password is shown only in this answer. No body.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Rotate a tenant's broker credentials",
+                "operationId": "rotateTenantCredentials",
                 "parameters": [
                     {
                         "type": "string",
@@ -376,24 +898,96 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/httpapi.CredentialsResponse"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "501": {
                         "description": "Per-tenant broker accounts are off (RABBITMQ_MANAGEMENT_URL not set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "503": {
                         "description": "Broker management API unavailable; the old password may already have stopped working: retry",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait before retrying"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -401,17 +995,24 @@ const docTemplate = `{
         },
         "/tenants/{id}/dead-letters": {
             "delete": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Marks the tenant's pending dead letters picked by the selector (ids, or reason and/or max, oldest first) purged and records tenant.dead_letters_purged.v1 with their count, in one transaction. Purged dead letters stay listed (status purged) and are never redriven. With dry_run only counts them. Works on any live tenant, draining included. Nothing picked records nothing.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "dead-letters"
                 ],
                 "summary": "Purge dead letters",
+                "operationId": "purgeDeadLetters",
                 "parameters": [
                     {
                         "type": "string",
@@ -447,42 +1048,132 @@ const docTemplate = `{
                         "description": "ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.PurgeResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "Malformed JSON or an invalid selector (invalid_selector)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "Changed concurrently (concurrent_modification)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "415": {
                         "description": "Not JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "422": {
                         "description": "A field of the wrong type, or an unknown field",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -490,17 +1181,24 @@ const docTemplate = `{
         },
         "/tenants/{id}/dead-letters/redrive": {
             "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Picks the tenant's pending dead letters by ids, or by reason and/or max (oldest first). With dry_run only counts them (200). Otherwise records tenant.dead_letters_redriven.v1 (selector, count, correlation id), publishes each original body with its original message id into tenant_{id}_queue with publisher confirms, at most REDRIVE_RATE a second, marks them redriven and answers 202 once all are confirmed. The consumer stores a message id once, so a redriven message already stored is not stored again; one that fails again comes back as a pending dead letter with its death count raised. Running the same redrive again moves nothing twice (only pending dead letters are picked). Nothing picked records nothing (202, matched 0, the current version).\n\nIf the broker goes away part way the answer is 503 redrive_incomplete, saying how many moved: those are marked, the rest stay pending, and the same redrive run again moves only them.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "dead-letters"
                 ],
                 "summary": "Redrive dead letters",
+                "operationId": "redriveDeadLetters",
                 "parameters": [
                     {
                         "type": "string",
@@ -536,54 +1234,160 @@ const docTemplate = `{
                         "description": "Dry run",
                         "schema": {
                             "$ref": "#/definitions/httpapi.RedriveResponse"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "202": {
                         "description": "Republished and marked; ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.RedriveResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "Malformed JSON, or a selector that is empty, mixes ids with reason/max, has over 1000 ids or ones that are not canonical UUIDs, or a max outside 1..10000 (invalid_selector)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "415": {
                         "description": "Not JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "422": {
                         "description": "A field of the wrong type, or an unknown field",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "503": {
                         "description": "The broker did not take every message (redrive_incomplete: the detail says how many moved), or is unavailable",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait before retrying"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -591,17 +1395,24 @@ const docTemplate = `{
         },
         "/tenants/{id}/messages": {
             "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5 of the key in the tenant's Idempotency-Key namespace (not the AMQP message_id namespace), so a retry is stored once; the key is bound to its first body for IDEMPOTENCY_KEY_TTL (another body is 409). Without a key, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.",
                 "consumes": [
                     "application/json"
                 ],
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "messages"
                 ],
                 "summary": "Publish a message to a tenant",
+                "operationId": "publishMessage",
                 "parameters": [
                     {
                         "type": "string",
@@ -631,54 +1442,144 @@ const docTemplate = `{
                         "description": "Accepted",
                         "schema": {
                             "$ref": "#/definitions/httpapi.MessageAccepted"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "Malformed JSON or bad Idempotency-Key",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "Idempotency-Key already used with another body within IDEMPOTENCY_KEY_TTL (idempotency_key_reused)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "413": {
                         "description": "Body over MAX_MESSAGE_BYTES",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "415": {
                         "description": "Not JSON",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "422": {
                         "description": "Body is JSON but not an object, or cannot be stored (\\\\u0000, a lone surrogate escape, a number beyond PostgreSQL numeric, numbers that print over 256 KiB larger)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "429": {
                         "description": "Over the tenant's rate limit (rate_limited); Retry-After: seconds until a message would be admitted",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait before retrying"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "503": {
                         "description": "Broker unavailable, nothing published (broker_unavailable); or no confirm in time, the message may be stored: retry with the same Idempotency-Key (publish_unconfirmed)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait before retrying"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -686,14 +1587,21 @@ const docTemplate = `{
         },
         "/tenants/{id}/pause": {
             "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Records tenant.paused.v1: the consumer stops the tenant's workers after their in-flight messages commit; the queue keeps accepting messages (HTTP and AMQP) and GET shows status paused with workers.current 0. The desired worker count is kept (a resize while paused changes only it). Pausing a paused tenant records nothing and answers 200 with the current version.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Pause a tenant",
+                "operationId": "pauseTenant",
                 "parameters": [
                     {
                         "type": "string",
@@ -720,24 +1628,96 @@ const docTemplate = `{
                         "description": "ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.StatusResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -745,14 +1725,21 @@ const docTemplate = `{
         },
         "/tenants/{id}/resume": {
             "post": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
                 "description": "Records tenant.resumed.v1: the consumer runs the tenant's desired workers again and works off what queued up while it was paused. Resuming an active tenant records nothing and answers 200 with the current version.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Resume a paused tenant",
+                "operationId": "resumeTenant",
                 "parameters": [
                     {
                         "type": "string",
@@ -779,24 +1766,96 @@ const docTemplate = `{
                         "description": "ETag: the version",
                         "schema": {
                             "$ref": "#/definitions/httpapi.StatusResponse"
+                        },
+                        "headers": {
+                            "ETag": {
+                                "type": "string",
+                                "description": "The tenant's version as a strong entity tag (\\\"3\\\"): send it back in If-Match"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "A tenant token: this command needs the admin role",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "Unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "409": {
                         "description": "The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "412": {
                         "description": "If-Match does not match the current version",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    },
+                    "500": {
+                        "description": "Internal error; the detail quotes the request id",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -806,6 +1865,12 @@ const docTemplate = `{
     "definitions": {
         "httpapi.AMQPCredentials": {
             "type": "object",
+            "required": [
+                "exchange",
+                "password",
+                "username",
+                "vhost"
+            ],
             "properties": {
                 "exchange": {
                     "description": "The one exchange the account may publish to (fanout to the tenant's queue).",
@@ -842,9 +1907,15 @@ const docTemplate = `{
         },
         "httpapi.ConcurrencyResponse": {
             "type": "object",
+            "required": [
+                "id",
+                "version",
+                "workers"
+            ],
             "properties": {
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 },
                 "version": {
@@ -880,12 +1951,17 @@ const docTemplate = `{
         },
         "httpapi.CredentialsResponse": {
             "type": "object",
+            "required": [
+                "amqp",
+                "id"
+            ],
             "properties": {
                 "amqp": {
                     "$ref": "#/definitions/httpapi.AMQPCredentials"
                 },
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 }
             }
@@ -924,9 +2000,15 @@ const docTemplate = `{
         },
         "httpapi.DeleteResponse": {
             "type": "object",
+            "required": [
+                "id",
+                "status",
+                "version"
+            ],
             "properties": {
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 },
                 "status": {
@@ -945,19 +2027,29 @@ const docTemplate = `{
         },
         "httpapi.MessageAccepted": {
             "type": "object",
+            "required": [
+                "id",
+                "tenant_id"
+            ],
             "properties": {
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-8000-7000-8000-0000000000aa"
                 },
                 "tenant_id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 }
             }
         },
         "httpapi.PurgeResponse": {
             "type": "object",
+            "required": [
+                "purged",
+                "version"
+            ],
             "properties": {
                 "purged": {
                     "type": "integer",
@@ -993,6 +2085,12 @@ const docTemplate = `{
         },
         "httpapi.RateLimitResponse": {
             "type": "object",
+            "required": [
+                "burst",
+                "id",
+                "per_second",
+                "version"
+            ],
             "properties": {
                 "burst": {
                     "type": "integer",
@@ -1000,6 +2098,7 @@ const docTemplate = `{
                 },
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 },
                 "per_second": {
@@ -1014,6 +2113,9 @@ const docTemplate = `{
         },
         "httpapi.RedriveResponse": {
             "type": "object",
+            "required": [
+                "matched"
+            ],
             "properties": {
                 "matched": {
                     "type": "integer",
@@ -1028,9 +2130,15 @@ const docTemplate = `{
         },
         "httpapi.StatusResponse": {
             "type": "object",
+            "required": [
+                "id",
+                "status",
+                "version"
+            ],
             "properties": {
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 },
                 "status": {
@@ -1050,6 +2158,13 @@ const docTemplate = `{
         },
         "httpapi.TenantResponse": {
             "type": "object",
+            "required": [
+                "id",
+                "name",
+                "status",
+                "version",
+                "workers"
+            ],
             "properties": {
                 "amqp": {
                     "description": "The tenant's own broker account; absent when per-tenant broker accounts are off.",
@@ -1061,6 +2176,7 @@ const docTemplate = `{
                 },
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"
                 },
                 "name": {
@@ -1083,6 +2199,10 @@ const docTemplate = `{
         },
         "httpserver.FieldError": {
             "type": "object",
+            "required": [
+                "detail",
+                "field"
+            ],
             "properties": {
                 "detail": {
                     "type": "string"
@@ -1092,8 +2212,39 @@ const docTemplate = `{
                 }
             }
         },
+        "httpserver.Probe": {
+            "type": "object",
+            "required": [
+                "status"
+            ],
+            "properties": {
+                "checks": {
+                    "description": "Checks names each readiness check with ok or unavailable (and shutdown: draining\nwhile the service stops); /readyz only.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    }
+                },
+                "status": {
+                    "description": "Status: ok (/healthz); ready or not ready (/readyz).",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "ready",
+                        "not ready"
+                    ],
+                    "example": "ready"
+                }
+            }
+        },
         "httpserver.Problem": {
             "type": "object",
+            "required": [
+                "code",
+                "status",
+                "title",
+                "type"
+            ],
             "properties": {
                 "code": {
                     "type": "string"
@@ -1124,7 +2275,7 @@ const docTemplate = `{
     },
     "securityDefinitions": {
         "BearerAuth": {
-            "description": "\"Bearer \u003cJWT\u003e\" when JWT_SECRET is set.",
+            "description": "An HS256 JWT, sent as \"Authorization: Bearer \u003cJWT\u003e\", when JWT_SECRET is set (the OpenAPI 3 document declares it as an HTTP bearer scheme; Swagger 2 has none).",
             "type": "apiKey",
             "name": "Authorization",
             "in": "header"

@@ -15,6 +15,33 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/healthz": {
+            "get": {
+                "description": "200 while the process serves HTTP; it checks no dependency. Public: no token needed.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Liveness probe",
+                "operationId": "healthz",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Probe"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    }
+                }
+            }
+        },
         "/messages": {
             "get": {
                 "security": [
@@ -24,12 +51,14 @@ const docTemplate = `{
                 ],
                 "description": "Stored messages of one tenant, oldest first (by created_at, then id). Pages are keyset pages: pass next_cursor back as cursor, with the same tenant_id; it is null on the last page. A walk returns every message that existed when it began exactly once.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "messages"
                 ],
                 "summary": "List a tenant's messages",
+                "operationId": "listMessages",
                 "parameters": [
                     {
                         "type": "string",
@@ -59,30 +88,168 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.MessagePage"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "tenant_id missing or not a UUID, invalid limit, or a malformed, tampered or foreign cursor",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "unknown or deleted tenant",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/metrics": {
+            "get": {
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ],
+                "description": "The service's metrics in the Prometheus text format. Needs an admin token when JWT_SECRET is set; not served here at all when METRICS_ADDR moves it to a listener of its own.",
+                "produces": [
+                    "text/plain",
+                    "application/problem+json"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "schema": {
+                            "type": "string"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    },
+                    "401": {
+                        "description": "No or an invalid bearer token",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    },
+                    "403": {
+                        "description": "Not an admin token",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "/readyz": {
+            "get": {
+                "description": "200 when every dependency check passes, else 503 naming the failed checks (details go to the log, never to this public body); 503 as well while the service shuts down. Public: no token needed.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Readiness probe",
+                "operationId": "readyz",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Probe"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
+                        }
+                    },
+                    "503": {
+                        "description": "Not ready",
+                        "schema": {
+                            "$ref": "#/definitions/httpserver.Probe"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id"
+                            }
                         }
                     }
                 }
@@ -97,12 +264,14 @@ const docTemplate = `{
                 ],
                 "description": "Live tenants (active, paused or draining, shown as GET /tenants/{id} shows them), oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "List tenants",
+                "operationId": "listTenants",
                 "parameters": [
                     {
                         "type": "string",
@@ -125,24 +294,52 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.TenantPage"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "invalid limit or cursor",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -157,12 +354,14 @@ const docTemplate = `{
                 ],
                 "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining), its number of pending dead letters and its queue backlog as the consumer last sampled it (backlog: ready and unacked messages, delivery lag, sampled_at; null before the consumer's first sample).",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "Get a tenant",
+                "operationId": "getTenant",
                 "parameters": [
                     {
                         "type": "string",
@@ -177,24 +376,52 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.Tenant"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -209,12 +436,14 @@ const docTemplate = `{
                 ],
                 "description": "The tenant's archived dead letters (every message its DLQ received), oldest first (by first_dead_lettered_at, then id), optionally only those with one reason code and/or one status. Pages are keyset pages like the messages list: pass next_cursor back as cursor with the same filters; it is null on the last page. A page also ends early rather than exceed PAGE_MAX_BYTES of bodies. A body that is valid JSON is in payload exactly as received; any other body is in payload_base64 with payload_encoding \"base64\".",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "dead-letters"
                 ],
                 "summary": "List a tenant's dead letters",
+                "operationId": "listTenantDeadLetters",
                 "parameters": [
                     {
                         "type": "string",
@@ -261,30 +490,64 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.DeadLetterPage"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "invalid limit or status, or a malformed, tampered or foreign cursor",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "unknown or deleted tenant, a malformed id, or another tenant's (for a tenant token)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -299,12 +562,14 @@ const docTemplate = `{
                 ],
                 "description": "Every event recorded for the tenant, oldest first (by version): creation, resizes, rate limits, pauses and resumes, drains, redrives and purges. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page. A deleted tenant's history is not served (404).",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "tenants"
                 ],
                 "summary": "A tenant's event history",
+                "operationId": "listTenantEvents",
                 "parameters": [
                     {
                         "type": "string",
@@ -334,30 +599,64 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.EventPage"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "invalid limit, or a malformed, tampered or foreign cursor",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "unknown or deleted tenant, a malformed id, or another tenant's (for a tenant token)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -372,12 +671,14 @@ const docTemplate = `{
                 ],
                 "description": "Same as GET /messages?tenant_id={id}, except that a malformed id names no tenant here: 404, where the query parameter is 400.",
                 "produces": [
-                    "application/json"
+                    "application/json",
+                    "application/problem+json"
                 ],
                 "tags": [
                     "messages"
                 ],
                 "summary": "List a tenant's messages",
+                "operationId": "listTenantMessages",
                 "parameters": [
                     {
                         "type": "string",
@@ -407,30 +708,64 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.MessagePage"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "400": {
                         "description": "invalid limit, or a malformed, tampered or foreign cursor",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "401": {
                         "description": "missing or invalid token (when JWT_SECRET is set)",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "type": "string",
+                                "description": "Bearer challenge (RFC 6750) naming the error"
+                            },
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "404": {
                         "description": "unknown or deleted tenant, or a malformed id",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     },
                     "500": {
                         "description": "Internal Server Error",
                         "schema": {
                             "$ref": "#/definitions/httpserver.Problem"
+                        },
+                        "headers": {
+                            "X-Request-ID": {
+                                "type": "string",
+                                "description": "The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
+                            }
                         }
                     }
                 }
@@ -440,6 +775,12 @@ const docTemplate = `{
     "definitions": {
         "api.Backlog": {
             "type": "object",
+            "required": [
+                "lag_seconds",
+                "ready",
+                "sampled_at",
+                "unacked"
+            ],
             "properties": {
                 "lag_seconds": {
                     "description": "LagSeconds is the delivery lag of the latest delivery that carried an AMQP\ntimestamp (delivery time minus publish time, whole-second timestamps), 0 when the\nqueue is empty. It does not grow while nothing is delivered (a paused tenant):\nread it with ready.",
@@ -454,6 +795,7 @@ const docTemplate = `{
                 "sampled_at": {
                     "description": "SampledAt is when the consumer took the sample. Much older than 30 s plus\nRECONCILE_INTERVAL means the consumer is not sampling (stopped, or the broker is\naway): the values are stale.",
                     "type": "string",
+                    "format": "date-time",
                     "example": "2025-05-06T07:08:09.123456Z"
                 },
                 "unacked": {
@@ -465,6 +807,18 @@ const docTemplate = `{
         },
         "api.DeadLetter": {
             "type": "object",
+            "required": [
+                "deaths",
+                "first_dead_lettered_at",
+                "headers",
+                "id",
+                "last_dead_lettered_at",
+                "message_id",
+                "reason",
+                "reason_detail",
+                "size",
+                "status"
+            ],
             "properties": {
                 "deaths": {
                     "description": "Deaths counts how often the message was dead-lettered (again after a redrive).",
@@ -472,7 +826,8 @@ const docTemplate = `{
                     "example": 1
                 },
                 "first_dead_lettered_at": {
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "headers": {
                     "description": "Headers are the AMQP headers of the dead-lettered delivery.",
@@ -481,10 +836,12 @@ const docTemplate = `{
                 "id": {
                     "description": "ID is the id the message would have been stored under (derived from its\nmessage_id, as for stored messages).",
                     "type": "string",
+                    "format": "uuid",
                     "example": "01890a5d-ac96-774b-bcce-b302099a8057"
                 },
                 "last_dead_lettered_at": {
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "message_id": {
                     "type": "string",
@@ -535,6 +892,10 @@ const docTemplate = `{
         },
         "api.DeadLetterPage": {
             "type": "object",
+            "required": [
+                "data",
+                "next_cursor"
+            ],
             "properties": {
                 "data": {
                     "type": "array",
@@ -545,20 +906,28 @@ const docTemplate = `{
                 "next_cursor": {
                     "description": "NextCursor fetches the next page; null on the last page.",
                     "type": "string",
+                    "x-nullable": true,
                     "example": "AQMAAAAAAAAAAAAAAAAAAAAAGDk..."
                 }
             }
         },
         "api.Drain": {
             "type": "object",
+            "required": [
+                "deadline",
+                "requested_at",
+                "timed_out"
+            ],
             "properties": {
                 "deadline": {
                     "description": "Deadline is when the command service stops waiting for the queue to empty.",
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "requested_at": {
                     "description": "RequestedAt is when the (last) DELETE ?drain=true was recorded.",
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "timed_out": {
                     "description": "TimedOut: the deadline has passed. The tenant stays draining until it is deleted\nplainly or asked to drain again.",
@@ -569,6 +938,13 @@ const docTemplate = `{
         },
         "api.Event": {
             "type": "object",
+            "required": [
+                "correlation_id",
+                "data",
+                "occurred_at",
+                "type",
+                "version"
+            ],
             "properties": {
                 "correlation_id": {
                     "description": "CorrelationID ties the event to the request that caused it (empty when none).",
@@ -580,7 +956,8 @@ const docTemplate = `{
                     "type": "object"
                 },
                 "occurred_at": {
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "type": {
                     "description": "Type is the event's stable wire name, e.g. tenant.created.v1, tenant.paused.v1,\ntenant.dead_letters_redriven.v1.",
@@ -596,6 +973,10 @@ const docTemplate = `{
         },
         "api.EventPage": {
             "type": "object",
+            "required": [
+                "data",
+                "next_cursor"
+            ],
             "properties": {
                 "data": {
                     "type": "array",
@@ -606,18 +987,27 @@ const docTemplate = `{
                 "next_cursor": {
                     "description": "NextCursor fetches the next page; null on the last page.",
                     "type": "string",
+                    "x-nullable": true,
                     "example": "AQQAAAAAAAAAAAAAAAAAAAAAAAA..."
                 }
             }
         },
         "api.Message": {
             "type": "object",
+            "required": [
+                "created_at",
+                "id",
+                "payload",
+                "tenant_id"
+            ],
             "properties": {
                 "created_at": {
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "01890a5d-ac96-774b-bcce-b302099a8057"
                 },
                 "payload": {
@@ -625,12 +1015,17 @@ const docTemplate = `{
                 },
                 "tenant_id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"
                 }
             }
         },
         "api.MessagePage": {
             "type": "object",
+            "required": [
+                "data",
+                "next_cursor"
+            ],
             "properties": {
                 "data": {
                     "type": "array",
@@ -641,12 +1036,17 @@ const docTemplate = `{
                 "next_cursor": {
                     "description": "NextCursor fetches the next page; null on the last page.",
                     "type": "string",
+                    "x-nullable": true,
                     "example": "AQIL...."
                 }
             }
         },
         "api.RateLimit": {
             "type": "object",
+            "required": [
+                "burst",
+                "per_second"
+            ],
             "properties": {
                 "burst": {
                     "description": "Burst is the bucket size: how many messages may arrive at once after a quiet\nspell (0 when unlimited).",
@@ -662,6 +1062,19 @@ const docTemplate = `{
         },
         "api.Tenant": {
             "type": "object",
+            "required": [
+                "backlog",
+                "created_at",
+                "dead_letters_pending",
+                "id",
+                "name",
+                "queue",
+                "rate_limit",
+                "status",
+                "updated_at",
+                "version",
+                "workers"
+            ],
             "properties": {
                 "backlog": {
                     "description": "Backlog is the consumer's latest sample of the tenant's queue; null before the\nconsumer's first sample of it.",
@@ -673,7 +1086,8 @@ const docTemplate = `{
                     "x-nullable": true
                 },
                 "created_at": {
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "dead_letters_pending": {
                     "description": "DeadLettersPending counts its dead letters with status pending.",
@@ -690,6 +1104,7 @@ const docTemplate = `{
                 },
                 "id": {
                     "type": "string",
+                    "format": "uuid",
                     "example": "0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"
                 },
                 "name": {
@@ -706,7 +1121,8 @@ const docTemplate = `{
                         {
                             "$ref": "#/definitions/api.RateLimit"
                         }
-                    ]
+                    ],
+                    "x-nullable": true
                 },
                 "status": {
                     "description": "Status: active; paused (nothing consumed, the queue keeps accepting); draining\n(deletion requested: HTTP ingest refused, the queue is being emptied).",
@@ -719,7 +1135,8 @@ const docTemplate = `{
                     "example": "active"
                 },
                 "updated_at": {
-                    "type": "string"
+                    "type": "string",
+                    "format": "date-time"
                 },
                 "version": {
                     "type": "integer",
@@ -732,6 +1149,10 @@ const docTemplate = `{
         },
         "api.TenantPage": {
             "type": "object",
+            "required": [
+                "data",
+                "next_cursor"
+            ],
             "properties": {
                 "data": {
                     "type": "array",
@@ -742,12 +1163,17 @@ const docTemplate = `{
                 "next_cursor": {
                     "description": "NextCursor fetches the next page; null on the last page.",
                     "type": "string",
+                    "x-nullable": true,
                     "example": "AQIAAAAAAAAAAAAAAAAAAAAAGDk..."
                 }
             }
         },
         "api.Workers": {
             "type": "object",
+            "required": [
+                "current",
+                "desired"
+            ],
             "properties": {
                 "current": {
                     "description": "Current is what the consumer reports it actually runs (0 before its first report).",
@@ -763,6 +1189,10 @@ const docTemplate = `{
         },
         "httpserver.FieldError": {
             "type": "object",
+            "required": [
+                "detail",
+                "field"
+            ],
             "properties": {
                 "detail": {
                     "type": "string"
@@ -772,8 +1202,39 @@ const docTemplate = `{
                 }
             }
         },
+        "httpserver.Probe": {
+            "type": "object",
+            "required": [
+                "status"
+            ],
+            "properties": {
+                "checks": {
+                    "description": "Checks names each readiness check with ok or unavailable (and shutdown: draining\nwhile the service stops); /readyz only.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    }
+                },
+                "status": {
+                    "description": "Status: ok (/healthz); ready or not ready (/readyz).",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "ready",
+                        "not ready"
+                    ],
+                    "example": "ready"
+                }
+            }
+        },
         "httpserver.Problem": {
             "type": "object",
+            "required": [
+                "code",
+                "status",
+                "title",
+                "type"
+            ],
             "properties": {
                 "code": {
                     "type": "string"
@@ -804,7 +1265,7 @@ const docTemplate = `{
     },
     "securityDefinitions": {
         "BearerAuth": {
-            "description": "\"Bearer \u003cJWT\u003e\" (HS256, JWT_SECRET); not needed when JWT_SECRET is unset.",
+            "description": "An HS256 JWT, sent as \"Authorization: Bearer \u003cJWT\u003e\", when JWT_SECRET is set (the OpenAPI 3 document declares it as an HTTP bearer scheme; Swagger 2 has none).",
             "type": "apiKey",
             "name": "Authorization",
             "in": "header"

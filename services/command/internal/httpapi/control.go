@@ -14,7 +14,7 @@ import (
 
 // StatusResponse is a tenant's status and version after a pause, resume or drain.
 type StatusResponse struct {
-	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 	Status  string `json:"status" example:"paused" enums:"active,paused,draining"`
 	Version int    `json:"version" example:"4"`
 }
@@ -53,8 +53,10 @@ type PurgeResponse struct {
 //
 //	@Summary		Pause a tenant
 //	@Description	Records tenant.paused.v1: the consumer stops the tenant's workers after their in-flight messages commit; the queue keeps accepting messages (HTTP and AMQP) and GET shows status paused with workers.current 0. The desired worker count is kept (a resize while paused changes only it). Pausing a paused tenant records nothing and answers 200 with the current version.
+//	@ID				pauseTenant
 //	@Tags			tenants
-//	@Produce		json
+//	@Security		BearerAuth
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string				false	"Expected version"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
@@ -62,6 +64,12 @@ type PurgeResponse struct {
 //	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
 //	@Failure		409					{object}	httpserver.Problem	"The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)"
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			200					{string}	ETag				"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/pause [post]
 func (a *API) pauseTenant(c *fiber.Ctx) error {
 	return a.statusCommand(c, a.tenants.Pause)
@@ -71,8 +79,10 @@ func (a *API) pauseTenant(c *fiber.Ctx) error {
 //
 //	@Summary		Resume a paused tenant
 //	@Description	Records tenant.resumed.v1: the consumer runs the tenant's desired workers again and works off what queued up while it was paused. Resuming an active tenant records nothing and answers 200 with the current version.
+//	@ID				resumeTenant
 //	@Tags			tenants
-//	@Produce		json
+//	@Security		BearerAuth
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string				false	"Expected version"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
@@ -80,6 +90,12 @@ func (a *API) pauseTenant(c *fiber.Ctx) error {
 //	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
 //	@Failure		409					{object}	httpserver.Problem	"The tenant is draining (tenant_draining), or changed concurrently (concurrent_modification)"
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			200					{string}	ETag				"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/resume [post]
 func (a *API) resumeTenant(c *fiber.Ctx) error {
 	return a.statusCommand(c, a.tenants.Resume)
@@ -104,8 +120,10 @@ func (a *API) statusCommand(c *fiber.Ctx, cmd func(ctx context.Context, meta ten
 //	@Description	Plain (no drain): records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues, and with them every message still queued, every stored message of the tenant and its dead letters. Nothing of the tenant's data is kept. Works on active, paused and draining tenants.
 //	@Description
 //	@Description	With drain=true: records tenant.deletion_requested.v1 and answers 202 with status draining. HTTP ingest then answers 409 tenant_draining; with per-tenant broker accounts on, the tenant's broker user loses its write permission and its connections, so AMQP producers cannot add either. The consumer keeps storing (also if the tenant was paused) until the queue is empty (ready and unacknowledged 0), and then the command service records tenant.deleted.v1 as for a plain delete. If that does not happen within drain_timeout, the tenant stays draining (GET shows drain.timed_out) until it is deleted plainly or asked to drain again, which re-arms the deadline.
+//	@ID				deleteTenant
 //	@Tags			tenants
-//	@Produce		json
+//	@Security		BearerAuth
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			drain				query		bool				false	"true: delete only once the queue is empty"
 //	@Param			drain_timeout		query		string				false	"With drain=true: how long to wait for the queue to empty, a duration 1s..24h (default 5m)"
@@ -116,6 +134,12 @@ func (a *API) statusCommand(c *fiber.Ctx, cmd func(ctx context.Context, meta ten
 //	@Failure		404					{object}	httpserver.Problem	"Unknown or already deleted tenant, or a malformed id"
 //	@Failure		409					{object}	httpserver.Problem	"Changed concurrently"
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			202					{string}	ETag				"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id} [delete]
 func (a *API) deleteTenant(c *fiber.Ctx) error {
 	id, err := tenantID(c)
@@ -159,9 +183,11 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 //	@Description	Picks the tenant's pending dead letters by ids, or by reason and/or max (oldest first). With dry_run only counts them (200). Otherwise records tenant.dead_letters_redriven.v1 (selector, count, correlation id), publishes each original body with its original message id into tenant_{id}_queue with publisher confirms, at most REDRIVE_RATE a second, marks them redriven and answers 202 once all are confirmed. The consumer stores a message id once, so a redriven message already stored is not stored again; one that fails again comes back as a pending dead letter with its death count raised. Running the same redrive again moves nothing twice (only pending dead letters are picked). Nothing picked records nothing (202, matched 0, the current version).
 //	@Description
 //	@Description	If the broker goes away part way the answer is 503 redrive_incomplete, saying how many moved: those are marked, the rest stay pending, and the same redrive run again moves only them.
+//	@ID				redriveDeadLetters
 //	@Tags			dead-letters
+//	@Security		BearerAuth
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string						true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string						false	"Expected version"
 //	@Param			X-Correlation-ID	header		string						false	"Correlation id recorded on the event and on the republished messages"
@@ -175,6 +201,13 @@ func (a *API) deleteTenant(c *fiber.Ctx) error {
 //	@Failure		415					{object}	httpserver.Problem			"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem			"A field of the wrong type, or an unknown field"
 //	@Failure		503					{object}	httpserver.Problem			"The broker did not take every message (redrive_incomplete: the detail says how many moved), or is unavailable"
+//	@Failure		401					{object}	httpserver.Problem			"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem			"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem			"Internal error; the detail quotes the request id"
+//	@Header			202					{string}	ETag						"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate			"Bearer challenge (RFC 6750) naming the error"
+//	@Header			503					{integer}	Retry-After					"Seconds to wait before retrying"
+//	@Header			all					{string}	X-Request-ID				"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/dead-letters/redrive [post]
 func (a *API) redriveDeadLetters(c *fiber.Ctx) error {
 	id, sel, dryRun, err := a.selectorRequest(c)
@@ -196,9 +229,11 @@ func (a *API) redriveDeadLetters(c *fiber.Ctx) error {
 //
 //	@Summary		Purge dead letters
 //	@Description	Marks the tenant's pending dead letters picked by the selector (ids, or reason and/or max, oldest first) purged and records tenant.dead_letters_purged.v1 with their count, in one transaction. Purged dead letters stay listed (status purged) and are never redriven. With dry_run only counts them. Works on any live tenant, draining included. Nothing picked records nothing.
+//	@ID				purgeDeadLetters
 //	@Tags			dead-letters
+//	@Security		BearerAuth
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string						true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string						false	"Expected version"
 //	@Param			X-Correlation-ID	header		string						false	"Correlation id recorded on the event"
@@ -210,6 +245,12 @@ func (a *API) redriveDeadLetters(c *fiber.Ctx) error {
 //	@Failure		412					{object}	httpserver.Problem			"If-Match does not match the current version"
 //	@Failure		415					{object}	httpserver.Problem			"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem			"A field of the wrong type, or an unknown field"
+//	@Failure		401					{object}	httpserver.Problem			"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem			"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem			"Internal error; the detail quotes the request id"
+//	@Header			200					{string}	ETag						"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate			"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all					{string}	X-Request-ID				"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/dead-letters [delete]
 func (a *API) purgeDeadLetters(c *fiber.Ctx) error {
 	id, sel, dryRun, err := a.selectorRequest(c)

@@ -19,7 +19,7 @@ import (
 	swagger "github.com/gofiber/swagger"
 	"github.com/google/uuid"
 
-	_ "github.com/multitenant/mtm/services/command/docs" // registers the generated OpenAPI spec
+	"github.com/multitenant/mtm/services/command/docs" // also registers the Swagger 2 spec for Swagger UI
 
 	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/httpserver"
@@ -110,9 +110,11 @@ func Register(r fiber.Router, api *API) {
 	r.Post("/tenants/:id/messages", api.publishMessage)
 }
 
-// RegisterDocs serves the generated OpenAPI spec and Swagger UI at /swagger/index.html.
+// RegisterDocs serves the generated Swagger UI at /swagger/index.html and the OpenAPI 3
+// document at /openapi.json.
 func RegisterDocs(r fiber.Router) {
 	r.Get("/swagger/*", swagger.HandlerDefault)
+	httpserver.ServeOpenAPI(r, docs.OpenAPI)
 }
 
 // CreateTenantRequest is the body of POST /tenants.
@@ -130,7 +132,7 @@ type createTenantBody struct {
 
 // TenantResponse is a tenant after a successful create.
 type TenantResponse struct {
-	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 	Name    string `json:"name" example:"acme"`
 	Workers int    `json:"workers" example:"3"`
 	Status  string `json:"status" example:"active"`
@@ -151,7 +153,7 @@ type AMQPCredentials struct {
 
 // CredentialsResponse carries a tenant's new broker credentials.
 type CredentialsResponse struct {
-	ID   string          `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID   string          `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 	AMQP AMQPCredentials `json:"amqp"`
 }
 
@@ -171,7 +173,7 @@ type concurrencyBody struct {
 
 // ConcurrencyResponse is the tenant's worker count and version after a resize.
 type ConcurrencyResponse struct {
-	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 	Workers int    `json:"workers" example:"5"`
 	Version int    `json:"version" example:"2"`
 }
@@ -183,7 +185,7 @@ type RateLimitRequest struct {
 	PerSecond int `json:"per_second" example:"100" validate:"required" minimum:"0" maximum:"1000000"`
 	// The bucket size, how many messages may arrive at once after a quiet spell: an
 	// integer in 1..1000000; 0 or absent when per_second is 0.
-	Burst int `json:"burst" example:"200" minimum:"0" maximum:"1000000"`
+	Burst int `json:"burst" example:"200" minimum:"0" maximum:"1000000" validate:"optional"`
 }
 
 type rateLimitBody struct {
@@ -193,7 +195,7 @@ type rateLimitBody struct {
 
 // RateLimitResponse is the tenant's own ingest limit and version after a change.
 type RateLimitResponse struct {
-	ID        string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID        string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 	PerSecond int    `json:"per_second" example:"100"`
 	Burst     int    `json:"burst" example:"200"`
 	Version   int    `json:"version" example:"3"`
@@ -202,24 +204,26 @@ type RateLimitResponse struct {
 // DeleteResponse acknowledges a delete: "deleting" (the consumer removes queues and
 // data) or, with drain=true, "draining" (deleted once the queue is empty).
 type DeleteResponse struct {
-	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID      string `json:"id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 	Status  string `json:"status" example:"deleting" enums:"deleting,draining"`
 	Version int    `json:"version" example:"3"`
 }
 
 // MessageAccepted is the id a confirmed message is stored under.
 type MessageAccepted struct {
-	ID       string `json:"id" example:"0190f2a4-8000-7000-8000-0000000000aa"`
-	TenantID string `json:"tenant_id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f"`
+	ID       string `json:"id" example:"0190f2a4-8000-7000-8000-0000000000aa" format:"uuid"`
+	TenantID string `json:"tenant_id" example:"0190f2a4-7b7e-7c3a-9d4e-1a2b3c4d5e6f" format:"uuid"`
 }
 
 // createTenant godoc
 //
 //	@Summary		Create a tenant
 //	@Description	Declares the tenant's queue and dead-letter queue and, when per-tenant broker accounts are on (RABBITMQ_MANAGEMENT_URL set), creates the tenant's own RabbitMQ user, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost, and the credentials in "amqp" (shown only here) work.
+//	@ID				createTenant
 //	@Tags			tenants
+//	@Security		BearerAuth
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event (default: the request id)"
 //	@Param			body				body		CreateTenantRequest	true	"Tenant"
 //	@Success		201					{object}	TenantResponse		"Created; Location: /tenants/{id}; ETag: the version"
@@ -229,6 +233,14 @@ type MessageAccepted struct {
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"Invalid or unknown field"
 //	@Failure		503					{object}	httpserver.Problem	"Broker (or its management API) unavailable; nothing recorded"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			201					{string}	Location			"/tenants/{id} of the new tenant"
+//	@Header			201					{string}	ETag				"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			503					{integer}	Retry-After			"Seconds to wait before retrying"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants [post]
 func (a *API) createTenant(c *fiber.Ctx) error {
 	var body createTenantBody
@@ -271,9 +283,11 @@ func (a *API) createTenant(c *fiber.Ctx) error {
 //
 //	@Summary		Set a tenant's worker count
 //	@Description	Records tenant.concurrency_changed.v1; the consumer resizes the tenant's worker pool. Setting the current count again records nothing and answers 200 with the current version.
+//	@ID				setTenantConcurrency
 //	@Tags			tenants
+//	@Security		BearerAuth
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string				false	"Expected version as one strong entity tag: \"3\" (or 3); weak tags never match"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
@@ -285,6 +299,12 @@ func (a *API) createTenant(c *fiber.Ctx) error {
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"workers is not an integer in 1..MAX_WORKERS"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			200					{string}	ETag				"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/config/concurrency [put]
 func (a *API) changeConcurrency(c *fiber.Ctx) error {
 	id, err := tenantID(c)
@@ -315,9 +335,11 @@ func (a *API) changeConcurrency(c *fiber.Ctx) error {
 //
 //	@Summary		Set a tenant's message ingest limit
 //	@Description	Records tenant.rate_limit_changed.v1: from then on POST /tenants/{id}/messages admits per_second messages a second with bursts of up to burst (token bucket), instead of TENANT_RATE_LIMIT / TENANT_RATE_BURST; per_second 0 means unlimited. Each command replica counts on its own, so N replicas admit up to N times the rate. Setting the tenant's current limit again records nothing and answers 200 with the current version.
+//	@ID				setTenantRateLimit
 //	@Tags			tenants
+//	@Security		BearerAuth
 //	@Accept			json
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			If-Match			header		string				false	"Expected version: the ETag of the last answer; weak tags never match"
 //	@Param			X-Correlation-ID	header		string				false	"Correlation id recorded on the event"
@@ -329,6 +351,12 @@ func (a *API) changeConcurrency(c *fiber.Ctx) error {
 //	@Failure		412					{object}	httpserver.Problem	"If-Match does not match the current version"
 //	@Failure		415					{object}	httpserver.Problem	"Not JSON"
 //	@Failure		422					{object}	httpserver.Problem	"per_second not an integer in 0..1000000, or burst not one in 1..1000000 (0 or absent when per_second is 0)"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			200					{string}	ETag				"The tenant's version as a strong entity tag (\"3\"): send it back in If-Match"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/config/rate-limit [put]
 func (a *API) changeRateLimit(c *fiber.Ctx) error {
 	id, err := tenantID(c)
@@ -372,14 +400,22 @@ func (a *API) changeRateLimit(c *fiber.Ctx) error {
 //
 //	@Summary		Rotate a tenant's broker credentials
 //	@Description	Gives the tenant's own RabbitMQ user a new password (creating the user if the tenant has none, e.g. it was created while accounts were off) and closes the connections opened with the old one, which stops working. The new password is shown only in this answer. No body.
+//	@ID				rotateTenantCredentials
 //	@Tags			tenants
-//	@Produce		json
-//	@Param			id					path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
-//	@Param			X-Correlation-ID	header		string				false	"Correlation id logged with the rotation"
+//	@Security		BearerAuth
+//	@Produce		json,application/problem+json
+//	@Param			id					path		string	true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
+//	@Param			X-Correlation-ID	header		string	false	"Correlation id logged with the rotation"
 //	@Success		200					{object}	CredentialsResponse
 //	@Failure		404					{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
 //	@Failure		501					{object}	httpserver.Problem	"Per-tenant broker accounts are off (RABBITMQ_MANAGEMENT_URL not set)"
 //	@Failure		503					{object}	httpserver.Problem	"Broker management API unavailable; the old password may already have stopped working: retry"
+//	@Failure		401					{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		403					{object}	httpserver.Problem	"A tenant token: this command needs the admin role"
+//	@Failure		500					{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			401,403				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			503					{integer}	Retry-After			"Seconds to wait before retrying"
+//	@Header			all					{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/credentials [post]
 func (a *API) rotateCredentials(c *fiber.Ctx) error {
 	id, err := tenantID(c)
@@ -397,12 +433,14 @@ func (a *API) rotateCredentials(c *fiber.Ctx) error {
 //
 //	@Summary		Publish a message to a tenant
 //	@Description	Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5 of the key in the tenant's Idempotency-Key namespace (not the AMQP message_id namespace), so a retry is stored once; the key is bound to its first body for IDEMPOTENCY_KEY_TTL (another body is 409). Without a key, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.
+//	@ID				publishMessage
 //	@Tags			messages
+//	@Security		BearerAuth
 //	@Accept			json
-//	@Produce		json
-//	@Param			id				path		string				true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
-//	@Param			Idempotency-Key	header		string				false	"Client key (1..200 printable ASCII characters)"
-//	@Param			body			body		object				true	"Any JSON object"
+//	@Produce		json,application/problem+json
+//	@Param			id				path		string	true	"Tenant id: a canonical 36-character UUID (any other form is 404)"
+//	@Param			Idempotency-Key	header		string	false	"Client key (1..200 printable ASCII characters)"
+//	@Param			body			body		object	true	"Any JSON object"
 //	@Success		202				{object}	MessageAccepted
 //	@Failure		400				{object}	httpserver.Problem	"Malformed JSON or bad Idempotency-Key"
 //	@Failure		404				{object}	httpserver.Problem	"Unknown or deleted tenant, or a malformed id"
@@ -412,6 +450,11 @@ func (a *API) rotateCredentials(c *fiber.Ctx) error {
 //	@Failure		422				{object}	httpserver.Problem	"Body is JSON but not an object, or cannot be stored (\\u0000, a lone surrogate escape, a number beyond PostgreSQL numeric, numbers that print over 256 KiB larger)"
 //	@Failure		429				{object}	httpserver.Problem	"Over the tenant's rate limit (rate_limited); Retry-After: seconds until a message would be admitted"
 //	@Failure		503				{object}	httpserver.Problem	"Broker unavailable, nothing published (broker_unavailable); or no confirm in time, the message may be stored: retry with the same Idempotency-Key (publish_unconfirmed)"
+//	@Failure		401				{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set); WWW-Authenticate says why"
+//	@Failure		500				{object}	httpserver.Problem	"Internal error; the detail quotes the request id"
+//	@Header			401				{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			429,503			{integer}	Retry-After			"Seconds to wait before retrying"
+//	@Header			all				{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/messages [post]
 func (a *API) publishMessage(c *fiber.Ctx) error {
 	if a.guards.TenantAccess != nil {

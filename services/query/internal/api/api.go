@@ -120,7 +120,7 @@ type Backlog struct {
 	// SampledAt is when the consumer took the sample. Much older than 30 s plus
 	// RECONCILE_INTERVAL means the consumer is not sampling (stopped, or the broker is
 	// away): the values are stale.
-	SampledAt time.Time `json:"sampled_at" example:"2025-05-06T07:08:09.123456Z"`
+	SampledAt time.Time `json:"sampled_at" format:"date-time" example:"2025-05-06T07:08:09.123456Z"`
 }
 
 // RateLimit is a tenant's own message ingest limit, set with
@@ -136,9 +136,9 @@ type RateLimit struct {
 // Drain is a draining tenant's drain-then-delete.
 type Drain struct {
 	// RequestedAt is when the (last) DELETE ?drain=true was recorded.
-	RequestedAt time.Time `json:"requested_at"`
+	RequestedAt time.Time `json:"requested_at" format:"date-time"`
 	// Deadline is when the command service stops waiting for the queue to empty.
-	Deadline time.Time `json:"deadline"`
+	Deadline time.Time `json:"deadline" format:"date-time"`
 	// TimedOut: the deadline has passed. The tenant stays draining until it is deleted
 	// plainly or asked to drain again.
 	TimedOut bool `json:"timed_out" example:"false"`
@@ -146,7 +146,7 @@ type Drain struct {
 
 // Tenant is a tenant as the API shows it.
 type Tenant struct {
-	ID   string `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
+	ID   string `json:"id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10" format:"uuid"`
 	Name string `json:"name" example:"acme"`
 	// Status: active; paused (nothing consumed, the queue keeps accepting); draining
 	// (deletion requested: HTTP ingest refused, the queue is being emptied).
@@ -161,10 +161,10 @@ type Tenant struct {
 	DeadLettersPending int `json:"dead_letters_pending" example:"0"`
 	// RateLimit is the tenant's own ingest limit; null means the command service's
 	// default (TENANT_RATE_LIMIT / TENANT_RATE_BURST) applies.
-	RateLimit *RateLimit `json:"rate_limit"`
+	RateLimit *RateLimit `json:"rate_limit" extensions:"x-nullable"`
 	Queue     string     `json:"queue" example:"tenant_0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10_queue"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	CreatedAt time.Time  `json:"created_at" format:"date-time"`
+	UpdatedAt time.Time  `json:"updated_at" format:"date-time"`
 	Version   int        `json:"version" example:"2"`
 }
 
@@ -172,37 +172,40 @@ type Tenant struct {
 type TenantPage struct {
 	Data []Tenant `json:"data"`
 	// NextCursor fetches the next page; null on the last page.
-	NextCursor *string `json:"next_cursor" example:"AQIAAAAAAAAAAAAAAAAAAAAAGDk..."`
+	NextCursor *string `json:"next_cursor" example:"AQIAAAAAAAAAAAAAAAAAAAAAGDk..." extensions:"x-nullable"`
 }
 
 // Message is one stored message.
 type Message struct {
-	ID        string          `json:"id" example:"01890a5d-ac96-774b-bcce-b302099a8057"`
-	TenantID  string          `json:"tenant_id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10"`
+	ID        string          `json:"id" example:"01890a5d-ac96-774b-bcce-b302099a8057" format:"uuid"`
+	TenantID  string          `json:"tenant_id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10" format:"uuid"`
 	Payload   json.RawMessage `json:"payload" swaggertype:"object"`
-	CreatedAt time.Time       `json:"created_at"`
+	CreatedAt time.Time       `json:"created_at" format:"date-time"`
 }
 
 // MessagePage is one page of a tenant's messages, oldest first.
 type MessagePage struct {
 	Data []Message `json:"data"`
 	// NextCursor fetches the next page; null on the last page.
-	NextCursor *string `json:"next_cursor" example:"AQIL...."`
+	NextCursor *string `json:"next_cursor" example:"AQIL...." extensions:"x-nullable"`
 }
 
 // listTenants godoc
 //
 //	@Summary		List tenants
 //	@Description	Live tenants (active, paused or draining, shown as GET /tenants/{id} shows them), oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.
+//	@ID				listTenants
 //	@Tags			tenants
 //	@Security		BearerAuth
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
 //	@Success		200		{object}	TenantPage
 //	@Failure		400		{object}	httpserver.Problem	"invalid limit or cursor"
 //	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		500		{object}	httpserver.Problem
+//	@Header			401		{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all		{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants [get]
 func (h *Handler) listTenants(c *fiber.Ctx) error {
 	limit, err := parseLimit(c)
@@ -251,14 +254,17 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 //
 //	@Summary		Get a tenant
 //	@Description	A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining), its number of pending dead letters and its queue backlog as the consumer last sampled it (backlog: ready and unacked messages, delivery lag, sampled_at; null before the consumer's first sample).
+//	@ID				getTenant
 //	@Tags			tenants
 //	@Security		BearerAuth
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id	path		string	true	"tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Success		200	{object}	Tenant
 //	@Failure		401	{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404	{object}	httpserver.Problem	"unknown or deleted tenant, or a malformed id"
 //	@Failure		500	{object}	httpserver.Problem
+//	@Header			401	{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all	{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id} [get]
 func (h *Handler) getTenant(c *fiber.Ctx) error {
 	id, err := auth.PathTenantID(c.Params("id"))
@@ -286,9 +292,10 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 //
 //	@Summary		List a tenant's messages
 //	@Description	Stored messages of one tenant, oldest first (by created_at, then id). Pages are keyset pages: pass next_cursor back as cursor, with the same tenant_id; it is null on the last page. A walk returns every message that existed when it began exactly once.
+//	@ID				listMessages
 //	@Tags			messages
 //	@Security		BearerAuth
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			tenant_id	query		string	true	"tenant id: a canonical 36-character UUID (any other form is 400)"
 //	@Param			cursor		query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit		query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
@@ -297,6 +304,8 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 //	@Failure		401			{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404			{object}	httpserver.Problem	"unknown or deleted tenant"
 //	@Failure		500			{object}	httpserver.Problem
+//	@Header			401			{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all			{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/messages [get]
 func (h *Handler) messages(c *fiber.Ctx) error {
 	raw := c.Query("tenant_id")
@@ -316,9 +325,10 @@ func (h *Handler) messages(c *fiber.Ctx) error {
 //
 //	@Summary		List a tenant's messages
 //	@Description	Same as GET /messages?tenant_id={id}, except that a malformed id names no tenant here: 404, where the query parameter is 400.
+//	@ID				listTenantMessages
 //	@Tags			messages
 //	@Security		BearerAuth
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id		path		string	true	"tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
@@ -327,6 +337,8 @@ func (h *Handler) messages(c *fiber.Ctx) error {
 //	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant, or a malformed id"
 //	@Failure		500		{object}	httpserver.Problem
+//	@Header			401		{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all		{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/messages [get]
 func (h *Handler) tenantMessages(c *fiber.Ctx) error {
 	id, err := auth.PathTenantID(c.Params("id"))

@@ -25,7 +25,7 @@ const PayloadEncodingBase64 = "base64"
 type DeadLetter struct {
 	// ID is the id the message would have been stored under (derived from its
 	// message_id, as for stored messages).
-	ID        string `json:"id" example:"01890a5d-ac96-774b-bcce-b302099a8057"`
+	ID        string `json:"id" example:"01890a5d-ac96-774b-bcce-b302099a8057" format:"uuid"`
 	MessageID string `json:"message_id" example:"order-4711"`
 	// Reason is a code: invalid_json, too_large, rejected_by_database (the consumer's
 	// own), or the broker's delivery_limit, expired, maxlen, rejected.
@@ -35,8 +35,8 @@ type DeadLetter struct {
 	Status string `json:"status" example:"pending" enums:"pending,redriven,purged"`
 	// Deaths counts how often the message was dead-lettered (again after a redrive).
 	Deaths              int       `json:"deaths" example:"1"`
-	FirstDeadLetteredAt time.Time `json:"first_dead_lettered_at"`
-	LastDeadLetteredAt  time.Time `json:"last_dead_lettered_at"`
+	FirstDeadLetteredAt time.Time `json:"first_dead_lettered_at" format:"date-time"`
+	LastDeadLetteredAt  time.Time `json:"last_dead_lettered_at" format:"date-time"`
 	// Headers are the AMQP headers of the dead-lettered delivery.
 	Headers json.RawMessage `json:"headers" swaggertype:"object"`
 	// Size is the body's size in bytes.
@@ -53,16 +53,17 @@ type DeadLetter struct {
 type DeadLetterPage struct {
 	Data []DeadLetter `json:"data"`
 	// NextCursor fetches the next page; null on the last page.
-	NextCursor *string `json:"next_cursor" example:"AQMAAAAAAAAAAAAAAAAAAAAAGDk..."`
+	NextCursor *string `json:"next_cursor" example:"AQMAAAAAAAAAAAAAAAAAAAAAGDk..." extensions:"x-nullable"`
 }
 
 // tenantDeadLetters godoc
 //
 //	@Summary		List a tenant's dead letters
 //	@Description	The tenant's archived dead letters (every message its DLQ received), oldest first (by first_dead_lettered_at, then id), optionally only those with one reason code and/or one status. Pages are keyset pages like the messages list: pass next_cursor back as cursor with the same filters; it is null on the last page. A page also ends early rather than exceed PAGE_MAX_BYTES of bodies. A body that is valid JSON is in payload exactly as received; any other body is in payload_base64 with payload_encoding "base64".
+//	@ID				listTenantDeadLetters
 //	@Tags			dead-letters
 //	@Security		BearerAuth
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id		path		string	true	"tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
@@ -73,6 +74,8 @@ type DeadLetterPage struct {
 //	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant, a malformed id, or another tenant's (for a tenant token)"
 //	@Failure		500		{object}	httpserver.Problem
+//	@Header			401		{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all		{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/dead-letters [get]
 func (h *Handler) tenantDeadLetters(c *fiber.Ctx) error {
 	tenantID, err := auth.PathTenantID(c.Params("id"))

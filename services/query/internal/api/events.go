@@ -20,7 +20,7 @@ type Event struct {
 	// Version is the event's position in the tenant's stream (1, 2, ...), the number
 	// ETags and If-Match carry.
 	Version    int       `json:"version" example:"2"`
-	OccurredAt time.Time `json:"occurred_at"`
+	OccurredAt time.Time `json:"occurred_at" format:"date-time"`
 	// CorrelationID ties the event to the request that caused it (empty when none).
 	CorrelationID string `json:"correlation_id" example:"6f1c2b9d-4e10-4a7e-9c61-0b7e3f5c8d0a"`
 	// Data is the event's payload, as recorded.
@@ -31,16 +31,17 @@ type Event struct {
 type EventPage struct {
 	Data []Event `json:"data"`
 	// NextCursor fetches the next page; null on the last page.
-	NextCursor *string `json:"next_cursor" example:"AQQAAAAAAAAAAAAAAAAAAAAAAAA..."`
+	NextCursor *string `json:"next_cursor" example:"AQQAAAAAAAAAAAAAAAAAAAAAAAA..." extensions:"x-nullable"`
 }
 
 // tenantEvents godoc
 //
 //	@Summary		A tenant's event history
 //	@Description	Every event recorded for the tenant, oldest first (by version): creation, resizes, rate limits, pauses and resumes, drains, redrives and purges. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page. A deleted tenant's history is not served (404).
+//	@ID				listTenantEvents
 //	@Tags			tenants
 //	@Security		BearerAuth
-//	@Produce		json
+//	@Produce		json,application/problem+json
 //	@Param			id		path		string	true	"tenant id: a canonical 36-character UUID (any other form is 404)"
 //	@Param			cursor	query		string	false	"opaque cursor from a previous page's next_cursor (bound to this tenant)"
 //	@Param			limit	query		int		false	"page size, 1..100 (default 20); anything else is 400"	minimum(1)	maximum(100)	default(20)
@@ -49,6 +50,8 @@ type EventPage struct {
 //	@Failure		401		{object}	httpserver.Problem	"missing or invalid token (when JWT_SECRET is set)"
 //	@Failure		404		{object}	httpserver.Problem	"unknown or deleted tenant, a malformed id, or another tenant's (for a tenant token)"
 //	@Failure		500		{object}	httpserver.Problem
+//	@Header			401		{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
+//	@Header			all		{string}	X-Request-ID		"The request id (the caller's X-Request-ID when it is 1..200 printable ASCII characters, else a new UUID); logs quote it"
 //	@Router			/tenants/{id}/events [get]
 func (h *Handler) tenantEvents(c *fiber.Ctx) error {
 	tenantID, err := auth.PathTenantID(c.Params("id"))
