@@ -49,9 +49,10 @@ func Middleware(cfg Config) fiber.Handler {
 		if err != nil {
 			return invalidToken(err)
 		}
-		// Metrics carry every tenant's id: only an admin (or a scraper on the separate
-		// METRICS_ADDR listener, which this middleware never sees) may read them.
-		if isMetricsPath(c) && !p.IsAdmin() {
+		// Metrics carry every tenant's id and profiles every tenant's data in memory:
+		// only an admin (or a scraper on the separate METRICS_ADDR listener, which this
+		// middleware never sees) may read them.
+		if isAdminOnlyPath(c) && !p.IsAdmin() {
 			return Forbidden()
 		}
 		setPrincipal(c, p)
@@ -65,7 +66,7 @@ func Middleware(cfg Config) fiber.Handler {
 // It stores no principal for the other routes.
 func MetricsOnly(authn fiber.Handler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if isMetricsPath(c) {
+		if isAdminOnlyPath(c) {
 			return authn(c)
 		}
 		return c.Next()
@@ -85,7 +86,11 @@ func IsPublicPath(c *fiber.Ctx) bool {
 	return strings.HasPrefix(path, "/swagger/")
 }
 
-func isMetricsPath(c *fiber.Ctx) bool { return routedPath(c) == "/metrics" }
+// isAdminOnlyPath: /metrics and the profiler (/debug/pprof/*, where mounted).
+func isAdminOnlyPath(c *fiber.Ctx) bool {
+	path := routedPath(c)
+	return path == "/metrics" || path == "/debug/pprof" || strings.HasPrefix(path, "/debug/pprof/")
+}
 
 // routedPath is the request path as Fiber's router matches it.
 func routedPath(c *fiber.Ctx) string {

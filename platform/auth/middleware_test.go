@@ -511,4 +511,9 @@ func TestMetricsOnlyGuardsOnlyMetrics(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, get("/METRICS/", ""), "matched as the router matches")
 	assert.Equal(t, http.StatusForbidden, get("/metrics", tenant))
 	assert.Equal(t, http.StatusOK, get("/metrics", admin))
+	// The profiler shows every tenant's data in memory: admins only, like /metrics.
+	assert.Equal(t, http.StatusUnauthorized, get("/debug/pprof/heap", ""))
+	assert.Equal(t, http.StatusForbidden, get("/debug/pprof/heap", tenant))
+	assert.Equal(t, http.StatusForbidden, get("/Debug/PProf/", tenant), "matched as the router matches")
+	assert.Equal(t, http.StatusNotFound, get("/debug/pprof/heap", admin), "not mounted here: the admin passes")
 }

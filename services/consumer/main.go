@@ -37,7 +37,7 @@ func (c *Config) Validate() error { return c.Settings.Validate() }
 // profiler godoc
 //
 //	@Summary		Go profiler (net/http/pprof)
-//	@Description	Only with PPROF=true (off by default: profiles expose internals and cost CPU while taken); without it every /debug/pprof path is 404. The index (empty name) is HTML; profile, trace and the named profiles (heap, goroutine, allocs, block, mutex, threadcreate) are binary unless debug=1 asks for text; cmdline and symbol are text.
+//	@Description	Only with PPROF=true (off by default: profiles expose internals and cost CPU while taken); without it every /debug/pprof path is 404. With JWT_SECRET set it needs an admin token (a profile shows every tenant's data in memory). The index (empty name) is HTML; profile, trace and the named profiles (heap, goroutine, allocs, block, mutex, threadcreate) are binary unless debug=1 asks for text; cmdline and symbol are text.
 //	@ID				pprof
 //	@Tags			operations
 //	@Security		BearerAuth
@@ -47,6 +47,7 @@ func (c *Config) Validate() error { return c.Settings.Validate() }
 //	@Param			debug	query		int		false	"Named profiles: 1 for text"
 //	@Success		200		{string}	string	"The profile"
 //	@Failure		401		{object}	httpserver.Problem	"No or an invalid bearer token (when JWT_SECRET is set)"
+//	@Failure		403		{object}	httpserver.Problem	"A tenant token (admins only)"
 //	@Failure		404		{object}	httpserver.Problem	"PPROF is off, or no such profile"
 //	@Header			401		{string}	WWW-Authenticate	"Bearer challenge (RFC 6750) naming the error"
 //	@Header			all		{string}	X-Request-ID		"The request id"
