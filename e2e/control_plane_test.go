@@ -121,7 +121,7 @@ func TestDeadLettersEndToEnd(t *testing.T) {
 	poisonID, bigID, goodID := "poison-"+uuid.NewString()[:8], uuid.NewString(), uuid.NewString()
 	big := `{"pad":"` + strings.Repeat("x", 100) + `"}`
 	publishAMQP(t, conn, id, []string{poisonID, bigID, goodID}, func(i int) string {
-		return []string{`{"broken":`, big, `{"ok":true}`}[i]
+		return []string{`{"broken":`, big, `[{"ok":true},2]`}[i] // any JSON value is a message, not only an object
 	})
 
 	// Visible in the API with its reason within 5 s.

@@ -14,7 +14,9 @@
 //   - an operation without @Security is public (the probes): it gets an explicit empty
 //     security requirement, which swag cannot write;
 //   - a nullable reference to another schema (swag's x-nullable next to allOf) also
-//     names the referenced schema's type: OpenAPI 3.0 ignores nullable without a type.
+//     names the referenced schema's type: OpenAPI 3.0 ignores nullable without a type;
+//   - a property marked x-any-json (a message payload: any JSON value an AMQP producer
+//     sent, not only an object) loses swag's "type: object", so it accepts any value.
 //
 // Usage: openapi -in docs/swagger.json -out docs/openapi.json
 package main
@@ -82,6 +84,7 @@ func Convert(swagger2 []byte) ([]byte, error) {
 	}
 	bearer(doc3)
 	nullableRefs(doc3)
+	anyJSON(doc3)
 	if err := responses(doc3); err != nil {
 		return nil, err
 	}
@@ -180,6 +183,25 @@ func nullableRefs(doc *openapi3.T) {
 		if ref.Value != nil {
 			for _, p := range ref.Value.Properties {
 				fix(p)
+			}
+		}
+	}
+}
+
+// anyJSON drops the type of every property marked x-any-json (and the mark): swag can
+// only say "object" for a json.RawMessage, but a payload may be any JSON value.
+func anyJSON(doc *openapi3.T) {
+	if doc.Components == nil {
+		return
+	}
+	for _, ref := range doc.Components.Schemas {
+		if ref.Value == nil {
+			continue
+		}
+		for _, p := range ref.Value.Properties {
+			if s := p.Value; s != nil && s.Extensions["x-any-json"] != nil {
+				s.Type = nil
+				delete(s.Extensions, "x-any-json")
 			}
 		}
 	}

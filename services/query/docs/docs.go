@@ -849,7 +849,8 @@ const docTemplate = `{
                 },
                 "payload": {
                     "description": "Payload is the body, byte for byte, when it is valid JSON (absent otherwise).",
-                    "type": "object"
+                    "type": "object",
+                    "x-any-json": true
                 },
                 "payload_base64": {
                     "description": "PayloadBase64 is the body in standard base64 when it is not valid JSON (absent otherwise).",
@@ -1011,7 +1012,8 @@ const docTemplate = `{
                     "example": "01890a5d-ac96-774b-bcce-b302099a8057"
                 },
                 "payload": {
-                    "type": "object"
+                    "type": "object",
+                    "x-any-json": true
                 },
                 "tenant_id": {
                     "type": "string",

@@ -179,7 +179,7 @@ type TenantPage struct {
 type Message struct {
 	ID        string          `json:"id" example:"01890a5d-ac96-774b-bcce-b302099a8057" format:"uuid"`
 	TenantID  string          `json:"tenant_id" example:"0b7e3f5c-8d0a-4a7e-9c61-3f1c2b9d4e10" format:"uuid"`
-	Payload   json.RawMessage `json:"payload" swaggertype:"object"`
+	Payload   json.RawMessage `json:"payload" swaggertype:"object" extensions:"x-any-json"`
 	CreatedAt time.Time       `json:"created_at" format:"date-time"`
 }
 

@@ -42,7 +42,7 @@ type DeadLetter struct {
 	// Size is the body's size in bytes.
 	Size int `json:"size" example:"17"`
 	// Payload is the body, byte for byte, when it is valid JSON (absent otherwise).
-	Payload json.RawMessage `json:"payload,omitempty" swaggertype:"object"`
+	Payload json.RawMessage `json:"payload,omitempty" swaggertype:"object" extensions:"x-any-json"`
 	// PayloadBase64 is the body in standard base64 when it is not valid JSON (absent otherwise).
 	PayloadBase64 *string `json:"payload_base64,omitempty" example:"eyJicm9rZW4i"`
 	// PayloadEncoding is "base64" exactly when PayloadBase64 is set.
