@@ -30,9 +30,14 @@ func CanonicalTenantID(id string) (string, error) {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
 }
 
-// EnsurePartition creates the tenant's partition as a plain table and attaches it
-// (CREATE ... PARTITION OF would take a lock that blocks every tenant's reads).
-// Idempotent: an attached partition is left alone.
+// EnsurePartition creates the tenant's partition as a plain table and attaches it to
+// the hash sub-parent its tenant id falls into (CREATE ... PARTITION OF would take a
+// lock that blocks every reader of that sub-parent). Attaching to a sub-parent of
+// ~1/64 of the tenants, not to messages itself, keeps the cost of an attach (and of the
+// partition descriptor every backend rebuilds after it) independent of the tenant count,
+// and lets attaches of tenants in different sub-parents run in parallel.
+// Idempotent and safe to run concurrently, also for one tenant: an attached partition
+// is left alone.
 func EnsurePartition(ctx context.Context, db DB, tenantID string) error {
 	id, err := CanonicalTenantID(tenantID)
 	if err != nil {
@@ -45,42 +50,75 @@ func EnsurePartition(ctx context.Context, db DB, tenantID string) error {
 	ident := PartitionIdent(id)
 	if _, err := db.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+ident+
 		" (LIKE "+Table+" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"); err != nil {
-		return fmt.Errorf("create partition table %s: %w", PartitionName(id), err)
+		// IF NOT EXISTS is not atomic: a concurrent create of the same table fails
+		// on the catalog's unique index instead. The table exists then, which is all
+		// this step needs.
+		var exists bool
+		if cerr := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ident).Scan(&exists); cerr != nil || !exists {
+			return fmt.Errorf("create partition table %s: %w", PartitionName(id), err)
+		}
+	}
+	parent, err := subParent(ctx, db, id)
+	if err != nil {
+		return err
 	}
 	// id is canonical (hex and dashes only), so the literal cannot carry SQL.
-	_, err = db.Exec(ctx, "ALTER TABLE "+Table+" ATTACH PARTITION "+ident+" FOR VALUES IN ('"+id+"')")
+	_, err = db.Exec(ctx, "ALTER TABLE "+parent+" ATTACH PARTITION "+ident+" FOR VALUES IN ('"+id+"')")
 	if err != nil {
 		// Another process may have attached it between our check and the ALTER.
 		if ok, cerr := partitionAttached(ctx, db, id); cerr == nil && ok {
 			return nil
 		}
-		return fmt.Errorf("attach partition %s: %w", PartitionName(id), err)
+		return fmt.Errorf("attach partition %s to %s: %w", PartitionName(id), parent, err)
 	}
 	return nil
 }
 
-// DropPartition detaches and drops the tenant's partition. Missing partitions are fine.
-// DETACH ... CONCURRENTLY keeps other tenants' reads and writes flowing; it cannot run
-// inside a transaction, so db must not be a transaction.
+// subParent returns the SQL name of the hash sub-parent of messages whose bound accepts
+// the tenant id. Postgres decides (satisfies_hash_partition is the check its own hash
+// partition constraints use): an empty table attaches to any sub-parent without error,
+// and a leaf under the wrong one would never receive its tenant's rows.
+func subParent(ctx context.Context, db DB, id string) (string, error) {
+	var parent string
+	err := db.QueryRow(ctx, `
+		SELECT c.oid::regclass::text
+		FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid,
+		LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid), 'modulus (\d+), remainder (\d+)') AS b
+		WHERE i.inhparent = $1::regclass
+		  AND satisfies_hash_partition($1::regclass, b[1]::int, b[2]::int, $2::uuid)`,
+		Table, id).Scan(&parent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("no hash sub-parent of %s accepts tenant %s: is the two-level migration applied?", Table, id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up sub-parent of partition %s: %w", PartitionName(id), err)
+	}
+	return parent, nil
+}
+
+// DropPartition detaches the tenant's partition from its sub-parent and drops it.
+// Missing partitions are fine. DETACH ... CONCURRENTLY keeps other tenants' reads and
+// writes flowing; it cannot run inside a transaction, so db must not be a transaction.
 func DropPartition(ctx context.Context, db DB, tenantID string) error {
 	id, err := CanonicalTenantID(tenantID)
 	if err != nil {
 		return err
 	}
 	ident := PartitionIdent(id)
-	attached, err := partitionAttached(ctx, db, id)
+	parent, err := partitionParent(ctx, db, id)
 	if err != nil {
 		return err
 	}
-	if attached {
-		_, err := db.Exec(ctx, "ALTER TABLE "+Table+" DETACH PARTITION "+ident+" CONCURRENTLY")
+	if parent != "" {
+		_, err := db.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+ident+" CONCURRENTLY")
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55000" {
 			// A previous concurrent detach was interrupted: finish it.
-			_, err = db.Exec(ctx, "ALTER TABLE "+Table+" DETACH PARTITION "+ident+" FINALIZE")
+			_, err = db.Exec(ctx, "ALTER TABLE "+parent+" DETACH PARTITION "+ident+" FINALIZE")
 		}
 		if err != nil {
-			return fmt.Errorf("detach partition %s: %w", PartitionName(id), err)
+			return fmt.Errorf("detach partition %s from %s: %w", PartitionName(id), parent, err)
 		}
 	}
 	if _, err := db.Exec(ctx, "DROP TABLE IF EXISTS "+ident); err != nil {
@@ -91,8 +129,9 @@ func DropPartition(ctx context.Context, db DB, tenantID string) error {
 
 // DropPartitionWithin is DropPartition with every lock wait bounded by wait (and each
 // statement by 3*wait), on a dedicated connection of pool. DETACH ... CONCURRENTLY
-// otherwise waits, without limit, for every transaction that touched messages, and
-// meanwhile holds a lock that blocks every ATTACH (new tenants). A timeout returns an
+// otherwise waits, without limit, for every transaction that touched the tenant's
+// sub-parent (any scan of all of messages does), and meanwhile holds a lock that blocks
+// every ATTACH to that sub-parent (new tenants of the same hash bucket). A timeout returns an
 // error and leaves the partition pending detach; the next call finishes it (FINALIZE).
 func DropPartitionWithin(ctx context.Context, pool *pgxpool.Pool, tenantID string, wait time.Duration) error {
 	conn, err := pool.Acquire(ctx)
@@ -115,7 +154,8 @@ func DropPartitionWithin(ctx context.Context, pool *pgxpool.Pool, tenantID strin
 	return DropPartition(ctx, conn, tenantID)
 }
 
-// PartitionExists reports whether the tenant's partition table exists and is attached.
+// PartitionExists reports whether the tenant's partition table exists and is attached
+// (to a sub-parent of messages).
 func PartitionExists(ctx context.Context, db DB, tenantID string) (bool, error) {
 	id, err := CanonicalTenantID(tenantID)
 	if err != nil {
@@ -125,16 +165,28 @@ func PartitionExists(ctx context.Context, db DB, tenantID string) (bool, error) 
 }
 
 func partitionAttached(ctx context.Context, db DB, id string) (bool, error) {
-	var attached bool
+	parent, err := partitionParent(ctx, db, id)
+	return parent != "", err
+}
+
+// partitionParent returns the SQL name of the sub-parent the tenant's partition is
+// attached to (also while a concurrent detach is pending), or "" when it is not
+// attached. It reads pg_inherits only: pg_partition_tree would lock every partition.
+func partitionParent(ctx context.Context, db DB, id string) (string, error) {
+	var parent string
 	err := db.QueryRow(ctx, `
-		SELECT EXISTS (
-			SELECT 1 FROM pg_inherits i
-			JOIN pg_class c ON c.oid = i.inhrelid
-			WHERE c.relname = $1 AND i.inhparent = $2::regclass
-			  AND c.relnamespace = current_schema()::regnamespace)`,
-		PartitionName(id), Table).Scan(&attached)
-	if err != nil {
-		return false, fmt.Errorf("look up partition %s: %w", PartitionName(id), err)
+		SELECT leaf.inhparent::regclass::text
+		FROM pg_class c
+		JOIN pg_inherits leaf ON leaf.inhrelid = c.oid
+		JOIN pg_inherits sub ON sub.inhrelid = leaf.inhparent
+		WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace
+		  AND sub.inhparent = $2::regclass`,
+		PartitionName(id), Table).Scan(&parent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
 	}
-	return attached, nil
+	if err != nil {
+		return "", fmt.Errorf("look up partition %s: %w", PartitionName(id), err)
+	}
+	return parent, nil
 }

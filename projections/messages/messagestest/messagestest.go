@@ -13,22 +13,13 @@ import (
 	"github.com/multitenant/mtm/projections/messages"
 )
 
-// CreatePartition creates the tenant's partition the way production does (see messages.EnsurePartition):
-// a plain table LIKE messages, then ATTACHed, which also builds the partition's copy of
-// the (tenant_id, created_at, id) index.
+// CreatePartition creates the tenant's partition the way production does: a plain
+// table LIKE messages, attached to its hash sub-parent, which also builds the
+// partition's copy of the (tenant_id, created_at, id) index.
 func CreatePartition(t testing.TB, pool *pgxpool.Pool, tenantID uuid.UUID) {
 	t.Helper()
-	ctx := context.Background()
-	ident := messages.PartitionIdent(tenantID.String())
-	// The tenant id is a parsed UUID, so its text form is safe inside the literal.
-	stmts := []string{
-		"CREATE TABLE " + ident + " (LIKE messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
-		"ALTER TABLE messages ATTACH PARTITION " + ident + " FOR VALUES IN ('" + tenantID.String() + "')",
-	}
-	for _, s := range stmts {
-		if _, err := pool.Exec(ctx, s); err != nil {
-			t.Fatalf("messagestest: %s: %v", s, err)
-		}
+	if err := messages.EnsurePartition(context.Background(), pool, tenantID.String()); err != nil {
+		t.Fatalf("messagestest: create partition: %v", err)
 	}
 }
 
