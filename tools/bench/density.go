@@ -61,7 +61,7 @@ func (b *bench) density(ctx context.Context, r *Result) error {
 	var mu sync.Mutex
 	var firstErr error
 	next := make(chan int)
-	for range 8 {
+	for range o.densityParallel {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

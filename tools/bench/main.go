@@ -63,6 +63,7 @@ type options struct {
 	densityTenants  int
 	densityMessages int
 	densityTimeout  time.Duration
+	densityParallel int
 	managementURL   string
 	noisyBacklog    int
 	noisyRate       int
@@ -107,6 +108,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.scaleTenants, "scale-tenants", 1000, "tenants (1 worker each) in the scale scenario")
 	flag.IntVar(&o.densityTenants, "density-tenants", 5000, "tenants (1 worker each) in the density scenario")
 	flag.IntVar(&o.densityMessages, "density-messages", 100_000, "messages drained over all tenants in the density scenario")
+	flag.IntVar(&o.densityParallel, "density-parallel", 16, "POST /tenants requests in flight in the density scenario")
 	flag.DurationVar(&o.densityTimeout, "density-timeout", 5*time.Minute, "give up waiting for the density tenants to consume after this long")
 	flag.StringVar(&o.managementURL, "management-url", envOr("RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672"), "RabbitMQ management API, for the broker's memory and file handles; env RABBITMQ_MANAGEMENT_URL")
 	flag.IntVar(&o.noisyWorkers, "noisy-workers", 16, "workers of the busy tenant in the noisy scenario")
