@@ -157,7 +157,8 @@ func TestTraceFromHTTPToCommit(t *testing.T) {
 		commit, ok[3] = find(spans, "consumer", "messages group commit")
 		insert, ok[4] = find(spans, "consumer", "INSERT postgresql")
 		return ok == [5]bool{true, true, true, true, true}
-	}, 15*time.Second, 50*time.Millisecond, "spans of the trace: %v", names(recv.trace(traceID)))
+	}, 15*time.Second, 50*time.Millisecond, "the message's trace reaches the commit")
+	t.Logf("spans of the message's trace: %v", names(recv.trace(traceID)))
 	require.Equal(t, hex.EncodeToString(callerSpan), hex.EncodeToString(httpSpan.GetParentSpanId()), "the caller's traceparent is honoured")
 	require.Equal(t, tracepb.Span_SPAN_KIND_SERVER, httpSpan.GetKind())
 	requireChild(t, httpSpan, publish)
@@ -194,7 +195,7 @@ func TestTraceFromHTTPToCommit(t *testing.T) {
 		}
 		_, committed := find(recv.trace(traceID2), "consumer", "messages group commit")
 		return hex.EncodeToString(p.GetParentSpanId()) == hex.EncodeToString(producerSpan) && committed
-	}, 15*time.Second, 50*time.Millisecond, "the AMQP producer's trace reaches the commit: %v", names(recv.trace(traceID2)))
+	}, 15*time.Second, 50*time.Millisecond, "the AMQP producer's trace reaches the commit")
 
 	// The tenant's creation: POST /tenants → append → the consumer applies the event.
 	var created collectedSpan
@@ -232,7 +233,7 @@ func TestTraceFromHTTPToCommit(t *testing.T) {
 			}
 		}
 		return false
-	}, 15*time.Second, 50*time.Millisecond, "query read spans: %v", names(recv.trace(traceID3)))
+	}, 15*time.Second, 50*time.Millisecond, "the query's database spans are children of its HTTP span")
 }
 
 func names(spans []collectedSpan) []string {
