@@ -26,6 +26,7 @@ import (
 	"github.com/multitenant/mtm/platform/metrics"
 	"github.com/multitenant/mtm/platform/postgres"
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/tracing"
 )
 
 // App holds a service's shared infrastructure.
@@ -49,6 +50,8 @@ type App struct {
 	HTTP      *httpserver.Server
 
 	opts Options
+	// stopTracing flushes and stops the tracer provider (a no-op when tracing is off).
+	stopTracing func(context.Context) error
 }
 
 // Options tune New.
@@ -65,6 +68,9 @@ type Options struct {
 	// console signs operators in with a session cookie, not a bearer header); /metrics
 	// keeps the bearer admin check of the other services.
 	OwnAuth bool
+	// Tracing is what the OTEL_* variables ask for (Configure reads them); the zero
+	// value leaves tracing off.
+	Tracing tracing.Config
 }
 
 // Exit codes shared by the three binaries.
@@ -80,6 +86,7 @@ type Boot struct {
 	name    string
 	base    *config.Base
 	migrate bool
+	tracing tracing.Config
 }
 
 // errNoDatabase is why a standalone service refuses -migrate.
@@ -95,6 +102,11 @@ func Configure(name string, cfg any, base *config.Base, defaultAddr string) *Boo
 	if err := config.Load(cfg, base, defaultAddr); err != nil {
 		Exit(name, ExitUsage, fmt.Errorf("invalid configuration: %w", err))
 	}
+	tc, err := tracing.FromEnv(name, os.Getenv)
+	if err != nil {
+		Exit(name, ExitUsage, fmt.Errorf("invalid configuration: %w", err))
+	}
+	b.tracing = tc
 	return b
 }
 
@@ -104,6 +116,7 @@ func (b *Boot) Start(ctx context.Context, opts Options) *App {
 	if b.migrate && opts.Standalone {
 		Exit(b.name, ExitUsage, errNoDatabase)
 	}
+	opts.Tracing = b.tracing
 	a, err := New(ctx, b.name, b.base, opts)
 	if err != nil {
 		Exit(b.name, ExitFailure, err)
@@ -151,6 +164,14 @@ func (a *App) Serve(ctx context.Context, comps ...lifecycle.Component) {
 // service whose database or broker is down starts, logs, and reports not-ready.
 func New(ctx context.Context, name string, base *config.Base, opts Options) (*App, error) {
 	log := logging.New(name, base.LogLevel, base.LogFormat)
+	// Before the pool and the HTTP server exist, so both see the installed provider.
+	stopTracing, err := tracing.Setup(ctx, opts.Tracing)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Tracing.Enabled {
+		log.Info("tracing on: exporting spans over OTLP/HTTP")
+	}
 	a := &App{
 		Name:     name,
 		Config:   base,
@@ -159,6 +180,8 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 		Ready:    health.New(),
 		Registry: metrics.NewRegistry(),
 		opts:     opts,
+
+		stopTracing: stopTracing,
 	}
 	if !opts.Standalone {
 		topology, err := TopologyOf(base)
@@ -239,7 +262,13 @@ func (a *App) Migrate(ctx context.Context) error {
 // 503 and SHUTDOWN_DRAIN_DELAY has passed), then the components, then the broker
 // connection and the database pool — all within SHUTDOWN_TIMEOUT.
 func (a *App) Run(ctx context.Context, comps ...lifecycle.Component) error {
-	var all []lifecycle.Component
+	// First, so it stops last: the spans of the final requests and deliveries are
+	// flushed after everything that makes them has stopped.
+	all := []lifecycle.Component{{
+		Name: "tracing",
+		Run:  func(context.Context) error { return nil },
+		Stop: a.stopTracing,
+	}}
 	if !a.opts.Standalone {
 		all = append(all,
 			lifecycle.Component{

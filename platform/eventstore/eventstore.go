@@ -13,9 +13,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/multitenant/mtm/events"
 	"github.com/multitenant/mtm/platform/postgres"
+	"github.com/multitenant/mtm/platform/tracing"
 )
 
 // ErrConcurrency means another command appended to the stream at the same version first.
@@ -55,9 +58,18 @@ func New(db *sql.DB, log watermill.LoggerAdapter) *Store {
 // events.Topic in one transaction. extra, if set, runs in the same transaction
 // (e.g. claiming a unique name); its error aborts everything. A concurrent append at
 // the same version returns ErrConcurrency and writes nothing.
-func (s *Store) Append(ctx context.Context, envs []events.Envelope, extra func(ctx context.Context, tx *sql.Tx) error) ([]int64, error) {
+func (s *Store) Append(ctx context.Context, envs []events.Envelope, extra func(ctx context.Context, tx *sql.Tx) error) (_ []int64, err error) {
 	if len(envs) == 0 {
 		return nil, nil
+	}
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = tracing.Tracer().Start(ctx, "eventstore append", trace.WithAttributes(
+			attribute.String(MetaTenantID, envs[0].TenantID),
+			attribute.String(MetaEventType, envs[0].Type),
+			attribute.Int(MetaVersion, envs[len(envs)-1].Version),
+		))
+		defer func() { tracing.End(span, err) }()
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -99,6 +111,9 @@ func (s *Store) Append(ctx context.Context, envs []events.Envelope, extra func(c
 		msg.Metadata.Set(MetaVersion, strconv.Itoa(env.Version))
 		msg.Metadata.Set(MetaPosition, strconv.FormatInt(pos, 10))
 		msg.Metadata.Set(MetaCorrelationID, env.Metadata.CorrelationID)
+		// The append's span context travels with the event (traceparent), so a
+		// subscriber's reaction joins the trace of the request that caused it.
+		tracing.InjectMap(ctx, msg.Metadata)
 		msgs = append(msgs, msg)
 	}
 	// Taken last, just before the outbox insert, so an append never holds it while it

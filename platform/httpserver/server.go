@@ -67,6 +67,8 @@ func New(opts Options) *Server {
 	app.Use(requestID)
 	app.Use(refuseAmbiguousLength)
 	app.Use(secureHeaders)
+	// Outside recover, so a panic's 500 is on the span.
+	app.Use(traceRequests)
 	app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, e any) {
 		opts.Log.Error("panic in handler", "panic", e, "request_id", RequestID(c), "path", c.Path())
 	}}))
@@ -117,10 +119,7 @@ func (s *Server) observe(reg *prometheus.Registry) fiber.Handler {
 			// The error handler runs after this middleware; derive the status it will write.
 			status = statusOf(err)
 		}
-		route := "unmatched"
-		if r := c.Route(); r != nil && r.Path != "/" {
-			route = r.Path
-		}
+		route := routeOf(c)
 		// c.Method() aliases a pooled buffer; the registry keeps label strings, so copy it.
 		hist.WithLabelValues(route, strings.Clone(c.Method()), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/multitenant/mtm/migrations"
+	"github.com/multitenant/mtm/platform/tracing"
 )
 
 // NewPool builds a pool without connecting: a service whose database is down at start
@@ -31,6 +32,8 @@ func NewPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	}
 	cfg.ConnConfig.ConnectTimeout = 3 * time.Second
 	cfg.HealthCheckPeriod = 5 * time.Second
+	// Spans only for queries inside a trace, and nothing at all while tracing is off.
+	cfg.ConnConfig.Tracer = tracing.PgxTracer{}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)

@@ -32,6 +32,8 @@ func loadCompose(root, path string, env types.Mapping) (*types.Project, error) {
 		Environment: env,
 	}, func(o *loader.Options) {
 		o.SetProjectName("mtm", true)
+		// Every profile: a service started only with --profile is checked like the rest.
+		o.Profiles = []string{"*"}
 	})
 }
 
@@ -208,6 +210,7 @@ func checkCompose(root, path string, p *problems) (int, map[string]int, map[stri
 		}
 	}
 	checkPublishedPorts(where, abs, path, proj, p)
+	checkTracing(where, proj, p)
 	// A bind mount of a missing path would make Docker create an empty directory there.
 	for name, s := range proj.Services {
 		for _, v := range s.Volumes {
@@ -242,6 +245,49 @@ func checkPublishedPorts(where, abs, path string, proj *types.Project, p *proble
 			if i >= len(probed) || probed[i].HostIP != bindAddrProbe {
 				p.addf("%s: %s publishes %s without following BIND_ADDR: bind it to ${BIND_ADDR:-127.0.0.1}", where, name, port)
 			}
+		}
+	}
+}
+
+// tracingProfile is the compose profile that adds the trace backend.
+const tracingProfile = "tracing"
+
+// checkTracing requires the trace backend to start only with its profile, and the
+// product services to keep tracing off by default (OTEL_TRACES_EXPORTER none) while
+// their OTLP endpoint names that backend's OTLP/HTTP port, the one protocol the services
+// export with: `OTEL_TRACES_EXPORTER=otlp docker compose --profile tracing up` is then
+// all it takes.
+func checkTracing(where string, proj *types.Project, p *problems) {
+	var backend string
+	for _, name := range slices.Sorted(maps.Keys(proj.Services)) {
+		if slices.Contains(proj.Services[name].Profiles, tracingProfile) {
+			backend = name
+			if s := proj.Services[name]; len(s.Profiles) != 1 {
+				p.addf("%s: %s must be in the %q profile alone, got %v", where, name, tracingProfile, s.Profiles)
+			}
+		}
+	}
+	if backend == "" {
+		p.addf("%s: no service in the %q profile (the trace backend)", where, tracingProfile)
+		return
+	}
+	for _, want := range services {
+		s, ok := proj.Services[want.Name]
+		// The console only calls the two APIs: it has no spans worth a backend.
+		if !ok || len(want.Calls) > 0 {
+			continue
+		}
+		env := func(k string) string {
+			if v := s.Environment[k]; v != nil {
+				return *v
+			}
+			return ""
+		}
+		if got := env("OTEL_TRACES_EXPORTER"); got != "none" {
+			p.addf("%s: %s: OTEL_TRACES_EXPORTER %q by default, want none (tracing on only when asked for)", where, want.Name, got)
+		}
+		if got, wantURL := env("OTEL_EXPORTER_OTLP_ENDPOINT"), "http://"+backend+":4318"; got != wantURL {
+			p.addf("%s: %s: OTEL_EXPORTER_OTLP_ENDPOINT %q, want %s (the %q profile's OTLP/HTTP port)", where, want.Name, got, wantURL, tracingProfile)
 		}
 	}
 }

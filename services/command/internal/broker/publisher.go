@@ -11,8 +11,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/tracing"
 )
 
 // ErrNoQueue means the broker returned the message as unroutable: the tenant's
@@ -104,7 +107,23 @@ func NewPublisher(conn *rabbit.Conn, log *slog.Logger, opts PublisherOptions) *P
 // the queue is missing, ErrInvalidMessage before sending anything AMQP cannot carry,
 // ErrUnavailable on nack or a broker outage, ErrUnconfirmed (also ErrUnavailable) when
 // it was sent but the confirm is unknown.
-func (p *Publisher) Publish(ctx context.Context, m Message) error {
+func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
+	var headers amqp.Table
+	if tracing.Enabled() {
+		// A producer span, whose context rides in the message headers (traceparent): the
+		// consumer's delivery span becomes its child.
+		queue := rabbit.QueueName(m.TenantID)
+		var span trace.Span
+		ctx, span = tracing.Tracer().Start(ctx, "publish "+queue, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(
+				semconv.MessagingSystemRabbitMQ,
+				semconv.MessagingOperationTypeSend,
+				semconv.MessagingDestinationName(queue),
+				semconv.MessagingMessageID(m.ID),
+			))
+		defer func() { tracing.End(span, err) }()
+		headers = tracing.InjectAMQP(ctx, nil)
+	}
 	if err := m.check(); err != nil {
 		p.published.WithLabelValues("invalid").Inc()
 		return err
@@ -124,6 +143,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		DeliveryMode:  amqp.Persistent,
 		Timestamp:     start.UTC(),
 		CorrelationId: m.CorrelationID,
+		Headers:       headers,
 		Body:          m.Body,
 	})
 	if err != nil {

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/multitenant/mtm/events"
 	"github.com/multitenant/mtm/platform/eventstore"
+	"github.com/multitenant/mtm/platform/tracing"
 )
 
 // replayBatch is how many events one ReadAll call returns during the initial fold.
@@ -103,10 +107,24 @@ func (s *Service) follow(ctx context.Context) error {
 			msg.Ack()
 			continue
 		}
-		if s.apply(rec) {
+		span := noSpan
+		if tracing.Enabled() {
+			// The append put its trace context in the event's metadata: applying the
+			// event joins the trace of the request that caused it.
+			_, span = tracing.Tracer().Start(tracing.ExtractMap(ctx, msg.Metadata), "apply "+rec.Type,
+				trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(
+					attribute.String(eventstore.MetaTenantID, rec.TenantID),
+					attribute.Int(eventstore.MetaVersion, rec.Version),
+				))
+		}
+		changed := s.apply(rec)
+		if changed {
 			s.poke()
 		}
 		msg.Ack()
+		span.SetAttributes(attribute.Bool("mtm.desired_state_changed", changed))
+		span.End()
 	}
 	if ctx.Err() == nil {
 		return errors.New("subscription closed")

@@ -16,7 +16,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/multitenant/mtm/platform/tracing"
 	"github.com/multitenant/mtm/projections/messages"
 )
 
@@ -36,6 +39,9 @@ type Result struct {
 	// Inserted is false when the row already existed (a redelivery).
 	Inserted bool
 	Err      error
+	// Commit is the span context of the group commit that answered the row (invalid
+	// unless the row was traced): the delivery's span links to it.
+	Commit trace.SpanContext
 }
 
 // Config tunes a Writer.
@@ -63,6 +69,8 @@ type request struct {
 	rows []messages.Row
 	res  []Result
 	done chan struct{}
+	// spans are the rows' delivery span contexts (nil when not traced).
+	spans []trace.SpanContext
 }
 
 // item is one row of a request inside a flush.
@@ -115,13 +123,22 @@ func (w *Writer) Store(ctx context.Context, row messages.Row) Result {
 // then not ack them, and a redelivery is stored once). All rows of one call belong to
 // one tenant: the call waits its turn among that tenant's calls.
 func (w *Writer) StoreBatch(ctx context.Context, rows []messages.Row) []Result {
+	return w.StoreBatchTraced(ctx, rows, nil)
+}
+
+// StoreBatchTraced is StoreBatch for traced rows: spans[i] is the span context of the
+// delivery of rows[i] (or nil spans). One commit serves the rows of many deliveries,
+// of many tenants, so it cannot be a child of each: its span is a child of the first
+// traced row's delivery span and links to every other one, and each row's Result
+// carries the commit's span context for the delivery span to link back.
+func (w *Writer) StoreBatchTraced(ctx context.Context, rows []messages.Row, spans []trace.SpanContext) []Result {
 	if len(rows) == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return failAll(len(rows), err)
 	}
-	req := &request{rows: rows, res: make([]Result, len(rows)), done: make(chan struct{})}
+	req := &request{rows: rows, res: make([]Result, len(rows)), done: make(chan struct{}), spans: spans}
 	w.queue.push(req)
 	select {
 	case <-req.done:
@@ -178,12 +195,50 @@ func (w *Writer) flushLoop(ctx context.Context) {
 		for _, r := range reqs {
 			items = appendItems(items, r)
 		}
-		w.flush(ctx, items)
+		fctx, span := commitSpan(ctx, reqs, len(items), len(tenants))
+		w.flush(fctx, items)
+		if span != nil {
+			sc := span.SpanContext()
+			for _, it := range items {
+				it.req.res[it.i].Commit = sc
+			}
+			span.End()
+		}
 		w.queue.done(tenants)
 		for _, r := range reqs {
 			close(r.done)
 		}
 	}
+}
+
+// commitSpan starts the span of one group commit when any of its rows is traced (nil
+// otherwise, and always while tracing is off): a child of the first traced delivery, so
+// that message's trace runs from its HTTP request to the commit, linked to every other
+// traced delivery in the batch (the SDK keeps the first OTEL_SPAN_LINK_COUNT_LIMIT,
+// default 128). The insert's database span is its child.
+func commitSpan(ctx context.Context, reqs []*request, rows, tenants int) (context.Context, trace.Span) {
+	if !tracing.Enabled() {
+		return ctx, nil
+	}
+	var parent trace.SpanContext
+	var links []trace.Link
+	for _, r := range reqs {
+		for _, sc := range r.spans {
+			switch {
+			case !sc.IsValid():
+			case !parent.IsValid():
+				parent = sc
+			default:
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	if !parent.IsValid() {
+		return ctx, nil
+	}
+	return tracing.Tracer().Start(trace.ContextWithSpanContext(ctx, parent), "messages group commit",
+		trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("mtm.commit.rows", rows), attribute.Int("mtm.commit.tenants", tenants)))
 }
 
 func appendItems(items []item, r *request) []item {
@@ -234,6 +289,7 @@ func (w *Writer) flush(ctx context.Context, batch []item) {
 			return
 		}
 		w.cfg.OnRetry(err)
+		trace.SpanFromContext(ctx).AddEvent("retry", trace.WithAttributes(attribute.String("error", err.Error())))
 		w.cfg.Log.Warn("storing messages failed, retrying", "rows", len(pending), "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
