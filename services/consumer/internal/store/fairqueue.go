@@ -56,11 +56,11 @@ func (q *fairQueue) signal() {
 	}
 }
 
-// take removes up to maxRows rows' worth of requests of tenants with no batch in
-// flight, round robin, and marks those tenants in flight until done. It takes at least
+// take removes up to maxRows rows' worth of requests of at most maxTenants tenants with
+// no batch in flight, round robin, and marks those tenants in flight until done. It takes at least
 // one request when any is takeable (a request larger than maxRows is still taken
 // whole). Tenants it did not serve go to the front of the ring for the next batch.
-func (q *fairQueue) take(maxRows int) ([]*request, []uuid.UUID) {
+func (q *fairQueue) take(maxRows, maxTenants int) ([]*request, []uuid.UUID) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []*request
@@ -76,6 +76,10 @@ func (q *fairQueue) take(maxRows int) ([]*request, []uuid.UUID) {
 			}
 			r := reqs[0]
 			if len(out) > 0 && rows+len(r.rows) > maxRows {
+				full = true
+				break
+			}
+			if !inBatch[t] && len(served) == maxTenants {
 				full = true
 				break
 			}

@@ -38,7 +38,7 @@ func TestFairQueueTakesEveryTenantBeforeASecondOfAny(t *testing.T) {
 	small := req(quiet, 2)
 	q.push(small)
 
-	first, tenants := q.take(1000)
+	first, tenants := q.take(1000, 64)
 	if len(first) < 2 || first[1] != small {
 		t.Fatalf("first batch has %d requests; the quiet tenant's is not second", len(first))
 	}
@@ -52,7 +52,7 @@ func TestFairQueueTakesEveryTenantBeforeASecondOfAny(t *testing.T) {
 	got = append(got, first[2:]...)
 	q.done(tenants)
 	for {
-		b, tenants := q.take(1000)
+		b, tenants := q.take(1000, 64)
 		if len(b) == 0 {
 			break
 		}
@@ -81,7 +81,7 @@ func TestFairQueueOneBatchInFlightPerTenant(t *testing.T) {
 		q.push(req(busy, 128))
 	}
 	<-q.ready
-	first, busyOnly := q.take(1000)
+	first, busyOnly := q.take(1000, 64)
 	if len(busyOnly) != 1 || busyOnly[0] != busy || rowsOf(first) != 896 {
 		t.Fatalf("first batch: %d rows of %v", rowsOf(first), busyOnly)
 	}
@@ -90,7 +90,7 @@ func TestFairQueueOneBatchInFlightPerTenant(t *testing.T) {
 		t.Fatal("a flusher was woken for a tenant already in flight")
 	default:
 	}
-	if b, _ := q.take(1000); len(b) != 0 {
+	if b, _ := q.take(1000, 64); len(b) != 0 {
 		t.Fatalf("took %d more requests of a tenant in flight", len(b))
 	}
 
@@ -101,7 +101,7 @@ func TestFairQueueOneBatchInFlightPerTenant(t *testing.T) {
 	default:
 		t.Fatal("the quiet tenant's request woke no flusher")
 	}
-	second, tenants := q.take(1000)
+	second, tenants := q.take(1000, 64)
 	if len(second) != 1 || second[0] != small || len(tenants) != 1 || tenants[0] != quiet {
 		t.Fatalf("second batch: %d requests of %v, want the quiet tenant's alone", len(second), tenants)
 	}
@@ -112,7 +112,7 @@ func TestFairQueueOneBatchInFlightPerTenant(t *testing.T) {
 	default:
 		t.Fatal("the busy tenant's waiting rows woke no flusher once its batch was done")
 	}
-	if b, _ := q.take(1000); rowsOf(b) != 7*128 {
+	if b, _ := q.take(1000, 64); rowsOf(b) != 7*128 {
 		t.Fatalf("next busy batch has %d rows", rowsOf(b))
 	}
 }
@@ -124,14 +124,36 @@ func TestFairQueueTakesOversizedRequest(t *testing.T) {
 	q.push(big)
 	q.push(req(uuid.New(), 1))
 	<-q.ready
-	b, _ := q.take(1000)
+	b, _ := q.take(1000, 64)
 	if len(b) != 1 || b[0] != big {
 		t.Fatalf("took %d requests", len(b))
 	}
 	if len(q.ready) != 1 {
 		t.Fatal("the request left behind must wake a flusher")
 	}
-	if b, _ = q.take(1000); len(b) != 1 {
+	if b, _ = q.take(1000, 64); len(b) != 1 {
 		t.Fatalf("second take got %d requests", len(b))
+	}
+}
+
+// A batch writes to at most maxTenants tenants; the rest go first in the next one.
+func TestFairQueueBoundsTenantsPerBatch(t *testing.T) {
+	q := newFairQueue()
+	var tenants []uuid.UUID
+	for range 5 {
+		id := uuid.New()
+		tenants = append(tenants, id)
+		q.push(req(id, 1))
+	}
+	b, served := q.take(1000, 2)
+	if len(b) != 2 || len(served) != 2 || served[0] != tenants[0] || served[1] != tenants[1] {
+		t.Fatalf("first batch: %d requests of %v", len(b), served)
+	}
+	b, served = q.take(1000, 2)
+	if len(b) != 2 || served[0] != tenants[2] || served[1] != tenants[3] {
+		t.Fatalf("second batch: %d requests of %v", len(b), served)
+	}
+	if b, _ = q.take(1000, 2); len(b) != 1 {
+		t.Fatalf("third batch: %d requests", len(b))
 	}
 }

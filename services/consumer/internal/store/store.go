@@ -64,6 +64,14 @@ type Config struct {
 	OnCommit func(rows int)
 }
 
+// maxBatchTenants bounds the tenants (partitions) one transaction writes to. An insert
+// locks every partition it touches and its indexes until commit, in the server's shared
+// lock table, which holds only max_locks_per_transaction × max_connections entries
+// (6,400 by default): a batch spread over a thousand tenants' partitions takes about
+// 3,000 of them, and two such batches leave no room for anyone else ("out of shared
+// memory"). Such a batch is also slow the first time each partition is touched.
+const maxBatchTenants = 64
+
 // request is one caller's rows; res is filled and done closed once all are answered.
 type request struct {
 	rows []messages.Row
@@ -187,7 +195,7 @@ func (w *Writer) flushLoop(ctx context.Context) {
 			return
 		}
 		// Natural batching: take whatever is waiting right now, never wait for more.
-		reqs, tenants := w.queue.take(w.cfg.MaxBatch)
+		reqs, tenants := w.queue.take(w.cfg.MaxBatch, maxBatchTenants)
 		if len(reqs) == 0 {
 			continue
 		}
