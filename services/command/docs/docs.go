@@ -44,11 +44,6 @@ const docTemplate = `{
         },
         "/metrics": {
             "get": {
-                "security": [
-                    {
-                        "BearerAuth": []
-                    }
-                ],
                 "description": "The service's metrics in the Prometheus text format. Needs an admin token when JWT_SECRET is set; not served here at all when METRICS_ADDR moves it to a listener of its own.",
                 "produces": [
                     "text/plain",
@@ -104,7 +99,12 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
+                },
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ]
             }
         },
         "/readyz": {
@@ -148,11 +148,6 @@ const docTemplate = `{
         },
         "/tenants": {
             "post": {
-                "security": [
-                    {
-                        "BearerAuth": []
-                    }
-                ],
                 "description": "Declares the tenant's queue and dead-letter queue and, when per-tenant broker accounts are on (RABBITMQ_MANAGEMENT_URL set), creates the tenant's own RabbitMQ user, then records tenant.created.v1. When this answers 201 the queue tenant_{id}_queue exists, so a message published right after is never lost, and the credentials in \"amqp\" (shown only here) work.",
                 "consumes": [
                     "application/json"
@@ -324,16 +319,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}": {
-            "delete": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}": {
+            "delete": {
                 "description": "Plain (no drain): records tenant.deleted.v1 and frees the name; the consumer stops the workers and removes the queues, and with them every message still queued, every stored message of the tenant and its dead letters. Nothing of the tenant's data is kept. Works on active, paused and draining tenants.\n\nWith drain=true: records tenant.deletion_requested.v1 and answers 202 with status draining. HTTP ingest then answers 409 tenant_draining; with per-tenant broker accounts on, the tenant's broker user loses its write permission and its connections, so AMQP producers cannot add either. The consumer keeps storing (also if the tenant was paused) until the queue is empty (ready and unacknowledged 0), and then the command service records tenant.deleted.v1 as for a plain delete. If that does not happen within drain_timeout, the tenant stays draining (GET shows drain.timed_out) until it is deleted plainly or asked to drain again, which re-arms the deadline.",
                 "produces": [
                     "application/json",
@@ -486,16 +481,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/config/concurrency": {
-            "put": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/config/concurrency": {
+            "put": {
                 "description": "Records tenant.concurrency_changed.v1; the consumer resizes the tenant's worker pool. Setting the current count again records nothing and answers 200 with the current version.",
                 "consumes": [
                     "application/json"
@@ -672,16 +667,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/config/rate-limit": {
-            "put": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/config/rate-limit": {
+            "put": {
                 "description": "Records tenant.rate_limit_changed.v1: from then on POST /tenants/{id}/messages admits per_second messages a second with bursts of up to burst (token bucket), instead of TENANT_RATE_LIMIT / TENANT_RATE_BURST; per_second 0 means unlimited. Each command replica counts on its own, so N replicas admit up to N times the rate. Setting the tenant's current limit again records nothing and answers 200 with the current version.",
                 "consumes": [
                     "application/json"
@@ -858,16 +853,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/credentials": {
-            "post": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/credentials": {
+            "post": {
                 "description": "Gives the tenant's own RabbitMQ user a new password (creating the user if the tenant has none, e.g. it was created while accounts were off) and closes the connections opened with the old one, which stops working. The new password is shown only in this answer. No body.",
                 "produces": [
                     "application/json",
@@ -990,16 +985,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/dead-letters": {
-            "delete": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/dead-letters": {
+            "delete": {
                 "description": "Marks the tenant's pending dead letters picked by the selector (ids, or reason and/or max, oldest first) purged and records tenant.dead_letters_purged.v1 with their count, in one transaction. Purged dead letters stay listed (status purged) and are never redriven. With dry_run only counts them. Works on any live tenant, draining included. Nothing picked records nothing.",
                 "consumes": [
                     "application/json"
@@ -1176,16 +1171,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/dead-letters/redrive": {
-            "post": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/dead-letters/redrive": {
+            "post": {
                 "description": "Picks the tenant's pending dead letters by ids, or by reason and/or max (oldest first). With dry_run only counts them (200). Otherwise records tenant.dead_letters_redriven.v1 (selector, count, correlation id), publishes each original body with its original message id into tenant_{id}_queue with publisher confirms, at most REDRIVE_RATE a second, marks them redriven and answers 202 once all are confirmed. The consumer stores a message id once, so a redriven message already stored is not stored again; one that fails again comes back as a pending dead letter with its death count raised. Running the same redrive again moves nothing twice (only pending dead letters are picked). Nothing picked records nothing (202, matched 0, the current version).\n\nIf the broker goes away part way the answer is 503 redrive_incomplete, saying how many moved: those are marked, the rest stay pending, and the same redrive run again moves only them.",
                 "consumes": [
                     "application/json"
@@ -1390,16 +1385,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/messages": {
-            "post": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/messages": {
+            "post": {
                 "description": "Publishes the JSON object to tenant_{id}_queue and answers 202 only after the broker confirmed it. With an Idempotency-Key the message id is UUIDv5 of the key in the tenant's Idempotency-Key namespace (not the AMQP message_id namespace), so a retry is stored once; the key is bound to its first body for IDEMPOTENCY_KEY_TTL (another body is 409). Without a key, a fresh UUIDv7. Each tenant's messages are rate limited (token bucket per tenant and command replica: its own limit, else TENANT_RATE_LIMIT / TENANT_RATE_BURST); over it the answer is 429 with Retry-After and nothing is published.",
                 "consumes": [
                     "application/json"
@@ -1582,16 +1577,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/pause": {
-            "post": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/pause": {
+            "post": {
                 "description": "Records tenant.paused.v1: the consumer stops the tenant's workers after their in-flight messages commit; the queue keeps accepting messages (HTTP and AMQP) and GET shows status paused with workers.current 0. The desired worker count is kept (a resize while paused changes only it). Pausing a paused tenant records nothing and answers 200 with the current version.",
                 "produces": [
                     "application/json",
@@ -1720,16 +1715,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/resume": {
-            "post": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/resume": {
+            "post": {
                 "description": "Records tenant.resumed.v1: the consumer runs the tenant's desired workers again and works off what queued up while it was paused. Resuming an active tenant records nothing and answers 200 with the current version.",
                 "produces": [
                     "application/json",
@@ -1858,7 +1853,12 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
+                },
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ]
             }
         }
     },

@@ -44,11 +44,6 @@ const docTemplate = `{
         },
         "/messages": {
             "get": {
-                "security": [
-                    {
-                        "BearerAuth": []
-                    }
-                ],
                 "description": "Stored messages of one tenant, oldest first (by created_at, then id). Pages are keyset pages: pass next_cursor back as cursor, with the same tenant_id; it is null on the last page. A walk returns every message that existed when it began exactly once.",
                 "produces": [
                     "application/json",
@@ -148,16 +143,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/metrics": {
-            "get": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/metrics": {
+            "get": {
                 "description": "The service's metrics in the Prometheus text format. Needs an admin token when JWT_SECRET is set; not served here at all when METRICS_ADDR moves it to a listener of its own.",
                 "produces": [
                     "text/plain",
@@ -213,7 +208,12 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
+                },
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ]
             }
         },
         "/readyz": {
@@ -257,11 +257,6 @@ const docTemplate = `{
         },
         "/tenants": {
             "get": {
-                "security": [
-                    {
-                        "BearerAuth": []
-                    }
-                ],
                 "description": "Live tenants (active, paused or draining, shown as GET /tenants/{id} shows them), oldest first (by created_at, then id). Deleted tenants are not listed. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page.",
                 "produces": [
                     "application/json",
@@ -342,16 +337,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}": {
-            "get": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}": {
+            "get": {
                 "description": "A tenant with its desired worker count (from the last command) and the current one (reported by the consumer), its status (active, paused, draining), its drain while draining (drain.timed_out once the deadline has passed: the tenant then stays draining), its number of pending dead letters and its queue backlog as the consumer last sampled it (backlog: ready and unacked messages, delivery lag, sampled_at; null before the consumer's first sample).",
                 "produces": [
                     "application/json",
@@ -424,16 +419,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/dead-letters": {
-            "get": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/dead-letters": {
+            "get": {
                 "description": "The tenant's archived dead letters (every message its DLQ received), oldest first (by first_dead_lettered_at, then id), optionally only those with one reason code and/or one status. Pages are keyset pages like the messages list: pass next_cursor back as cursor with the same filters; it is null on the last page. A page also ends early rather than exceed PAGE_MAX_BYTES of bodies. A body that is valid JSON is in payload exactly as received; any other body is in payload_base64 with payload_encoding \"base64\".",
                 "produces": [
                     "application/json",
@@ -550,16 +545,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/events": {
-            "get": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/events": {
+            "get": {
                 "description": "Every event recorded for the tenant, oldest first (by version): creation, resizes, rate limits, pauses and resumes, drains, redrives and purges. Pages are keyset pages: pass next_cursor back as cursor; it is null on the last page. A deleted tenant's history is not served (404).",
                 "produces": [
                     "application/json",
@@ -659,16 +654,16 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
-            }
-        },
-        "/tenants/{id}/messages": {
-            "get": {
+                },
                 "security": [
                     {
                         "BearerAuth": []
                     }
-                ],
+                ]
+            }
+        },
+        "/tenants/{id}/messages": {
+            "get": {
                 "description": "Same as GET /messages?tenant_id={id}, except that a malformed id names no tenant here: 404, where the query parameter is 400.",
                 "produces": [
                     "application/json",
@@ -768,7 +763,12 @@ const docTemplate = `{
                             }
                         }
                     }
-                }
+                },
+                "security": [
+                    {
+                        "BearerAuth": []
+                    }
+                ]
             }
         }
     },
