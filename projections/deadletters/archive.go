@@ -168,24 +168,11 @@ func archiveRound(ctx context.Context, q Querier, tenant uuid.UUID, rows []Row) 
 // PendingByTenant counts every tenant's pending dead letters with one grouped query
 // (for a sampled gauge); tenants without any are absent.
 func PendingByTenant(ctx context.Context, q Querier) (map[uuid.UUID]int, error) {
-	rows, err := q.Query(ctx, `SELECT tenant_id, count(*) FROM dead_letters WHERE status = 'pending' GROUP BY tenant_id`)
+	rows, err := q.Query(ctx, `SELECT tenant_id, count(*) FROM dead_letters WHERE status = $1 GROUP BY tenant_id`, StatusPending)
 	if err != nil {
 		return nil, fmt.Errorf("count pending dead letters: %w", err)
 	}
-	defer rows.Close()
-	out := map[uuid.UUID]int{}
-	for rows.Next() {
-		var id uuid.UUID
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("count pending dead letters: scan: %w", err)
-		}
-		out[id] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count pending dead letters: %w", err)
-	}
-	return out, nil
+	return scanCounts(rows, map[uuid.UUID]int{})
 }
 
 // Execer runs a statement: a pool, connection or transaction.

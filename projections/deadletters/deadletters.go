@@ -6,7 +6,9 @@ package deadletters
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -32,4 +34,21 @@ const (
 // ValidStatus reports whether s is one of the statuses.
 func ValidStatus(s string) bool {
 	return s == StatusPending || s == StatusRedriven || s == StatusPurged
+}
+
+// scanCounts adds (tenant_id, count) rows to out, which it returns.
+func scanCounts(rows pgx.Rows, out map[uuid.UUID]int) (map[uuid.UUID]int, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("scan pending dead letters: %w", err)
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count pending dead letters: %w", err)
+	}
+	return out, nil
 }

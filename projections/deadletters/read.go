@@ -141,17 +141,5 @@ func PendingCounts(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UU
 	if err != nil {
 		return nil, fmt.Errorf("count pending dead letters: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id uuid.UUID
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("scan pending dead letters: %w", err)
-		}
-		out[id] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count pending dead letters: %w", err)
-	}
-	return out, nil
+	return scanCounts(rows, out)
 }

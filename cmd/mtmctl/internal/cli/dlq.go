@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -87,28 +88,9 @@ message ids, and mark them redriven. A message id is stored once, so a redrive n
 duplicates a stored message; running the same redrive again moves nothing. If the broker
 goes away part way the call fails saying how many moved: run it again for the rest.`,
 		Args: cobra.ExactArgs(1),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			if err := s.check(); err != nil {
-				return err
-			}
-			ctx, cl := cmd.Context(), a.client()
-			id, err := a.resolveTenant(ctx, cl, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.selectorAction(&s, "redrive", "redrove", func(ctx context.Context, cl *client.Client, id string) (any, int, int, error) {
 			out, err := cl.Redrive(ctx, id, s.sel, s.ifMatch)
-			if err != nil {
-				return fmt.Errorf("redrive dead letters: %w", err)
-			}
-			if a.output == outputJSON {
-				return writeJSON(a.streams.Out, out)
-			}
-			if s.sel.DryRun {
-				_, err = fmt.Fprintf(a.streams.Out, "would redrive %d dead letters (dry run)\n", out.Matched)
-			} else {
-				_, err = fmt.Fprintf(a.streams.Out, "redrove %d dead letters (tenant version %d)\n", out.Matched, out.Version)
-			}
-			return writeErr(err)
+			return out, out.Matched, out.Version, err
 		}),
 	}
 	s.register(c, "redrive")
@@ -121,32 +103,44 @@ func (a *app) dlqPurgeCmd() *cobra.Command {
 		Use:   "purge TENANT",
 		Short: "Mark pending dead letters purged: kept, never redriven (--dry-run counts them)",
 		Args:  cobra.ExactArgs(1),
-		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			if err := s.check(); err != nil {
-				return err
-			}
-			ctx, cl := cmd.Context(), a.client()
-			id, err := a.resolveTenant(ctx, cl, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.selectorAction(&s, "purge", "purged", func(ctx context.Context, cl *client.Client, id string) (any, int, int, error) {
 			out, err := cl.Purge(ctx, id, s.sel, s.ifMatch)
-			if err != nil {
-				return fmt.Errorf("purge dead letters: %w", err)
-			}
-			if a.output == outputJSON {
-				return writeJSON(a.streams.Out, out)
-			}
-			if s.sel.DryRun {
-				_, err = fmt.Fprintf(a.streams.Out, "would purge %d dead letters (dry run)\n", out.Purged)
-			} else {
-				_, err = fmt.Fprintf(a.streams.Out, "purged %d dead letters (tenant version %d)\n", out.Purged, out.Version)
-			}
-			return writeErr(err)
+			return out, out.Purged, out.Version, err
 		}),
 	}
 	s.register(c, "purge")
 	return c
+}
+
+// selectorAction runs a redrive or purge (do) on the tenant named by the one argument
+// and prints the API's answer, or a line saying how many dead letters it (would have)
+// moved: verb and past name the action in that line.
+func (a *app) selectorAction(s *selectorFlags, verb, past string,
+	do func(ctx context.Context, cl *client.Client, id string) (out any, n, version int, err error),
+) func(*cobra.Command, []string) error {
+	return a.run(func(cmd *cobra.Command, args []string) error {
+		if err := s.check(); err != nil {
+			return err
+		}
+		ctx, cl := cmd.Context(), a.client()
+		id, err := a.resolveTenant(ctx, cl, args[0])
+		if err != nil {
+			return err
+		}
+		out, n, version, err := do(ctx, cl, id)
+		if err != nil {
+			return fmt.Errorf("%s dead letters: %w", verb, err)
+		}
+		if a.output == outputJSON {
+			return writeJSON(a.streams.Out, out)
+		}
+		if s.sel.DryRun {
+			_, err = fmt.Fprintf(a.streams.Out, "would %s %d dead letters (dry run)\n", verb, n)
+		} else {
+			_, err = fmt.Fprintf(a.streams.Out, "%s %d dead letters (tenant version %d)\n", past, n, version)
+		}
+		return writeErr(err)
+	})
 }
 
 func writeErr(err error) error {
