@@ -19,6 +19,9 @@ const (
 type Workers struct {
 	Desired int `json:"desired"`
 	Current int `json:"current"`
+	// Owner is the consumer replica that runs the tenant (nil before its first report).
+	Owner    *string  `json:"owner"`
+	Replicas []string `json:"replicas"`
 }
 
 // RateLimit is a tenant's own ingest limit.

@@ -1,6 +1,6 @@
 // Package migrations holds the database schema as embedded, numbered goose SQL files.
 //
-// Numbering: 0001-0009 foundation; new files take the next free number.
+// Numbering: 0001-0010 foundation; new files take the next free number.
 package migrations
 
 import "embed"

@@ -50,7 +50,7 @@ func TestBacklogReportWritesWhenChanged(t *testing.T) {
 		apply(t, db.Pool, int64(i+1), record(t, id, 1, t0, events.TenantCreated{Name: id.String(), Workers: 1}))
 	}
 	for _, id := range []uuid.UUID{a, b, c} {
-		require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, id, 1))
+		require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 1, Owner: true}))
 	}
 	backlog := func(id uuid.UUID) *tenants.Backlog {
 		t.Helper()
@@ -82,7 +82,7 @@ func TestBacklogReportWritesWhenChanged(t *testing.T) {
 	require.Zero(t, rows, "a sample never creates the row")
 
 	// Its row appears: the next pass writes it although its sample did not change.
-	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, late, 1))
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: late, Replica: "replica-a", Current: 1, Owner: true}))
 	report(1, 1, sample(a, 5, 2, 1.5, t0.Add(2*time.Second)), sample(b, 0, 0, 0, t0.Add(2*time.Second)),
 		sample(c, 0, 0, 0, t0.Add(2*time.Second)), sample(late, 7, 0, 0, t0.Add(2*time.Second)))
 	require.Equal(t, int64(7), backlog(late).Ready)
@@ -141,8 +141,8 @@ func TestBacklogReportKeepsNewestAndCleans(t *testing.T) {
 	id, other := uuid.New(), uuid.New()
 	apply(t, db.Pool, 1, record(t, id, 1, t0, events.TenantCreated{Name: "a", Workers: 1}))
 	apply(t, db.Pool, 2, record(t, other, 1, t0, events.TenantCreated{Name: "b", Workers: 1}))
-	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, id, 1))
-	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, other, 1))
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 1, Owner: true}))
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: other, Replica: "replica-a", Current: 1, Owner: true}))
 
 	n, err := tenants.NewBacklogReporter(time.Minute).Report(ctx, db.Pool, []tenants.BacklogSample{sample(id, 4, 0, 0, t0.Add(time.Second))})
 	require.NoError(t, err)

@@ -65,8 +65,14 @@ type Tenant struct {
 	Name           string
 	Status         string
 	WorkersDesired int
-	// WorkersCurrent is what the consumer reports it runs (0 before its first report).
+	// WorkersCurrent is the sum of what the consumer replicas report they run (0
+	// before the first report).
 	WorkersCurrent int
+	// Owner is the consumer replica that owns the tenant ("" before its first report).
+	Owner string
+	// Replicas are the consumer replicas running the tenant's consumers now: the owner,
+	// and during a hand-over briefly the previous one too.
+	Replicas []string
 	// Backlog is the consumer's latest sample of the tenant's queue (nil before its
 	// first sample).
 	Backlog *Backlog
@@ -373,7 +379,7 @@ func Reset(ctx context.Context, tx Execer) error {
 	return nil
 }
 
-const selectTenant = `SELECT t.id, t.name, t.status, t.workers_desired, COALESCE(w.current, 0),
+const selectTenant = `SELECT t.id, t.name, t.status, t.workers_desired, COALESCE(w.current, 0), COALESCE(w.owner, ''), COALESCE(w.replicas, '{}'),
 	w.ready, w.unacked, w.lag_seconds, w.sampled_at, t.rate_per_second, t.rate_burst, t.drain_requested_at, t.drain_deadline, t.version, t.created_at, t.updated_at
 FROM tenants t LEFT JOIN tenant_workers w ON w.tenant_id = t.id`
 
@@ -462,9 +468,12 @@ func scanTenants(rows pgx.Rows) ([]Tenant, error) {
 		var ready, unacked *int64
 		var lag *float64
 		var sampledAt *time.Time
-		if err := rows.Scan(&t.ID, &t.Name, &t.Status, &t.WorkersDesired, &t.WorkersCurrent,
+		if err := rows.Scan(&t.ID, &t.Name, &t.Status, &t.WorkersDesired, &t.WorkersCurrent, &t.Owner, &t.Replicas,
 			&ready, &unacked, &lag, &sampledAt, &perSecond, &burst, &drainAt, &drainDeadline, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("scan tenant: %w", err)
+		}
+		if len(t.Replicas) == 0 {
+			t.Replicas = nil
 		}
 		t.RateLimit = rateLimitOf(perSecond, burst)
 		t.Backlog = backlogOf(ready, unacked, lag, sampledAt)

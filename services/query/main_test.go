@@ -124,12 +124,12 @@ func TestServe(t *testing.T) {
 	require.Eventually(t, func() bool { s, _ := get(t, base+"/tenants/"+id.String()); return s == http.StatusOK },
 		5*time.Second, 20*time.Millisecond)
 	// workers.current follows the consumer's report.
-	err := tenants.ReportWorkers(context.Background(), db.Pool, id, 3)
+	err := tenants.ReportWorkers(context.Background(), db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 3, Owner: true})
 	require.NoError(t, err)
 	_, body := get(t, base+"/tenants/"+id.String())
 	require.Contains(t, body, `"workers":{"desired":3,"current":3}`)
 	appendEvent(t, store, id, 2, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3})
-	err = tenants.ReportWorkers(context.Background(), db.Pool, id, 5)
+	err = tenants.ReportWorkers(context.Background(), db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 5, Owner: true})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, body := get(t, base+"/tenants/"+id.String())

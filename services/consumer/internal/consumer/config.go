@@ -42,6 +42,14 @@ type Settings struct {
 	// DrainTimeout bounds how long a deleted tenant's in-flight messages may take to
 	// finish before its pool is stopped anyway (its queue is deleted next).
 	DrainTimeout time.Duration `env:"DELETE_DRAIN_TIMEOUT" envDefault:"10s"`
+	// ReplicaHeartbeat is how often this replica writes its heartbeat and reads which
+	// replicas are live (a changed view moves tenants at once).
+	ReplicaHeartbeat time.Duration `env:"REPLICA_HEARTBEAT" envDefault:"1s"`
+	// ReplicaTTL is how long a replica that stopped heartbeating (killed, or cut off
+	// from the database) keeps its tenants before the live replicas take them over.
+	// Lower hands over sooner; too low makes a replica that is merely slow (a long GC
+	// pause, a busy database) lose its tenants and take them back.
+	ReplicaTTL time.Duration `env:"REPLICA_TTL" envDefault:"10s"`
 	// PProf mounts net/http/pprof under /debug/pprof on the HTTP server, for profiling
 	// (off by default: profiles expose internals and cost CPU while taken).
 	PProf bool `env:"PPROF" envDefault:"false"`
@@ -64,6 +72,11 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("STORE_FLUSHERS: must be between 1 and 32, got %d", s.Flushers)
 	case s.DrainTimeout <= 0:
 		return fmt.Errorf("DELETE_DRAIN_TIMEOUT: must be positive, got %s", s.DrainTimeout)
+	case s.ReplicaHeartbeat < 100*time.Millisecond || s.ReplicaHeartbeat > time.Minute:
+		return fmt.Errorf("REPLICA_HEARTBEAT: must be between 100ms and 1m, got %s", s.ReplicaHeartbeat)
+	case s.ReplicaTTL < 3*s.ReplicaHeartbeat:
+		// Two missed heartbeats (a slow database) must not expire a live replica.
+		return fmt.Errorf("REPLICA_TTL: must be at least 3 × REPLICA_HEARTBEAT (%s), got %s", 3*s.ReplicaHeartbeat, s.ReplicaTTL)
 	}
 	return nil
 }

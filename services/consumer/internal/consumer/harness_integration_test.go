@@ -81,6 +81,7 @@ func (e *env) startService(maxBytes int, opts ...func(*Service)) *Service {
 	svc, err := New(Settings{
 		Prefetch: 64, Connections: 2, ReconcileInterval: 200 * time.Millisecond,
 		MaxBatch: 1000, Flushers: 2, DrainTimeout: 5 * time.Second,
+		ReplicaHeartbeat: 100 * time.Millisecond, ReplicaTTL: time.Second,
 	}, Deps{
 		Log: log, WLog: watermill.NopLogger{}, Pool: pool, DB: db,
 		Events: eventstore.New(db, watermill.NopLogger{}), Subscriber: sub, Group: group,

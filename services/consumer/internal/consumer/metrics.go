@@ -34,6 +34,11 @@ type metrics struct {
 	paused             *prometheus.GaugeVec
 	archived           *prometheus.CounterVec
 	archiveFailures    prometheus.Counter
+
+	// Scale-out: the live consumer replicas this one sees, and the tenants it runs.
+	replicasLive prometheus.Gauge
+	tenantsOwned prometheus.Gauge
+	handOvers    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -92,8 +97,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		archiveFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "consumer_dead_letter_archive_failures_total", Help: "Archive passes that failed (their dead letters stay in the DLQ and are retried).",
 		}),
+		replicasLive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "consumer_replicas_live", Help: "Consumer replicas this replica sees heartbeating (itself included).",
+		}),
+		tenantsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "consumer_tenants_owned", Help: "Live tenants this replica owns and runs (rendezvous hashing over the live replicas).",
+		}),
+		handOvers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "consumer_tenants_handed_over_total", Help: "Tenants this replica stopped running because another live replica owns them now.",
+		}),
 	}
-	reg.MustRegister(m.workers, m.pending, m.deadLetters, m.deadLettersRefused, m.processed, m.latency, m.batchSize, m.storeRetries, m.eventsApplied, m.eventsSkipped,
+	reg.MustRegister(m.replicasLive, m.tenantsOwned, m.handOvers, m.workers, m.pending, m.deadLetters, m.deadLettersRefused, m.processed, m.latency, m.batchSize, m.storeRetries, m.eventsApplied, m.eventsSkipped,
 		m.unacked, m.deliveryLag, m.tenantLag, m.deadLettersPending, m.paused, m.archived, m.archiveFailures)
 	return m
 }

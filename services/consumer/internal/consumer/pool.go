@@ -114,6 +114,12 @@ func (p *tenantPool) Wait(ctx context.Context) error {
 	return nil
 }
 
+// Idle reports whether every retired worker has finished its in-flight messages.
+func (p *tenantPool) Idle() bool {
+	p.reap()
+	return len(p.retiring) == 0
+}
+
 // GiveUp makes the retired workers' handlers stop waiting for commits: what is not
 // stored is nacked (the broker redelivers it), so Wait returns soon.
 func (p *tenantPool) GiveUp() {

@@ -34,6 +34,7 @@ func (s *Service) runReconciler(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+		case <-s.members.Changed():
 		case <-tick.C:
 			sample = true
 		}
@@ -53,32 +54,105 @@ const (
 	setupPerPass  = 256
 )
 
+// reconcile runs the tenants this replica owns and only those: a tenant another live
+// replica owns now is handed over, a deleted one is removed by its owner (and stopped
+// by any replica still running it).
 func (s *Service) reconcile(ctx context.Context) {
+	view, known := s.members.View()
+	if !known {
+		return // no tenant is run before this replica knows who else is live
+	}
+	if view.Rejoined {
+		// Our reports were forgotten while we were cut off: write them again.
+		for _, lt := range s.live {
+			lt.reported = -1
+		}
+		s.members.AckRejoined()
+	}
+	me := s.d.ReplicaID
+	mine := func(id string) bool { return view.Owner(id) == me }
 	snapshot := s.state.Snapshot()
-	if more := s.setUp(ctx, snapshot); more {
+	s.handOver(ctx, mine)
+	if more := s.setUp(ctx, snapshot, mine); more {
 		defer s.poke()
 	}
+	owned := 0
 	for _, t := range snapshot {
 		if ctx.Err() != nil {
 			return
 		}
 		if t.Deleted {
-			s.startRemoval(ctx, t.ID)
+			if owner := mine(t.ID); owner || s.live[t.ID] != nil {
+				s.startRemoval(ctx, t.ID, owner)
+			}
 			continue
 		}
+		if !mine(t.ID) {
+			continue
+		}
+		owned++
 		if err := s.converge(ctx, t); err != nil {
 			s.log.Warn("tenant not converged, will retry", "tenant_id", t.ID, "err", err)
 		}
 	}
+	s.m.replicasLive.Set(float64(len(view.Replicas)))
+	s.m.tenantsOwned.Set(float64(owned))
+	s.reapHandedOver()
 }
 
-// setUp creates the partition and declares the queues of live tenants not set up yet,
-// up to setupPerPass of them, setupParallel at a time. It reports whether more wait.
-func (s *Service) setUp(ctx context.Context, snapshot []desired.Tenant) (more bool) {
+// handOver stops running the live tenants another replica owns now: their consumers
+// are cancelled at once (the new owner may already consume: storage is idempotent, so
+// the overlap stores nothing twice), this replica's report drops to 0, and their
+// in-flight messages commit and ack in the background.
+func (s *Service) handOver(ctx context.Context, mine func(string) bool) {
+	for id, lt := range s.live {
+		if mine(id) {
+			continue
+		}
+		if t, ok := s.state.Get(id); ok && t.Deleted {
+			continue // the removal stops it
+		}
+		lt.pool.Pause()
+		s.handedOver = append(s.handedOver, lt.pool)
+		delete(s.live, id)
+		s.m.forget(id)
+		s.m.handOvers.Inc()
+		s.unreported[id] = lt.pool.tenant
+		s.log.Info("tenant handed over to another replica", "tenant_id", id)
+	}
+	for id, tenant := range s.unreported {
+		if s.live[id] != nil {
+			delete(s.unreported, id) // ours again: converge reports it
+			continue
+		}
+		err := tenants.ReportWorkers(ctx, s.d.Pool, tenants.WorkerReport{Tenant: tenant, Replica: s.d.ReplicaID, Current: 0})
+		if err != nil {
+			s.log.Warn("handed-over tenant's report not cleared, will retry", "tenant_id", id, "err", err)
+			continue
+		}
+		delete(s.unreported, id)
+	}
+}
+
+// reapHandedOver forgets handed-over pools whose in-flight messages have finished.
+func (s *Service) reapHandedOver() {
+	keep := s.handedOver[:0]
+	for _, p := range s.handedOver {
+		if !p.Idle() {
+			keep = append(keep, p)
+		}
+	}
+	clear(s.handedOver[len(keep):])
+	s.handedOver = keep
+}
+
+// setUp creates the partition and declares the queues of owned live tenants not set up
+// yet, up to setupPerPass of them, setupParallel at a time. It reports whether more wait.
+func (s *Service) setUp(ctx context.Context, snapshot []desired.Tenant, mine func(string) bool) (more bool) {
 	var todo []*liveTenant
 	var ids []string
 	for _, t := range snapshot {
-		if t.Deleted {
+		if t.Deleted || !mine(t.ID) {
 			continue
 		}
 		lt := s.live[t.ID]
@@ -205,7 +279,7 @@ func (s *Service) report(ctx context.Context, lt *liveTenant) error {
 	if lt.reported == n {
 		return nil
 	}
-	if err := tenants.ReportWorkers(ctx, s.d.Pool, lt.pool.tenant, n); err != nil {
+	if err := tenants.ReportWorkers(ctx, s.d.Pool, tenants.WorkerReport{Tenant: lt.pool.tenant, Replica: s.d.ReplicaID, Current: n, Owner: true}); err != nil {
 		return err
 	}
 	lt.reported = n
@@ -230,8 +304,11 @@ const partitionLockWait = time.Second
 // removal is a deleted tenant's clean-up state (guarded by Service.remMu).
 type removal struct {
 	running, done bool
-	backoff       time.Duration
-	retryAt       time.Time
+	// full: this replica owns the deleted tenant and removes its queues, partition and
+	// reports; otherwise it only stops its own pool (the owner removes the rest).
+	full    bool
+	backoff time.Duration
+	retryAt time.Time
 	// pool is the tenant's paused pool, handed over by the reconciler (nil if it
 	// never ran one); the shutdown waits for it if the removal did not finish.
 	pool *tenantPool
@@ -240,18 +317,21 @@ type removal struct {
 // startRemoval stops a deleted tenant's consumers at once and removes the rest in the
 // background, so a slow drain or detach never holds up other tenants. A failed removal
 // is retried on a later pass, with backoff.
-func (s *Service) startRemoval(ctx context.Context, tenantID string) {
+func (s *Service) startRemoval(ctx context.Context, tenantID string, owner bool) {
 	s.remMu.Lock()
 	r := s.removals[tenantID]
 	if r == nil {
 		r = &removal{}
 		s.removals[tenantID] = r
 	}
+	if r.done && owner && !r.full {
+		r.done = false // it stopped its pool; now it owns the tenant: remove the rest
+	}
 	if r.done || r.running || time.Now().Before(r.retryAt) {
 		s.remMu.Unlock()
 		return
 	}
-	r.running = true
+	r.running, r.full = true, owner
 	if lt := s.live[tenantID]; lt != nil {
 		lt.pool.Pause()
 		r.pool = lt.pool
@@ -263,7 +343,7 @@ func (s *Service) startRemoval(ctx context.Context, tenantID string) {
 	s.remWG.Add(1)
 	go func() {
 		defer s.remWG.Done()
-		err := s.remove(ctx, tenantID, p)
+		err := s.remove(ctx, tenantID, p, owner)
 		s.remMu.Lock()
 		defer s.remMu.Unlock()
 		r.running = false
@@ -281,13 +361,18 @@ func (s *Service) startRemoval(ctx context.Context, tenantID string) {
 }
 
 // remove waits for a deleted tenant's paused pool (in-flight messages get DrainTimeout
-// to commit), then deletes its queues, partition and worker report. Every step is
-// idempotent, so a retry or a restarted consumer can repeat it.
-func (s *Service) remove(ctx context.Context, tenantID string, p *tenantPool) error {
+// to commit), then, on the tenant's owner (full), deletes its queues, partition and
+// worker reports. Every step is idempotent, so a retry, a restarted consumer or a new
+// owner can repeat it.
+func (s *Service) remove(ctx context.Context, tenantID string, p *tenantPool, full bool) error {
 	if p != nil {
 		if err := s.drain(ctx, p); err != nil {
 			return err
 		}
+	}
+	if !full {
+		s.m.forget(tenantID)
+		return nil
 	}
 	ch, err := s.d.Rabbit.Channel()
 	if err != nil {

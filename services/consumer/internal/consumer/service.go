@@ -24,6 +24,7 @@ import (
 	"github.com/multitenant/mtm/platform/rabbit"
 	"github.com/multitenant/mtm/services/consumer/internal/amqpsub"
 	"github.com/multitenant/mtm/services/consumer/internal/desired"
+	"github.com/multitenant/mtm/services/consumer/internal/membership"
 	"github.com/multitenant/mtm/services/consumer/internal/store"
 )
 
@@ -60,6 +61,9 @@ type Deps struct {
 	// Group is this process's own consumer group (NewGroup); its offsets row is deleted
 	// on graceful shutdown.
 	Group string
+	// ReplicaID names this replica among the consumer replicas sharing the tenants
+	// (membership.NewID when empty).
+	ReplicaID string
 }
 
 // Service is the consumer. Build it with New, run it with Component.
@@ -76,6 +80,8 @@ type Service struct {
 	arch   *archiver
 	// backlog writes the sampler's passes to tenant_workers.
 	backlog *backlogReporter
+	// members says which tenants this replica owns; it runs only those.
+	members *membership.Membership
 
 	wake chan struct{} // reconcile now
 	// noArchive leaves dead letters in the DLQs (tests of the DLQ itself).
@@ -90,8 +96,15 @@ type Service struct {
 
 	// workers is what every tenant pool is built with.
 	workers *poolDeps
-	// live is owned by the reconciler goroutine (and by shutdown after it stopped).
+	// live is owned by the reconciler goroutine (and by shutdown after it stopped): the
+	// tenants this replica owns and runs.
 	live map[string]*liveTenant
+	// handedOver are the pools of tenants given to another replica, finishing their
+	// in-flight messages (reconciler-owned; the shutdown waits for them).
+	handedOver []*tenantPool
+	// unreported are handed-over tenants whose 0 report is not written yet
+	// (reconciler-owned).
+	unreported map[string]uuid.UUID
 
 	// Deleted tenants are removed off the reconciler goroutine (draining and dropping
 	// the partition can take long); the reconciler starts them and waits for them on exit.
@@ -128,11 +141,18 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		wake:         make(chan struct{}, 1),
 		setupPerPass: setupPerPass,
 		live:         map[string]*liveTenant{},
+		unreported:   map[string]uuid.UUID{},
 		removals:     map[string]*removal{},
 	}
 	abortCtx, abort := context.WithCancel(context.Background())
 	s.abort = abort
-	s.arch = newArchiver(d.Rabbit, d.Pool, d.Log, s.m, s.state.Live, s.liveTenants, pendingSampleInterval(cfg.ReconcileInterval))
+	if d.ReplicaID == "" {
+		d.ReplicaID = membership.NewID()
+		s.d.ReplicaID = d.ReplicaID
+	}
+	s.members = membership.New(d.ReplicaID, membership.Config{Heartbeat: cfg.ReplicaHeartbeat, TTL: cfg.ReplicaTTL}, d.Pool, d.Log)
+	s.log = d.Log.With("replica", d.ReplicaID)
+	s.arch = newArchiver(d.Rabbit, d.Pool, d.Log, s.m, s.state.Live, s.ownedTenants, pendingSampleInterval(cfg.ReconcileInterval))
 	s.backlog = newBacklogReporter(d.Pool, d.Log)
 	s.dl = &deadLetterer{conn: d.Rabbit, declare: s.declareIfLive, published: s.arch.request}
 	sources := make([]amqpsub.ChannelSource, cfg.Connections)
@@ -161,6 +181,7 @@ func New(cfg Settings, d Deps) (*Service, error) {
 		abort: abortCtx, poke: s.poke,
 		maxBatch: cfg.MaxBatch, maxMessageBytes: d.MaxMessageBytes,
 	}
+	d.Ready.Add("replica membership", s.members.Ready)
 	d.Ready.Add("events subscription", func(context.Context) error {
 		if !s.eventsLive.Load() {
 			return errors.New("events subscription not running")
@@ -191,7 +212,8 @@ func (s *Service) Run(ctx context.Context) error {
 
 	controlCtx, stopControl := context.WithCancel(ctx)
 	var control sync.WaitGroup
-	control.Add(3)
+	control.Add(4)
+	go func() { defer control.Done(); s.members.Run(controlCtx) }()
 	go func() { defer control.Done(); s.runEvents(controlCtx) }()
 	go func() { defer control.Done(); s.runReconciler(controlCtx) }()
 	go func() { defer control.Done(); s.backlog.run(controlCtx) }()
@@ -214,6 +236,7 @@ func (s *Service) Run(ctx context.Context) error {
 	control.Wait()
 	s.forgetGroup(stopCtx)
 	s.closePools(stopCtx)
+	s.leave(stopCtx)
 	_ = s.sub.Close()
 	s.dl.close()
 	stopWriter()
@@ -246,6 +269,7 @@ func (s *Service) closePools(stopCtx context.Context) {
 		}
 	}
 	s.remMu.Unlock()
+	pools = append(pools, s.handedOver...)
 
 	waitCtx, cancel := context.WithTimeout(context.Background(), deadlineWithMargin(stopCtx))
 	defer cancel()
@@ -274,15 +298,32 @@ func deadlineWithMargin(ctx context.Context) time.Duration {
 // grouped count over the pending rows, so less often than queue depths.
 func pendingSampleInterval(reconcile time.Duration) time.Duration { return 5 * reconcile }
 
-// liveTenants lists the tenants that are not deleted.
-func (s *Service) liveTenants() []string {
+// ownedTenants lists the live tenants this replica owns.
+func (s *Service) ownedTenants() []string {
+	view, ok := s.members.View()
+	if !ok {
+		return nil
+	}
 	var out []string
 	for _, t := range s.state.Snapshot() {
-		if !t.Deleted {
+		if !t.Deleted && view.Owner(t.ID) == s.d.ReplicaID {
 			out = append(out, t.ID)
 		}
 	}
 	return out
+}
+
+// leave hands this replica's tenants over once its pools have stopped and their
+// in-flight messages committed: its membership row and worker reports go, and the
+// other replicas take the tenants at their next heartbeat.
+func (s *Service) leave(stopCtx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopCtx), 5*time.Second)
+	defer cancel()
+	if err := s.members.Leave(ctx); err != nil {
+		s.log.Warn("could not leave the consumer replicas; the others take its tenants over when its heartbeat expires", "err", err, "ttl", s.cfg.ReplicaTTL)
+		return
+	}
+	s.log.Info("left the consumer replicas; the others take its tenants over")
 }
 
 func (s *Service) poke() {

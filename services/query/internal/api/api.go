@@ -100,8 +100,15 @@ func (h *Handler) Register(r fiber.Router) {
 type Workers struct {
 	// Desired is the count the last command asked for.
 	Desired int `json:"desired" example:"3"`
-	// Current is what the consumer reports it actually runs (0 before its first report).
+	// Current is the number of consumers on the tenant's queue, summed over what the
+	// consumer replicas report they run (0 before the first report).
 	Current int `json:"current" example:"3"`
+	// Owner is the consumer replica that runs the tenant; null before its first report
+	// and while an owner that left is being replaced.
+	Owner *string `json:"owner" extensions:"x-nullable" example:"consumer-7d9f8c6b5-x2k4q-1a2b3c4d"`
+	// Replicas are the consumer replicas running the tenant's consumers now: the owner,
+	// and during a hand-over briefly the previous owner too.
+	Replicas []string `json:"replicas" example:"consumer-7d9f8c6b5-x2k4q-1a2b3c4d"`
 }
 
 // Backlog is the tenant's queue backlog as the consumer last sampled it (every
@@ -385,6 +392,17 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 	return c.JSON(out)
 }
 
+func workersOf(t tenants.Tenant) Workers {
+	w := Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent, Replicas: t.Replicas}
+	if t.Owner != "" {
+		w.Owner = &t.Owner
+	}
+	if w.Replicas == nil {
+		w.Replicas = []string{}
+	}
+	return w
+}
+
 func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 	id := t.ID.String()
 	var limit *RateLimit
@@ -403,7 +421,7 @@ func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 		ID:                 id,
 		Name:               t.Name,
 		Status:             t.Status,
-		Workers:            Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent},
+		Workers:            workersOf(t),
 		Backlog:            backlog,
 		Drain:              drain,
 		DeadLettersPending: deadLettersPending,

@@ -208,10 +208,10 @@ func TestGetTenant(t *testing.T) {
 	require.Equal(t, 2, got.Version)
 
 	// workers.current is the consumer's report, read live.
-	err := tenants.ReportWorkers(ctx, db.Pool, id, 4)
+	err := tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 4, Owner: true})
 	require.NoError(t, err)
 	require.Equal(t, 4, decode[tenantJSON](t, e.get(t, "/tenants/"+id.String())).Workers.Current)
-	err = tenants.ReportWorkers(ctx, db.Pool, id, 5)
+	err = tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 5, Owner: true})
 	require.NoError(t, err)
 	require.Equal(t, 5, decode[tenantJSON](t, e.get(t, "/tenants/"+id.String())).Workers.Current)
 
@@ -512,8 +512,8 @@ func TestTenantBacklog(t *testing.T) {
 	e.apply(t, unsampled, 1, t0.Add(time.Second), events.TenantCreated{Name: "unsampled", Workers: 1})
 	// The consumer's worker report comes first; the backlog columns stay NULL until
 	// its sampler reports.
-	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, sampled, 2))
-	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, unsampled, 1))
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: sampled, Replica: "replica-a", Current: 2, Owner: true}))
+	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: unsampled, Replica: "replica-a", Current: 1, Owner: true}))
 
 	backlogOf := func(body []byte) json.RawMessage {
 		t.Helper()

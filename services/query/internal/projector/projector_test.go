@@ -296,7 +296,7 @@ func TestReplayEqualsLiveState(t *testing.T) {
 	require.Equal(t, tenants.StatusDraining, statuses[ids[4]])
 	require.Equal(t, tenants.StatusActive, statuses[ids[5]])
 	require.Equal(t, tenants.StatusDeleted, statuses[ids[6]])
-	require.NoError(t, tenants.ReportWorkers(ctx, b.pool, ids[2], 2))
+	require.NoError(t, tenants.ReportWorkers(ctx, b.pool, tenants.WorkerReport{Tenant: ids[2], Replica: "replica-a", Current: 2, Owner: true}))
 
 	// Damage the read model: a lost row, a wrong value, a stray tenant, a stale checkpoint.
 	_, err = b.pool.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, ids[3])

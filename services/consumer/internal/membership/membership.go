@@ -1,0 +1,258 @@
+// Package membership decides which consumer replica runs which tenant. Every replica
+// heartbeats its row in consumer_replicas; the live replicas are those whose heartbeat
+// is younger than the TTL by the database's clock. Each tenant belongs to the live
+// replica with the highest rendezvous hash of (replica, tenant), so every replica
+// computes the same owner from the same view without talking to the others, and a
+// replica joining or leaving moves only the tenants it takes or gives up (about 1/N).
+package membership
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/multitenant/mtm/projections/tenants"
+)
+
+// ErrNoView is the readiness answer before the first heartbeat.
+var ErrNoView = errors.New("replica membership not known yet (no heartbeat written)")
+
+// Config is how often a replica heartbeats and how long a silent one counts as live.
+type Config struct {
+	Heartbeat time.Duration
+	TTL       time.Duration
+}
+
+// View is the live replicas at one heartbeat, sorted.
+type View struct {
+	Replicas []string
+	// Rejoined: this replica's row had expired and been removed (it was cut off from
+	// the database for longer than the TTL), so its worker reports were forgotten and
+	// must be written again.
+	Rejoined bool
+}
+
+// Owner returns the replica that owns tenantID in v ("" if v is empty).
+func (v View) Owner(tenantID string) string {
+	best, bestScore := "", uint64(0)
+	for _, r := range v.Replicas {
+		if s := score(r, tenantID); best == "" || s > bestScore {
+			best, bestScore = r, s
+		}
+	}
+	return best
+}
+
+// score is the rendezvous weight of replica for tenant: FNV-1a of both, then the
+// splitmix64 finaliser, so replica names that differ in one character still spread
+// tenants evenly.
+func score(replica, tenantID string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(replica))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(tenantID))
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// NewID names this process: the host (the pod name on Kubernetes) and a random suffix,
+// unique even when processes share a host or a restarted pod keeps its name.
+func NewID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "consumer"
+	}
+	var b [4]byte
+	u := uuid.New()
+	copy(b[:], u[:4])
+	return fmt.Sprintf("%s-%08x", strings.ToLower(host), binary.BigEndian.Uint32(b[:]))
+}
+
+// Membership is one replica's membership: Run heartbeats and follows the view; Leave
+// removes the replica.
+type Membership struct {
+	id   string
+	cfg  Config
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	view  View
+	known bool
+	// beats counts successful heartbeats: the view is known from the second, so
+	// replicas started together see each other before taking tenants (instead of the
+	// first one setting every tenant up, then handing most of them over).
+	beats   int
+	changed chan struct{} // signalled (non-blocking) when the view changes
+}
+
+// New prepares membership for replica id; nothing is written until Run.
+func New(id string, cfg Config, pool *pgxpool.Pool, log *slog.Logger) *Membership {
+	return &Membership{id: id, cfg: cfg, pool: pool, log: log.With("replica", id), changed: make(chan struct{}, 1)}
+}
+
+// ID is this replica's id.
+func (m *Membership) ID() string { return m.id }
+
+// Changed is signalled when the view changes (the reconciler re-checks ownership).
+func (m *Membership) Changed() <-chan struct{} { return m.changed }
+
+// View returns the latest view and whether one is known yet.
+func (m *Membership) View() (View, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.view, m.known
+}
+
+// Ready is a readiness check: false until the first heartbeat was written.
+func (m *Membership) Ready(context.Context) error {
+	if _, ok := m.View(); !ok {
+		return ErrNoView
+	}
+	return nil
+}
+
+// Run heartbeats every Heartbeat until ctx ends. A failed heartbeat keeps the last
+// view: a replica cut off from the database keeps running its tenants (storage is
+// idempotent, so a replica that took them over meanwhile stores nothing twice).
+func (m *Membership) Run(ctx context.Context) {
+	tick := time.NewTicker(m.cfg.Heartbeat)
+	defer tick.Stop()
+	failing := false
+	for {
+		if err := m.beat(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				m.log.Warn("replica heartbeat failed; keeping the last view", "err", err)
+			}
+			failing = true
+		} else if failing {
+			m.log.Info("replica heartbeat written again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// beat writes this replica's heartbeat, reads the live replicas and forgets the
+// expired ones (any replica may: the deletes are idempotent).
+func (m *Membership) beat(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat+m.cfg.TTL/2)
+	defer cancel()
+	var inserted bool
+	if err := m.pool.QueryRow(ctx, `
+		INSERT INTO consumer_replicas (replica_id) VALUES ($1)
+		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()
+		RETURNING xmax = 0`, m.id).Scan(&inserted); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
+	}
+	rows, err := m.pool.Query(ctx, `
+		WITH gone AS (
+			DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval
+			RETURNING replica_id, false AS live
+		)
+		SELECT replica_id, true FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval
+		UNION ALL SELECT replica_id, live FROM gone`, m.cfg.TTL)
+	if err != nil {
+		return fmt.Errorf("read replicas: %w", err)
+	}
+	var live, gone []string
+	for rows.Next() {
+		var id string
+		var isLive bool
+		if err := rows.Scan(&id, &isLive); err != nil {
+			rows.Close()
+			return fmt.Errorf("read replicas: %w", err)
+		}
+		if isLive {
+			live = append(live, id)
+		} else {
+			gone = append(gone, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read replicas: %w", err)
+	}
+	if !slices.Contains(live, m.id) {
+		// Our own row is always live right after writing it (same clock).
+		live = append(live, m.id)
+	}
+	slices.Sort(live)
+	if len(gone) > 0 {
+		m.log.Warn("consumer replicas stopped heartbeating; their tenants move to the live replicas", "gone", gone, "ttl", m.cfg.TTL)
+		if _, err := tenants.ForgetReplicas(ctx, m.pool, gone); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	m.beats++
+	if m.beats < 2 {
+		m.mu.Unlock()
+		return nil
+	}
+	first := !m.known
+	rejoined := inserted && !first
+	same := m.known && slices.Equal(m.view.Replicas, live)
+	m.view = View{Replicas: live, Rejoined: m.view.Rejoined || rejoined}
+	m.known = true
+	m.mu.Unlock()
+	if rejoined {
+		m.log.Warn("this replica's heartbeat had expired (cut off from the database longer than the TTL); rejoined")
+	}
+	if first || !same || rejoined {
+		if !first && !same {
+			m.log.Info("consumer replicas changed", "live", live)
+		}
+		m.signal()
+	}
+	return nil
+}
+
+// AckRejoined clears View.Rejoined once the reports were written again.
+func (m *Membership) AckRejoined() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.view.Rejoined = false
+}
+
+func (m *Membership) signal() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Leave removes this replica: its row and its worker reports. The others take its
+// tenants over at their next heartbeat. Call it after the replica stopped consuming.
+func (m *Membership) Leave(ctx context.Context) error {
+	if _, err := m.pool.Exec(ctx, `DELETE FROM consumer_replicas WHERE replica_id = $1`, m.id); err != nil {
+		return fmt.Errorf("leave: delete replica %s: %w", m.id, err)
+	}
+	if _, err := tenants.ForgetReplicas(ctx, m.pool, []string{m.id}); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	return nil
+}
