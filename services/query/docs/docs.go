@@ -1174,11 +1174,13 @@ const docTemplate = `{
             "type": "object",
             "required": [
                 "current",
-                "desired"
+                "desired",
+                "owner",
+                "replicas"
             ],
             "properties": {
                 "current": {
-                    "description": "Current is what the consumer reports it actually runs (0 before its first report).",
+                    "description": "Current is the number of consumers on the tenant's queue, summed over what the\nconsumer replicas report they run (0 before the first report).",
                     "type": "integer",
                     "example": 3
                 },
@@ -1186,6 +1188,22 @@ const docTemplate = `{
                     "description": "Desired is the count the last command asked for.",
                     "type": "integer",
                     "example": 3
+                },
+                "owner": {
+                    "description": "Owner is the consumer replica that runs the tenant; null before its first report\nand while an owner that left is being replaced.",
+                    "type": "string",
+                    "x-nullable": true,
+                    "example": "consumer-7d9f8c6b5-x2k4q-1a2b3c4d"
+                },
+                "replicas": {
+                    "description": "Replicas are the consumer replicas running the tenant's consumers now: the owner,\nand during a hand-over briefly the previous owner too.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "consumer-7d9f8c6b5-x2k4q-1a2b3c4d"
+                    ]
                 }
             }
         },
