@@ -63,8 +63,10 @@ func TestConsumerReplicasShareTenants(t *testing.T) {
 	// The killed replica's replacement joins and takes its share back.
 	replacement := Start(t, "consumer", env)
 	replacement.WaitStatus(t, "/readyz", 200, 30*time.Second)
+	readyAt := time.Now()
 	owners = requireExactWorkers(t, s, mq, ids, workers, 15*time.Second)
 	require.Len(t, owners, 3)
+	t.Logf("a joining replica's share running on it %s after its /readyz", time.Since(readyAt).Round(100*time.Millisecond))
 
 	// Rolling restart of all three while messages flow: each replica is stopped with
 	// SIGTERM (its tenants move to the other two once its in-flight messages commit),
@@ -78,6 +80,9 @@ func TestConsumerReplicasShareTenants(t *testing.T) {
 		t.Logf("SIGTERMed replica's tenants running on the others %s after the signal", time.Since(stoppedAt).Round(100*time.Millisecond))
 		next := Start(t, "consumer", env)
 		next.WaitStatus(t, "/readyz", 200, 30*time.Second)
+		readyAt := time.Now()
+		requireExactWorkers(t, s, mq, ids, workers, 15*time.Second)
+		t.Logf("a joining replica's share running on it %s after its /readyz", time.Since(readyAt).Round(100*time.Millisecond))
 	}
 	require.NoError(t, pub.wait())
 	owners = requireExactWorkers(t, s, mq, ids, workers, 15*time.Second)
