@@ -13,6 +13,7 @@ TEST_FLAGS ?= -count=1 -timeout 20m
 # Packages that run goroutines of their own: `make race` runs their tests, integration
 # tests included, under the race detector.
 RACE_PKGS := ./services/consumer/internal/consumer ./services/consumer/internal/amqpsub \
+	./services/consumer/internal/membership \
 	./services/consumer/internal/store ./services/query/internal/projector \
 	./platform/lifecycle ./platform/eventstore ./platform/httpserver \
 	./services/command/internal/broker ./services/command/internal/ratelimit \

@@ -98,8 +98,13 @@ type Membership struct {
 	// beats counts successful heartbeats: the view is known from the second, so
 	// replicas started together see each other before taking tenants (instead of the
 	// first one setting every tenant up, then handing most of them over).
-	beats   int
-	changed chan struct{} // signalled (non-blocking) when the view changes
+	beats int
+
+	// Run's own: when the last heartbeat was written, and until when a replica that
+	// was itself cut off longer than the TTL keeps the replicas it knew (see beat).
+	lastBeat   time.Time
+	graceUntil time.Time
+	changed    chan struct{} // signalled (non-blocking) when the view changes
 }
 
 // New prepares membership for replica id; nothing is written until Run.
@@ -161,6 +166,15 @@ func (m *Membership) Run(ctx context.Context) {
 func (m *Membership) beat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat+m.cfg.TTL/2)
 	defer cancel()
+	// After an outage of the database longer than the TTL every replica's heartbeat is
+	// stale, and the first one back would see itself alone, take every tenant and
+	// forget the others' reports, only to hand most back a moment later. A replica that
+	// was cut off itself therefore keeps the replicas it knew for one more TTL, giving
+	// them time to write their heartbeats, before it forgets anyone.
+	if start := time.Now(); !m.lastBeat.IsZero() && start.Sub(m.lastBeat) > m.cfg.TTL {
+		m.graceUntil = start.Add(m.cfg.TTL)
+	}
+	grace := time.Now().Before(m.graceUntil)
 	var inserted bool
 	if err := m.pool.QueryRow(ctx, `
 		INSERT INTO consumer_replicas (replica_id) VALUES ($1)
@@ -168,13 +182,18 @@ func (m *Membership) beat(ctx context.Context) error {
 		RETURNING xmax = 0`, m.id).Scan(&inserted); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	rows, err := m.pool.Query(ctx, `
+	m.lastBeat = time.Now()
+	sweep := `
 		WITH gone AS (
 			DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval
 			RETURNING replica_id, false AS live
 		)
 		SELECT replica_id, true FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval
-		UNION ALL SELECT replica_id, live FROM gone`, m.cfg.TTL)
+		UNION ALL SELECT replica_id, live FROM gone`
+	if grace {
+		sweep = `SELECT replica_id, true FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval`
+	}
+	rows, err := m.pool.Query(ctx, sweep, m.cfg.TTL)
 	if err != nil {
 		return fmt.Errorf("read replicas: %w", err)
 	}
@@ -199,6 +218,14 @@ func (m *Membership) beat(ctx context.Context) error {
 	if !slices.Contains(live, m.id) {
 		// Our own row is always live right after writing it (same clock).
 		live = append(live, m.id)
+	}
+	if grace {
+		prev, _ := m.View()
+		for _, r := range prev.Replicas {
+			if !slices.Contains(live, r) {
+				live = append(live, r)
+			}
+		}
 	}
 	slices.Sort(live)
 	if len(gone) > 0 {
