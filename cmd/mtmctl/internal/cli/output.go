@@ -172,6 +172,7 @@ func tenantFields(t client.Tenant) [][2]string {
 		{"Name", t.Name},
 		{"Status", statusText(t)},
 		{"Workers", fmt.Sprintf("%d running of %d desired", t.Workers.Current, t.Workers.Desired)},
+		{"Consumer replica", ownerText(t.Workers)},
 		{"Backlog", backlog},
 		{"Dead letters", fmt.Sprintf("%d pending", t.DeadLettersPending)},
 		{"Rate limit", rate},
@@ -246,4 +247,22 @@ func eventRows(es []client.Event) (header []string, rows [][]string) {
 		rows = append(rows, []string{itoa(e.Version), e.Type, timeText(e.OccurredAt), e.CorrelationID, compactJSON(e.Data)})
 	}
 	return header, rows
+}
+
+// ownerText names the consumer replica running a tenant, and the previous one while a
+// hand-over is under way.
+func ownerText(w client.Workers) string {
+	if w.Owner == nil {
+		return "none yet"
+	}
+	others := make([]string, 0, len(w.Replicas))
+	for _, r := range w.Replicas {
+		if r != *w.Owner {
+			others = append(others, r)
+		}
+	}
+	if len(others) == 0 {
+		return *w.Owner
+	}
+	return fmt.Sprintf("%s (handing over from %s)", *w.Owner, strings.Join(others, ", "))
 }
