@@ -172,7 +172,7 @@ func tenantFields(t client.Tenant) [][2]string {
 		{"Name", t.Name},
 		{"Status", statusText(t)},
 		{"Workers", fmt.Sprintf("%d running of %d desired", t.Workers.Current, t.Workers.Desired)},
-		{"Consumer replica", ownerText(t.Workers)},
+		{"Replica", ownerText(t.Workers)},
 		{"Backlog", backlog},
 		{"Dead letters", fmt.Sprintf("%d pending", t.DeadLettersPending)},
 		{"Rate limit", rate},
