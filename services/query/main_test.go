@@ -127,13 +127,13 @@ func TestServe(t *testing.T) {
 	err := tenants.ReportWorkers(context.Background(), db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 3, Owner: true})
 	require.NoError(t, err)
 	_, body := get(t, base+"/tenants/"+id.String())
-	require.Contains(t, body, `"workers":{"desired":3,"current":3}`)
+	require.Contains(t, body, `"workers":{"desired":3,"current":3,"owner":"replica-a","replicas":["replica-a"]}`)
 	appendEvent(t, store, id, 2, events.TenantConcurrencyChanged{Workers: 5, PreviousWorkers: 3})
 	err = tenants.ReportWorkers(context.Background(), db.Pool, tenants.WorkerReport{Tenant: id, Replica: "replica-a", Current: 5, Owner: true})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, body := get(t, base+"/tenants/"+id.String())
-		return strings.Contains(body, `"workers":{"desired":5,"current":5}`)
+		return strings.Contains(body, `"workers":{"desired":5,"current":5,"owner":"replica-a","replicas":["replica-a"]}`)
 	}, 5*time.Second, 20*time.Millisecond)
 
 	status, body := get(t, base+"/swagger/index.html")
