@@ -78,3 +78,18 @@ other_store_batch_rows_total 9
 		t.Errorf("processing seconds of tenant c = %v, want 1.5", got)
 	}
 }
+
+// Cleaning up a tenant's work queue also deletes the tenant's exchange; a DLQ or a
+// queue not named like a tenant's work queue has none.
+func TestTenantExchangeGoesWithTheWorkQueue(t *testing.T) {
+	t.Parallel()
+	const id = "01a235d9-9d32-772c-bff0-a430072d2d62"
+	if ex, ok := tenantExchange("tenant_" + id + "_queue"); !ok || ex != "tenant_"+id+"_queue" {
+		t.Fatalf("work queue: exchange %q, %v", ex, ok)
+	}
+	for _, q := range []string{"tenant_" + id + "_dlq", "bench-baseline-1", "zzprobe_x"} {
+		if ex, ok := tenantExchange(q); ok {
+			t.Errorf("%s: exchange %q", q, ex)
+		}
+	}
+}
