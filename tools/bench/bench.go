@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,7 +150,9 @@ func (b *bench) cleanupLeftovers(ctx context.Context, url string) {
 }
 
 // deleteQueues deletes queues over a few channels in parallel: quorum queue deletion
-// takes milliseconds each, and scale creates thousands.
+// takes milliseconds each, and scale creates thousands. A tenant's work queue takes
+// the tenant's own exchange (rabbit.ExchangeName, declared by the command service) with
+// it, so a run leaves no tenant topology on the broker.
 func (b *bench) deleteQueues(ctx context.Context, queues []string) error {
 	if len(queues) == 0 {
 		return nil
@@ -175,6 +178,12 @@ func (b *bench) deleteQueues(ctx context.Context, queues []string) error {
 						return fmt.Errorf("open channel: %w", err)
 					}
 				}
+				if ex, ok := tenantExchange(queues[i]); ok {
+					// Deleting a missing exchange succeeds in RabbitMQ.
+					if err := ch.ExchangeDelete(ex, false, false); err != nil {
+						return fmt.Errorf("delete exchange %s: %w", ex, err)
+					}
+				}
 				if _, err := ch.QueueDelete(queues[i], false, false, false); err != nil {
 					var ae *amqp.Error
 					if errors.As(err, &ae) && ae.Code == amqp.NotFound {
@@ -189,6 +198,18 @@ func (b *bench) deleteQueues(ctx context.Context, queues []string) error {
 	err := g.Wait()
 	b.log.Info("queues deleted", "queues", len(queues), "seconds", time.Since(start).Seconds())
 	return err
+}
+
+// tenantExchange is the exchange of the tenant whose work queue is queue.
+func tenantExchange(queue string) (string, bool) {
+	id, ok := strings.CutPrefix(queue, "tenant_")
+	if !ok {
+		return "", false
+	}
+	if id, ok = strings.CutSuffix(id, "_queue"); !ok || rabbit.QueueName(id) != queue {
+		return "", false
+	}
+	return rabbit.ExchangeName(id), true
 }
 
 // adminConn connects to the server's maintenance database to create or drop url's.

@@ -23,8 +23,10 @@ import (
 )
 
 // allScenarios is the default order: the baseline first (no services running), the
-// replay and scale scenarios last because they create the most state.
-var allScenarios = []string{"baseline", "baseline-classic", "drain", "sustained", "noisy", "spawn", "query", "replay", "scale", "density"}
+// replay and scale scenarios last because they create the most state. replicas (about
+// 20 s) reuses the drain workload and must run before scale and density: its consumer
+// processes start from scratch and would set up their thousands of tenants first.
+var allScenarios = []string{"baseline", "baseline-classic", "drain", "sustained", "replicas", "noisy", "spawn", "query", "replay", "scale", "density"}
 
 // options are the harness's flags. Sizes default to the workloads; shrink them
 // for quick runs while developing.
@@ -70,6 +72,11 @@ type options struct {
 	noisyFor        time.Duration
 	scaleTimeout    time.Duration
 	serviceStopWait time.Duration
+
+	// The replicas scenario: one drain of replicasMessages by one consumer process,
+	// one by replicaCount processes sharing the tenants.
+	replicasMessages int
+	replicaCount     int
 }
 
 func parseFlags() (options, error) {
@@ -85,7 +92,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.logLevel, "service-log-level", "warn", "LOG_LEVEL of the services under test")
 	flag.IntVar(&o.commandPort, "command-port", 18080, "command service port")
 	flag.IntVar(&o.queryPort, "query-port", 18081, "query service port")
-	flag.IntVar(&o.consumerPort, "consumer-port", 18082, "consumer service port")
+	flag.IntVar(&o.consumerPort, "consumer-port", 18082, "consumer service port; the replicas scenario's extra consumer processes take this +100, +200, …")
 	flag.IntVar(&o.tenants, "tenants", 10, "tenants in the baseline, drain and sustained workloads")
 	flag.IntVar(&o.workers, "workers", 3, "workers (AMQP consumers) per tenant in the baseline, drain and sustained workloads")
 	flag.IntVar(&o.drainMessages, "drain-messages", 100_000, "messages in the baseline and drain workloads")
@@ -110,6 +117,8 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.densityMessages, "density-messages", 100_000, "messages drained over all tenants in the density scenario")
 	flag.IntVar(&o.densityParallel, "density-parallel", 16, "POST /tenants requests in flight in the density scenario")
 	flag.DurationVar(&o.densityTimeout, "density-timeout", 5*time.Minute, "give up waiting for the density tenants to consume after this long")
+	flag.IntVar(&o.replicasMessages, "replicas-messages", 100_000, "messages in each drain of the replicas scenario (one by 1 consumer process, one by -replica-count)")
+	flag.IntVar(&o.replicaCount, "replica-count", 3, "consumer processes sharing the tenants in the replicas scenario's second drain")
 	flag.StringVar(&o.managementURL, "management-url", envOr("RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672"), "RabbitMQ management API, for the broker's memory and file handles; env RABBITMQ_MANAGEMENT_URL")
 	flag.IntVar(&o.noisyWorkers, "noisy-workers", 16, "workers of the busy tenant in the noisy scenario")
 	flag.IntVar(&o.noisyBacklog, "noisy-backlog", 200_000, "backlog the busy tenant drains in the noisy scenario")
@@ -135,6 +144,16 @@ func parseFlags() (options, error) {
 				return o, fmt.Errorf("-scenarios: unknown scenario %q (known: %s)", s, strings.Join(allScenarios, ","))
 			}
 			o.scenarios = append(o.scenarios, s)
+		}
+	}
+	if slices.Contains(o.scenarios, "replicas") {
+		if o.replicaCount < 2 || o.replicasMessages < o.tenants {
+			return o, errors.New("-replica-count must be ≥ 2, -replicas-messages ≥ -tenants")
+		}
+		for i := 2; i <= o.replicaCount; i++ {
+			if p := replicaPort(o.consumerPort, i); p == o.commandPort || p == o.queryPort {
+				return o, fmt.Errorf("consumer replica %d's port %d (-consumer-port + %d) is the command or query port", i, p, p-o.consumerPort)
+			}
 		}
 	}
 	if o.tenants < 1 || o.workers < 1 || o.drainMessages < o.tenants || o.payloadBytes < 100 {
@@ -256,6 +275,8 @@ func (b *bench) runScenario(ctx context.Context, name string) (r Result) {
 		err = b.scale(ctx, &r)
 	case "density":
 		err = b.density(ctx, &r)
+	case "replicas":
+		err = b.replicas(ctx, &r)
 	}
 	var u *unavailableError
 	switch {

@@ -188,6 +188,7 @@ func (o options) summary() map[string]any {
 		"sustained_rate": o.sustainedRate, "sustained_seconds": o.sustainedFor.Seconds(),
 		"spawn_tenants": o.spawnTenants, "query_rows": o.queryRows, "query_page": o.queryPage,
 		"query_repeats": o.queryRepeats, "replay_tenants": o.replayTenants, "scale_tenants": o.scaleTenants,
+		"replicas_messages": o.replicasMessages, "replica_count": o.replicaCount,
 	}
 }
 

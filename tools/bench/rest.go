@@ -288,3 +288,34 @@ func promSum(text []byte, suffix, label string) float64 {
 	}
 	return total
 }
+
+// promLabelValues returns the values of label on the series of metric (exact name)
+// whose value is above zero, e.g. the tenants a consumer runs workers for.
+func promLabelValues(text []byte, metric, label string) []string {
+	var out []string
+	prefix := metric + "{"
+	for _, line := range strings.Split(string(text), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			continue
+		}
+		f := strings.Fields(line[end+1:])
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err != nil || v <= 0 {
+			continue
+		}
+		_, rest, ok := strings.Cut(line[len(prefix):end], label+`="`)
+		if !ok {
+			continue
+		}
+		if value, _, ok := strings.Cut(rest, `"`); ok {
+			out = append(out, value)
+		}
+	}
+	return out
+}

@@ -35,7 +35,11 @@ type service struct {
 type services struct {
 	opt                      options
 	command, consumer, query *service
-	log                      *slog.Logger
+	// replicas are the consumer processes the replicas scenario runs next to consumer
+	// (replica 2, 3, …): each on its own port and log, started only by that scenario.
+	replicas []*service
+	env      []string // every service's environment but HTTP_ADDR
+	log      *slog.Logger
 }
 
 func newServices(o options, log *slog.Logger) *services {
@@ -58,30 +62,48 @@ func newServices(o options, log *slog.Logger) *services {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "WORKERS",
+		// METRICS_ADDR would move /metrics off the HTTP port, where the harness reads
+		// it, and make consumer replicas on one host collide on one listener.
+		case "DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "METRICS_ADDR", "LOG_LEVEL", "LOG_FORMAT", "WORKERS",
 			"JWT_SECRET", "CONFIG_FILE", "SHUTDOWN_TIMEOUT", "CURSOR_SECRET", "MAX_TOTAL_WORKERS", "MAX_TENANTS":
 			continue
 		}
 		env = append(env, kv)
 	}
-	env = append(env, base...)
-	mk := func(name string, port int) *service {
-		return &service{
-			name: name, path: filepath.Join(o.bin, name), port: port,
-			env:     append(append([]string(nil), env...), fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port)),
-			logPath: filepath.Join(o.logDir, name+".log"),
-			log:     log,
-		}
-	}
-	return &services{
-		opt: o, log: log,
-		command:  mk("command", o.commandPort),
-		consumer: mk("consumer", o.consumerPort),
-		query:    mk("query", o.queryPort),
+	s := &services{opt: o, log: log, env: append(env, base...)}
+	s.command = s.newService("command", "command", o.commandPort)
+	s.consumer = s.newService("consumer", "consumer", o.consumerPort)
+	s.query = s.newService("query", "query", o.queryPort)
+	return s
+}
+
+// newService is binary bin/<binary> as name, listening on port, logging to <name>.log.
+func (s *services) newService(name, binary string, port int) *service {
+	return &service{
+		name: name, path: filepath.Join(s.opt.bin, binary), port: port,
+		env:     append(append([]string(nil), s.env...), fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", port)),
+		logPath: filepath.Join(s.opt.logDir, name+".log"),
+		log:     s.log,
 	}
 }
 
 func (s *services) all() []*service { return []*service{s.command, s.consumer, s.query} }
+
+// replicaPort is consumer replica i's port (i ≥ 1; replica 1 is the consumer itself):
+// -consumer-port, then +100, +200, … so the replicas stay clear of the other services.
+func replicaPort(consumerPort, i int) int { return consumerPort + 100*(i-1) }
+
+// consumers returns n consumer processes: the consumer, then replicas consumer-2,
+// consumer-3, … (created on first use, their logs emptied then). None is started.
+func (s *services) consumers(n int) []*service {
+	for len(s.replicas) < n-1 {
+		i := len(s.replicas) + 2
+		sv := s.newService(fmt.Sprintf("consumer-%d", i), "consumer", replicaPort(s.opt.consumerPort, i))
+		_ = os.Remove(sv.logPath) // each run's logs start empty
+		s.replicas = append(s.replicas, sv)
+	}
+	return append([]*service{s.consumer}, s.replicas[:n-1]...)
+}
 
 // ensure starts whichever of the three is not running and waits until all are ready.
 // A binary that is missing or never gets ready makes the caller's scenario unavailable.
@@ -103,15 +125,21 @@ func (s *services) ensure(ctx context.Context) error {
 }
 
 func (s *services) stopAll(ctx context.Context) {
+	if err := stopServices(ctx, append(s.all(), s.replicas...), s.opt.serviceStopWait); err != nil {
+		s.log.Warn("stop services", "err", err)
+	}
+}
+
+// stopServices stops svs in parallel (SIGTERM, SIGKILL after wait) and returns their
+// errors joined.
+func stopServices(ctx context.Context, svs []*service, wait time.Duration) error {
+	errs := make([]error, len(svs))
 	var wg sync.WaitGroup
-	for _, sv := range s.all() {
-		wg.Go(func() {
-			if err := sv.stop(ctx, s.opt.serviceStopWait); err != nil {
-				s.log.Warn("stop service", "service", sv.name, "err", err)
-			}
-		})
+	for i, sv := range svs {
+		wg.Go(func() { errs[i] = sv.stop(ctx, wait) })
 	}
 	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (sv *service) running() bool {
