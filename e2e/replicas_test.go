@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -163,8 +164,11 @@ func startPublishing(t *testing.T, conn *amqp.Connection, tenants []string, tota
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					ok, err := dc.WaitContext(ctx)
 					cancel()
-					if err != nil || !ok {
-						return fmt.Errorf("confirm: ok=%v err=%v", ok, err)
+					if err != nil {
+						return fmt.Errorf("confirm: %w", err)
+					}
+					if !ok {
+						return errors.New("the broker nacked a publish")
 					}
 				}
 				p.mu.Lock()
