@@ -38,7 +38,8 @@ type App struct {
 	Pool   *pgxpool.Pool
 	DB     *sql.DB
 	Rabbit *rabbit.Conn
-	// Topology is the queue types tenants are declared with (QUEUE_TYPE, DLQ_QUEUE_TYPE).
+	// Topology is the queue types tenants are declared with (QUEUE_TYPE, DLQ_QUEUE_TYPE)
+	// and their quorum queues' initial replica count (QUEUE_REPLICAS).
 	Topology rabbit.Topology
 	// Handshake dials a fresh broker connection periodically: the readiness check
 	// "rabbitmq-handshake" fails when the broker accepts TCP but no longer completes a
@@ -224,7 +225,7 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 	return a, nil
 }
 
-// TopologyOf is the queue topology QUEUE_TYPE and DLQ_QUEUE_TYPE ask for.
+// TopologyOf is the queue topology QUEUE_TYPE, DLQ_QUEUE_TYPE and QUEUE_REPLICAS ask for.
 func TopologyOf(base *config.Base) (rabbit.Topology, error) {
 	q, err := rabbit.ParseQueueType(base.QueueType)
 	if err != nil {
@@ -234,7 +235,10 @@ func TopologyOf(base *config.Base) (rabbit.Topology, error) {
 	if err != nil {
 		return rabbit.Topology{}, fmt.Errorf("DLQ_QUEUE_TYPE: %w", err)
 	}
-	return rabbit.Topology{Queue: q, DLQ: dlq}, nil
+	if base.QueueReplicas < 0 || base.QueueReplicas > rabbit.MaxReplicas {
+		return rabbit.Topology{}, fmt.Errorf("QUEUE_REPLICAS: must be between 0 and %d, got %d", rabbit.MaxReplicas, base.QueueReplicas)
+	}
+	return rabbit.Topology{Queue: q, DLQ: dlq, Replicas: base.QueueReplicas}, nil
 }
 
 // Migrate waits for the database, then applies all migrations.
