@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -190,6 +191,9 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 			return nil, err
 		}
 		a.Topology = topology
+		if nodes := len(rabbit.SplitURLs(base.RabbitMQURL)); nodes > 1 {
+			warnSingleNodeQueues(log, topology, nodes)
+		}
 		pool, err := postgres.NewPool(ctx, base.DatabaseURL, opts.MaxDBConns)
 		if err != nil {
 			return nil, err
@@ -223,6 +227,23 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 		log.Warn("authentication is off: JWT_SECRET is not set; every endpoint is open")
 	}
 	return a, nil
+}
+
+// warnSingleNodeQueues says when a cluster's tenants get classic queues: a classic
+// queue lives on one node, and while that node is down the queue cannot even be
+// declared, so the consumer does not set its tenant up (a classic DLQ included).
+func warnSingleNodeQueues(log *slog.Logger, t rabbit.Topology, nodes int) {
+	var classic []string
+	if t.Queue == rabbit.Classic {
+		classic = append(classic, "QUEUE_TYPE")
+	}
+	if t.DLQ == rabbit.Classic {
+		classic = append(classic, "DLQ_QUEUE_TYPE")
+	}
+	if len(classic) > 0 {
+		log.Warn("RABBITMQ_URL lists several nodes but tenant queues are classic: each lives on one node, and while that node is down its tenants are not consumed; set quorum for replicated queues",
+			"nodes", nodes, "classic", strings.Join(classic, ", "))
+	}
 }
 
 // TopologyOf is the queue topology QUEUE_TYPE, DLQ_QUEUE_TYPE and QUEUE_REPLICAS ask for.
