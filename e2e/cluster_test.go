@@ -105,7 +105,7 @@ func TestClusterSurvivesNodeKill(t *testing.T) {
 			q, ok := queues[name]
 			require.True(t, ok, "%s listed", name)
 			require.Len(t, q.Members, 3, "%s: members %v", q.Name, q.Members)
-			require.EqualValues(t, 3, q.Arguments[rabbit.HeaderInitialGroupSize])
+			require.EqualValues(t, 3, q.Arguments[rabbit.InitialGroupSizeArg])
 		}
 	}
 	watch := newQueueWatch(t, nodes)

@@ -102,8 +102,9 @@ func (p *HandshakeProbe) probeNodes(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// noteFailing logs when the set of nodes that do not complete a handshake, while
-// another does, changes: the service is ready, but a node needs attention.
+// noteFailing logs the nodes a probe had to pass over before one completed the
+// handshake, once for each new such set (a probe that succeeds at once clears it): the
+// service stays ready, but those nodes need attention.
 func (p *HandshakeProbe) noteFailing(nodes []string) {
 	now := strings.Join(nodes, ", ")
 	if now == p.failing {

@@ -90,8 +90,8 @@ type Topology struct {
 // members (each one more is Raft traffic on every publish).
 const MaxReplicas = 7
 
-// HeaderInitialGroupSize is the queue argument Replicas sets.
-const HeaderInitialGroupSize = "x-quorum-initial-group-size"
+// InitialGroupSizeArg is the queue argument Replicas sets.
+const InitialGroupSizeArg = "x-quorum-initial-group-size"
 
 // DefaultTopology is the configuration's default (QUEUE_TYPE=quorum,
 // DLQ_QUEUE_TYPE=classic): the work queue keeps the broker's delivery limit, and the
@@ -122,7 +122,7 @@ func DLQArgs(qt QueueType) amqp.Table { return amqp.Table{"x-queue-type": string
 // replicas is set (classic queues have one copy; the broker would ignore it).
 func withReplicas(args amqp.Table, qt QueueType, replicas int) amqp.Table {
 	if qt == Quorum && replicas > 0 {
-		args[HeaderInitialGroupSize] = int32(replicas)
+		args[InitialGroupSizeArg] = int32(replicas)
 	}
 	return args
 }
@@ -319,7 +319,7 @@ func declareWith(open Opener, ch **amqp.Channel, name string, args amqp.Table) e
 // "... inequivalent arg 'x-quorum-initial-group-size' for queue 'q' in vhost '/':
 // received '1' but current is '3'" or "... but current is the value '3' of type
 // 'signedint'".
-var groupSizeRefusal = regexp.MustCompile(`inequivalent arg '` + HeaderInitialGroupSize + `' .*but current is (?:none|(?:the value )?'(\d+)'(?: of type '[^']*')?)$`)
+var groupSizeRefusal = regexp.MustCompile(`inequivalent arg '` + InitialGroupSizeArg + `' .*but current is (?:none|(?:the value )?'(\d+)'(?: of type '[^']*')?)$`)
 
 // otherGroupSize reports the existing queue's initial group size when err is the
 // broker refusing a declare for that argument alone (0: the queue has none).

@@ -159,11 +159,11 @@ func TestDeclareWithReplicas(t *testing.T) {
 
 			q, err := amqptest.Admin(t).Queue(ctx, "/", rabbit.QueueName(tenant))
 			require.NoError(t, err)
-			require.EqualValues(t, replicas, q.Arguments[rabbit.HeaderInitialGroupSize])
+			require.EqualValues(t, replicas, q.Arguments[rabbit.InitialGroupSizeArg])
 			require.Len(t, q.Members, 1, "one node: one replica whatever the size asked for")
 			dlq, err := amqptest.Admin(t).Queue(ctx, "/", rabbit.DLQName(tenant))
 			require.NoError(t, err)
-			require.NotContains(t, dlq.Arguments, rabbit.HeaderInitialGroupSize, "a classic DLQ gets no group size")
+			require.NotContains(t, dlq.Arguments, rabbit.InitialGroupSizeArg, "a classic DLQ gets no group size")
 		})
 	}
 }
@@ -191,7 +191,7 @@ func TestDeclareKeepsReplicasOfExistingQueues(t *testing.T) {
 			var aerr *amqp.Error
 			require.ErrorAs(t, err, &aerr)
 			require.Equal(t, amqp.PreconditionFailed, aerr.Code, "the broker refuses another group size")
-			require.Contains(t, aerr.Reason, rabbit.HeaderInitialGroupSize)
+			require.Contains(t, aerr.Reason, rabbit.InitialGroupSizeArg)
 
 			for range 2 {
 				got, err := after.Declare(opener(conn), tenant)
