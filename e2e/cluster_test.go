@@ -170,7 +170,8 @@ func TestClusterSurvivesNodeKill(t *testing.T) {
 
 	require.NoError(t, <-pubDone)
 	confirmedAt := time.Now()
-	t.Logf("published %d in %s (%d retries: %v)", total, time.Since(pubStart).Round(time.Millisecond), pub.retries.Load(), pub.retryCodes())
+	t.Logf("published %d in %s (%d retries: %v, the last %s after the kill)", total, time.Since(pubStart).Round(time.Millisecond), pub.retries.Load(), pub.retryCodes(), pub.lastRetryAfter(killedAt))
+	t.Logf("command warnings after the kill: %v", warnings(s.command, killedAt))
 
 	// Drained: every confirmed message stored exactly once, nothing else stored.
 	conn, err := pgx.Connect(ctx, db.URL)
@@ -421,12 +422,13 @@ type producer struct {
 	retries   atomic.Int64
 	mu        sync.Mutex
 	got       map[string]bool // confirmed message ids
-	codes     map[int]int     // retried answers by status (0: no answer)
+	codes     map[string]int  // retried answers by status and problem code ("0": no answer)
+	lastRetry time.Time
 }
 
 func (p *producer) run(ctx context.Context, concurrency int) error {
 	p.got = map[string]bool{}
-	p.codes = map[int]int{}
+	p.codes = map[string]int{}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
 	var next atomic.Int64
 	errs := make(chan error, concurrency)
@@ -475,7 +477,7 @@ func (p *producer) publish(ctx context.Context, client *http.Client, i int) erro
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "cluster-"+strconv.Itoa(i))
 		resp, err := client.Do(req)
-		code, wait := 0, 200*time.Millisecond
+		code, problem, wait := 0, "", 200*time.Millisecond
 		if err == nil {
 			raw, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
@@ -496,13 +498,19 @@ func (p *producer) publish(ctx context.Context, client *http.Client, i int) erro
 			if code != http.StatusServiceUnavailable && code != http.StatusTooManyRequests {
 				return fmt.Errorf("message %d: %d %s", i, code, raw)
 			}
+			var pr struct {
+				Code string `json:"code"`
+			}
+			_ = json.Unmarshal(raw, &pr)
+			problem = pr.Code
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 				wait = time.Duration(s) * time.Second
 			}
 		}
 		p.retries.Add(1)
 		p.mu.Lock()
-		p.codes[code]++
+		p.codes[strings.TrimSpace(strconv.Itoa(code)+" "+problem)]++
+		p.lastRetry = time.Now()
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -517,10 +525,17 @@ func (p *producer) ids() map[string]bool {
 	return p.got
 }
 
-func (p *producer) retryCodes() map[int]int {
+func (p *producer) retryCodes() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.codes
+}
+
+// lastRetryAfter is how long after t the last retry was ("none" without retries).
+func (p *producer) lastRetryAfter(t time.Time) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return durationOrNone(p.lastRetry, t)
 }
 
 // readinessPoll is one /readyz answer.
@@ -612,6 +627,28 @@ func connEvents(p *Proc) []connEvent {
 		case "rabbitmq connection lost, reconnecting":
 			out = append(out, connEvent{at: l.Time, conn: l.Conn, node: l.Node})
 		}
+	}
+	return out
+}
+
+// warnings counts p's WARN and ERROR log lines (LOG_FORMAT=json) after since, by message
+// and the first words of the error.
+func warnings(p *Proc, since time.Time) map[string]int {
+	out := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(p.Output()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Time  time.Time `json:"time"`
+			Level string    `json:"level"`
+			Msg   string    `json:"msg"`
+			Err   string    `json:"err"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Time.Before(since) || (l.Level != "WARN" && l.Level != "ERROR") {
+			continue
+		}
+		words := strings.Fields(l.Err)
+		out[l.Msg+": "+strings.Join(words[:min(len(words), 8)], " ")]++
 	}
 	return out
 }
