@@ -38,6 +38,11 @@ EPMD_PORT=${MTM_CLUSTER_EPMD_PORT:-4380}
 WAIT=${MTM_CLUSTER_WAIT:-120}
 SBIN=${RABBITMQ_SBIN:-/usr/lib/rabbitmq/bin}
 NODES=(1 2 3)
+if [ "$EPMD_PORT" = 4369 ]; then
+	# `down` stops the cluster's epmd: it must never be the one the default broker uses.
+	echo "rabbit-cluster: MTM_CLUSTER_EPMD_PORT must not be 4369 (the default broker's epmd)" >&2
+	exit 2
+fi
 
 say() { echo "rabbit-cluster: $*" >&2; }
 die() {
