@@ -1,7 +1,7 @@
 package rabbit
 
 import (
-	"fmt"
+	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -26,7 +26,7 @@ func VHost(urls string) (string, error) {
 	uri, err := amqp.ParseURI(SplitURLs(urls)[0])
 	if err != nil {
 		// ParseURI's errors can quote the URL, password included.
-		return "", fmt.Errorf("first URL is not a valid amqp or amqps URL")
+		return "", errors.New("first URL is not a valid amqp or amqps URL")
 	}
 	return uri.Vhost, nil
 }
