@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -38,7 +39,8 @@ type App struct {
 	Pool   *pgxpool.Pool
 	DB     *sql.DB
 	Rabbit *rabbit.Conn
-	// Topology is the queue types tenants are declared with (QUEUE_TYPE, DLQ_QUEUE_TYPE).
+	// Topology is the queue types tenants are declared with (QUEUE_TYPE, DLQ_QUEUE_TYPE)
+	// and their quorum queues' initial replica count (QUEUE_REPLICAS).
 	Topology rabbit.Topology
 	// Handshake dials a fresh broker connection periodically: the readiness check
 	// "rabbitmq-handshake" fails when the broker accepts TCP but no longer completes a
@@ -189,6 +191,9 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 			return nil, err
 		}
 		a.Topology = topology
+		if nodes := len(rabbit.SplitURLs(base.RabbitMQURL)); nodes > 1 {
+			warnSingleNodeQueues(log, topology, nodes)
+		}
 		pool, err := postgres.NewPool(ctx, base.DatabaseURL, opts.MaxDBConns)
 		if err != nil {
 			return nil, err
@@ -224,7 +229,24 @@ func New(ctx context.Context, name string, base *config.Base, opts Options) (*Ap
 	return a, nil
 }
 
-// TopologyOf is the queue topology QUEUE_TYPE and DLQ_QUEUE_TYPE ask for.
+// warnSingleNodeQueues says when a cluster's tenants get classic queues: a classic
+// queue lives on one node, and while that node is down the queue cannot even be
+// declared, so the consumer does not set its tenant up (a classic DLQ included).
+func warnSingleNodeQueues(log *slog.Logger, t rabbit.Topology, nodes int) {
+	var classic []string
+	if t.Queue == rabbit.Classic {
+		classic = append(classic, "QUEUE_TYPE")
+	}
+	if t.DLQ == rabbit.Classic {
+		classic = append(classic, "DLQ_QUEUE_TYPE")
+	}
+	if len(classic) > 0 {
+		log.Warn("RABBITMQ_URL lists several nodes but tenant queues are classic: each lives on one node, and while that node is down its tenants are not consumed; set quorum for replicated queues",
+			"nodes", nodes, "classic", strings.Join(classic, ", "))
+	}
+}
+
+// TopologyOf is the queue topology QUEUE_TYPE, DLQ_QUEUE_TYPE and QUEUE_REPLICAS ask for.
 func TopologyOf(base *config.Base) (rabbit.Topology, error) {
 	q, err := rabbit.ParseQueueType(base.QueueType)
 	if err != nil {
@@ -234,7 +256,10 @@ func TopologyOf(base *config.Base) (rabbit.Topology, error) {
 	if err != nil {
 		return rabbit.Topology{}, fmt.Errorf("DLQ_QUEUE_TYPE: %w", err)
 	}
-	return rabbit.Topology{Queue: q, DLQ: dlq}, nil
+	if base.QueueReplicas < 0 || base.QueueReplicas > rabbit.MaxReplicas {
+		return rabbit.Topology{}, fmt.Errorf("QUEUE_REPLICAS: must be between 0 and %d, got %d", rabbit.MaxReplicas, base.QueueReplicas)
+	}
+	return rabbit.Topology{Queue: q, DLQ: dlq, Replicas: base.QueueReplicas}, nil
 }
 
 // Migrate waits for the database, then applies all migrations.

@@ -14,7 +14,7 @@ import (
 // The configuration's defaults are rabbit.DefaultTopology, which tests and tools
 // declare with: a service left at its defaults declares the same queues they do.
 func TestDefaultQueueTypesAreTheDefaultTopology(t *testing.T) {
-	for _, k := range []string{"QUEUE_TYPE", "DLQ_QUEUE_TYPE", "CONFIG_FILE"} {
+	for _, k := range []string{"QUEUE_TYPE", "DLQ_QUEUE_TYPE", "QUEUE_REPLICAS", "CONFIG_FILE"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -31,4 +31,9 @@ func TestTopologyOfNamesTheVariable(t *testing.T) {
 	got, err := app.TopologyOf(&config.Base{QueueType: "classic", DLQQueueType: "quorum"})
 	require.NoError(t, err)
 	require.Equal(t, rabbit.Topology{Queue: rabbit.Classic, DLQ: rabbit.Quorum}, got)
+	got, err = app.TopologyOf(&config.Base{QueueType: "quorum", DLQQueueType: "classic", QueueReplicas: 3})
+	require.NoError(t, err)
+	require.Equal(t, rabbit.Topology{Queue: rabbit.Quorum, DLQ: rabbit.Classic, Replicas: 3}, got, "QUEUE_REPLICAS reaches the topology both services declare with")
+	_, err = app.TopologyOf(&config.Base{QueueType: "quorum", DLQQueueType: "classic", QueueReplicas: 9})
+	require.ErrorContains(t, err, "QUEUE_REPLICAS")
 }

@@ -13,12 +13,17 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v10"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"gopkg.in/yaml.v3"
+
+	"github.com/multitenant/mtm/platform/rabbit"
 )
 
 // Base is the configuration every service shares (README "Configuration").
 type Base struct {
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres:postgres@localhost:5432/multi_tenant?sslmode=disable"`
+	// RabbitMQURL is one broker URL, or the nodes of one cluster as a comma-separated
+	// list: every connection fails over along it (rabbit.Conn).
 	RabbitMQURL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
 	HTTPAddr    string `env:"HTTP_ADDR"`
 	// MetricsAddr serves /metrics on its own listener (internal network, no token);
@@ -44,6 +49,11 @@ type Base struct {
 	// values; queues that exist keep their type.
 	QueueType    string `env:"QUEUE_TYPE" envDefault:"quorum"`
 	DLQQueueType string `env:"DLQ_QUEUE_TYPE" envDefault:"classic"`
+	// QueueReplicas is the initial replica count (x-quorum-initial-group-size) of a new
+	// tenant's quorum queues; 0 leaves it to the broker. Like the queue types, the
+	// command and the consumer must be given the same value, and existing queues keep
+	// theirs.
+	QueueReplicas int `env:"QUEUE_REPLICAS" envDefault:"0"`
 }
 
 // MinJWTSecretBytes is the shortest HS256 secret accepted: RFC 7518 asks for a key at
@@ -138,7 +148,7 @@ func (b *Base) Validate() error {
 	if err := checkURL("DATABASE_URL", b.DatabaseURL, "postgres", "postgresql"); err != nil {
 		return err
 	}
-	if err := checkURL("RABBITMQ_URL", b.RabbitMQURL, "amqp", "amqps"); err != nil {
+	if err := checkBrokerURLs("RABBITMQ_URL", b.RabbitMQURL); err != nil {
 		return err
 	}
 	if err := checkAddr("HTTP_ADDR", b.HTTPAddr); err != nil {
@@ -172,6 +182,9 @@ func (b *Base) Validate() error {
 			return fmt.Errorf("%s: unknown queue type %q (want quorum or classic)", v.name, v.value)
 		}
 	}
+	if b.QueueReplicas < 0 || b.QueueReplicas > rabbit.MaxReplicas {
+		return fmt.Errorf("QUEUE_REPLICAS: must be between 0 (the broker's default) and %d, got %d", rabbit.MaxReplicas, b.QueueReplicas)
+	}
 	switch strings.ToLower(b.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -200,6 +213,37 @@ func checkURL(name, raw string, schemes ...string) error {
 		}
 	}
 	return fmt.Errorf("%s: scheme must be %s, got %q", name, strings.Join(schemes, " or "), u.Scheme)
+}
+
+// checkBrokerURLs checks a comma-separated list of broker nodes: each an amqp or amqps
+// URL with a host, all on the same vhost (the services use one). A problem names the
+// element's position, never its text (it may carry a password).
+func checkBrokerURLs(name, raw string) error {
+	urls := rabbit.SplitURLs(raw)
+	vhost := ""
+	for i, u := range urls {
+		where := name
+		if len(urls) > 1 {
+			where = fmt.Sprintf("%s: URL %d of %d", name, i+1, len(urls))
+		}
+		if u == "" {
+			return fmt.Errorf("%s: empty (want one amqp:// or amqps:// URL, or several separated by commas)", where)
+		}
+		if err := checkURL(where, u, "amqp", "amqps"); err != nil {
+			return err
+		}
+		uri, err := amqp.ParseURI(u)
+		if err != nil {
+			// Its message can quote the URL: never echo it.
+			return fmt.Errorf("%s: not a valid AMQP URL", where)
+		}
+		if i == 0 {
+			vhost = uri.Vhost
+		} else if uri.Vhost != vhost {
+			return fmt.Errorf("%s: vhost %q differs from the first URL's %q: every node must name the same vhost", where, uri.Vhost, vhost)
+		}
+	}
+	return nil
 }
 
 func checkAddr(name, addr string) error {

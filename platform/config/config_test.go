@@ -22,7 +22,7 @@ type svcConfig struct {
 // clearEnv unsets every variable Load reads so the host environment cannot leak in.
 func clearEnv(t *testing.T) {
 	for _, k := range []string{"DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "WORKERS", "MAX_WORKERS", "JWT_SECRET",
-		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "METRICS_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES", "QUEUE_TYPE", "DLQ_QUEUE_TYPE"} {
+		"SHUTDOWN_TIMEOUT", "JWT_MAX_TTL", "METRICS_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CONFIG_FILE", "EXTRA_KNOB", "MAX_MESSAGE_BYTES", "QUEUE_TYPE", "DLQ_QUEUE_TYPE", "QUEUE_REPLICAS"} {
 		t.Setenv(k, "")
 		require.NoError(t, os.Unsetenv(k))
 	}
@@ -43,6 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 1, c.Extra)
 	require.Equal(t, "quorum", c.QueueType)
 	require.Equal(t, "classic", c.DLQQueueType)
+	require.Equal(t, 0, c.QueueReplicas, "the broker's default")
 }
 
 func TestLoadYAMLThenEnvironmentWins(t *testing.T) {
@@ -95,6 +96,12 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{map[string]string{"QUEUE_TYPE": "stream"}, "QUEUE_TYPE"},
 		{map[string]string{"QUEUE_TYPE": "Quorum"}, "QUEUE_TYPE"},
 		{map[string]string{"DLQ_QUEUE_TYPE": "lazy"}, "DLQ_QUEUE_TYPE"},
+		{map[string]string{"RABBITMQ_URL": "amqp://a/,http://b/"}, "RABBITMQ_URL"},
+		{map[string]string{"RABBITMQ_URL": "amqp://a/,"}, "RABBITMQ_URL"},
+		{map[string]string{"RABBITMQ_URL": "amqp://a/x,amqp://b/y"}, "RABBITMQ_URL"},
+		{map[string]string{"QUEUE_REPLICAS": "-1"}, "QUEUE_REPLICAS"},
+		{map[string]string{"QUEUE_REPLICAS": "8"}, "QUEUE_REPLICAS"},
+		{map[string]string{"QUEUE_REPLICAS": "three"}, "QUEUE_REPLICAS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.wantVar+"="+strings.Join(values(tc.env), ","), func(t *testing.T) {
@@ -122,6 +129,39 @@ func TestBadURLErrorHidesPassword(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), v), err.Error())
 		require.NotContains(t, err.Error(), "hunter2")
 	}
+}
+
+// RABBITMQ_URL may list the nodes of one cluster; each is checked, and a problem names
+// the URL's position, never its password.
+func TestBrokerURLList(t *testing.T) {
+	clearEnv(t)
+	list := "amqp://guest:guest@127.0.0.1:5681/, amqp://guest:guest@127.0.0.1:5682/,amqps://guest:guest@mq3:5671/"
+	t.Setenv("RABBITMQ_URL", list)
+	t.Setenv("QUEUE_REPLICAS", "3")
+	var c svcConfig
+	require.NoError(t, Load(&c, &c.Base, ":8080"))
+	require.Equal(t, list, c.RabbitMQURL)
+	require.Equal(t, 3, c.QueueReplicas)
+
+	for list, want := range map[string]string{
+		"amqp://u:hunter2@a/,https://u:hunter2@b/":         `RABBITMQ_URL: URL 2 of 2: scheme must be amqp or amqps, got "https"`,
+		"amqp://u:hunter2@a/,amqp://u:hunter2@b/,":         "RABBITMQ_URL: URL 3 of 3: empty",
+		"amqp://u:hunter2@a/,amqp:///":                     "RABBITMQ_URL: URL 2 of 2: URL has no host",
+		"amqp://u:hunter2@a/,amqp://u:hunter2@b c/":        "RABBITMQ_URL: URL 2 of 2: not a valid URL",
+		"amqp://u:hunter2@a/prod,amqp://u:hunter2@b/prod2": `RABBITMQ_URL: URL 2 of 2: vhost "prod2" differs from the first URL's "prod"`,
+	} {
+		clearEnv(t)
+		t.Setenv("RABBITMQ_URL", list)
+		err := Load(&c, &c.Base, ":8080")
+		require.Error(t, err, list)
+		require.True(t, strings.HasPrefix(err.Error(), want), "%q: got %q, want %q", list, err, want)
+		require.NotContains(t, err.Error(), "hunter2")
+		require.NotContains(t, err.Error(), "\n")
+	}
+	// An empty path and "/" both name the default vhost.
+	clearEnv(t)
+	t.Setenv("RABBITMQ_URL", "amqp://u:p@a:5672/,amqp://u:p@b:5672")
+	require.NoError(t, Load(&c, &c.Base, ":8080"))
 }
 
 func TestJWTSecretOfMinimumLengthIsAccepted(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 var fuzzVars = []string{
 	"DATABASE_URL", "RABBITMQ_URL", "HTTP_ADDR", "METRICS_ADDR", "JWT_SECRET", "JWT_MAX_TTL",
 	"JWT_ISSUER", "JWT_AUDIENCE", "SHUTDOWN_TIMEOUT", "SHUTDOWN_DRAIN_DELAY", "LOG_LEVEL",
-	"LOG_FORMAT", "MAX_MESSAGE_BYTES", "EXTRA_KNOB", "WORKERS", "MAX_WORKERS",
+	"LOG_FORMAT", "MAX_MESSAGE_BYTES", "EXTRA_KNOB", "WORKERS", "MAX_WORKERS", "QUEUE_REPLICAS",
 }
 
 // FuzzLoad sets one variable to an arbitrary value over an otherwise default

@@ -17,48 +17,69 @@ var ErrNotConnected = errors.New("rabbitmq not connected")
 
 // Conn is one AMQP connection kept open by Run: when the broker goes away it redials
 // with backoff and logs each attempt. Callers take channels from the current connection.
+//
+// The URL may list several nodes of one cluster, comma-separated: a failed dial moves
+// on to the next node at once, a lost connection redials the next node first, and the
+// backoff applies only once every node failed in a row, so one dead node costs a
+// failover a single dial.
 type Conn struct {
-	url  string
+	urls []string
 	name string
 	log  *slog.Logger
+	// dial opens a connection (amqp.DialConfig; tests replace it).
+	dial             func(url string, cfg amqp.Config) (*amqp.Connection, error)
+	initial, maxWait time.Duration
 
 	mu        sync.RWMutex
 	conn      *amqp.Connection
+	node      string        // NodeLabel of the node conn is connected to
 	connected chan struct{} // closed while conn is usable; replaced on loss
 }
 
-// NewConn prepares a connection; nothing is dialled until Run.
+// NewConn prepares a connection to url, one broker URL or a comma-separated list of
+// the nodes of one cluster; nothing is dialled until Run.
 func NewConn(url, name string, log *slog.Logger) *Conn {
-	return &Conn{url: url, name: name, log: log.With("amqp_conn", name), connected: make(chan struct{})}
+	return &Conn{
+		urls: SplitURLs(url), name: name, log: log.With("amqp_conn", name),
+		dial: amqp.DialConfig, initial: initialBackoff, maxWait: maxBackoff,
+		connected: make(chan struct{}),
+	}
 }
 
 // Run dials and keeps the connection open until ctx ends, then closes it.
 func (c *Conn) Run(ctx context.Context) error {
-	backoff := 200 * time.Millisecond
+	nodes := newFailover(len(c.urls), c.initial, c.maxWait)
 	for {
-		conn, err := amqp.DialConfig(c.url, amqp.Config{
+		url := c.urls[nodes.node()]
+		node := NodeLabel(url)
+		conn, err := c.dial(url, amqp.Config{
 			Heartbeat:  5 * time.Second,
 			Locale:     "en_US",
 			Properties: amqp.Table{"connection_name": c.name},
 			Dial:       amqp.DefaultDial(3 * time.Second),
 		})
 		if err != nil {
-			c.log.Warn("rabbitmq not reachable, retrying", "err", err, "retry_in", backoff)
+			wait := nodes.dialFailed()
+			if wait == 0 {
+				c.log.Warn("rabbitmq node not reachable, trying the next one", "node", node, "err", err, "next_node", NodeLabel(c.urls[nodes.node()]))
+				continue
+			}
+			c.log.Warn("rabbitmq not reachable, retrying", "node", node, "err", err, "retry_in", wait)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 200 * time.Millisecond
+		nodes.connected()
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		c.mu.Lock()
 		c.conn = conn
+		c.node = node
 		close(c.connected)
 		c.mu.Unlock()
-		c.log.Info("rabbitmq connected")
+		c.log.Info("rabbitmq connected", "node", node)
 
 		select {
 		case <-ctx.Done():
@@ -67,7 +88,8 @@ func (c *Conn) Run(ctx context.Context) error {
 			return nil
 		case amqpErr := <-closed:
 			c.markDown()
-			c.log.Warn("rabbitmq connection lost, reconnecting", "err", amqpErr)
+			nodes.lost()
+			c.log.Warn("rabbitmq connection lost, reconnecting", "node", node, "err", amqpErr, "next_node", NodeLabel(c.urls[nodes.node()]))
 		}
 	}
 }
@@ -76,6 +98,7 @@ func (c *Conn) markDown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.conn = nil
+	c.node = ""
 	c.connected = make(chan struct{})
 }
 
@@ -87,6 +110,17 @@ func (c *Conn) Connection() (*amqp.Connection, error) {
 		return nil, ErrNotConnected
 	}
 	return c.conn, nil
+}
+
+// Node names the node the connection is up to (scheme, host, port and vhost, no
+// credentials), or "" while down.
+func (c *Conn) Node() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.conn == nil || c.conn.IsClosed() {
+		return ""
+	}
+	return c.node
 }
 
 // Connected returns a channel closed once a connection is up (the current one, if any).

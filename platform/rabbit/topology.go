@@ -3,6 +3,8 @@ package rabbit
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -77,7 +79,19 @@ func ParseQueueType(s string) (QueueType, error) {
 type Topology struct {
 	Queue QueueType // QUEUE_TYPE: the tenant's work queue
 	DLQ   QueueType // DLQ_QUEUE_TYPE: the tenant's dead-letter queue
+	// Replicas (QUEUE_REPLICAS) is the x-quorum-initial-group-size of the tenant's
+	// quorum queues: how many cluster nodes hold a replica when the queue is created.
+	// 0 leaves it to the broker (its quorum_cluster_size, 3 by default); the broker
+	// caps it at the nodes it has.
+	Replicas int
 }
+
+// MaxReplicas is the largest QUEUE_REPLICAS: quorum queues gain nothing from more
+// members (each one more is Raft traffic on every publish).
+const MaxReplicas = 7
+
+// InitialGroupSizeArg is the queue argument Replicas sets.
+const InitialGroupSizeArg = "x-quorum-initial-group-size"
 
 // DefaultTopology is the configuration's default (QUEUE_TYPE=quorum,
 // DLQ_QUEUE_TYPE=classic): the work queue keeps the broker's delivery limit, and the
@@ -104,6 +118,24 @@ func QueueArgs(qt QueueType, tenantID string) amqp.Table {
 // (DLQPolicyName), so that it reaches DLQs that exist already.
 func DLQArgs(qt QueueType) amqp.Table { return amqp.Table{"x-queue-type": string(qt)} }
 
+// withReplicas adds x-quorum-initial-group-size to a quorum queue's arguments when
+// replicas is set (classic queues have one copy; the broker would ignore it).
+func withReplicas(args amqp.Table, qt QueueType, replicas int) amqp.Table {
+	if qt == Quorum && replicas > 0 {
+		args[InitialGroupSizeArg] = int32(replicas)
+	}
+	return args
+}
+
+// queueArgs and dlqArgs are QueueArgs and DLQArgs with t's replica count.
+func (t Topology) queueArgs(qt QueueType, tenantID string) amqp.Table {
+	return withReplicas(QueueArgs(qt, tenantID), qt, t.Replicas)
+}
+
+func (t Topology) dlqArgs(qt QueueType) amqp.Table {
+	return withReplicas(DLQArgs(qt), qt, t.Replicas)
+}
+
 // other is the queue type that is not qt.
 func (qt QueueType) other() QueueType {
 	if qt == Quorum {
@@ -117,21 +149,43 @@ func (qt QueueType) other() QueueType {
 // other arguments with PRECONDITION_FAILED): Queue or DLQ then differs from the
 // Topology that was asked for. "" means the queue exists with arguments of neither
 // type (declared by hand); it is used as it is.
+//
+// QueueReplicas and DLQReplicas are the x-quorum-initial-group-size a quorum queue
+// was declared with (0: none, the broker's default). A quorum queue created under
+// another QUEUE_REPLICAS keeps its value the same way: RabbitMQ refuses a redeclare
+// with another one, and the argument only ever mattered when the queue was created.
 type Declared struct {
-	Queue, DLQ QueueType
+	Queue, DLQ                 QueueType
+	QueueReplicas, DLQReplicas int
 }
 
-// Kept lists the queues whose type differs from t (empty when all are as configured),
-// for a log line.
+// Kept lists the queues whose type or replica count differs from t (empty when all
+// are as configured), for a log line.
 func (d Declared) Kept(t Topology, tenantID string) []string {
 	var kept []string
-	if d.Queue != t.Queue {
-		kept = append(kept, fmt.Sprintf("%s is %s", QueueName(tenantID), describe(d.Queue)))
-	}
-	if d.DLQ != t.DLQ {
-		kept = append(kept, fmt.Sprintf("%s is %s", DLQName(tenantID), describe(d.DLQ)))
+	for _, q := range []struct {
+		name      string
+		got, want QueueType
+		replicas  int
+	}{
+		{QueueName(tenantID), d.Queue, t.Queue, d.QueueReplicas},
+		{DLQName(tenantID), d.DLQ, t.DLQ, d.DLQReplicas},
+	} {
+		switch {
+		case q.got != q.want:
+			kept = append(kept, fmt.Sprintf("%s is %s", q.name, describe(q.got)))
+		case q.got == Quorum && q.replicas != t.Replicas:
+			kept = append(kept, fmt.Sprintf("%s keeps %s", q.name, describeReplicas(q.replicas)))
+		}
 	}
 	return kept
+}
+
+func describeReplicas(n int) string {
+	if n == 0 {
+		return "the broker's default initial replica count"
+	}
+	return fmt.Sprintf("%d initial replicas", n)
 }
 
 func describe(qt QueueType) string {
@@ -154,21 +208,14 @@ func (t Topology) DeclareTenant(ch *amqp.Channel, tenantID string) error {
 		return fmt.Errorf("declare %s: %w", DeadLetterExchange, err)
 	}
 	dlq := DLQName(tenantID)
-	if _, err := ch.QueueDeclare(dlq, true, false, false, false, DLQArgs(t.DLQ)); err != nil {
+	if _, err := ch.QueueDeclare(dlq, true, false, false, false, t.dlqArgs(t.DLQ)); err != nil {
 		return fmt.Errorf("declare %s: %w", dlq, err)
 	}
-	return bindAndDeclareRest(ch, t.Queue, tenantID)
-}
-
-// bindAndDeclareRest binds the DLQ and declares the work queue with type qt, the
-// tenant's exchange and its binding.
-func bindAndDeclareRest(ch *amqp.Channel, qt QueueType, tenantID string) error {
-	dlq := DLQName(tenantID)
 	if err := ch.QueueBind(dlq, dlq, DeadLetterExchange, false, nil); err != nil {
 		return fmt.Errorf("bind %s: %w", dlq, err)
 	}
 	q := QueueName(tenantID)
-	if _, err := ch.QueueDeclare(q, true, false, false, false, QueueArgs(qt, tenantID)); err != nil {
+	if _, err := ch.QueueDeclare(q, true, false, false, false, t.queueArgs(t.Queue, tenantID)); err != nil {
 		return fmt.Errorf("declare %s: %w", q, err)
 	}
 	return declareExchange(ch, tenantID)
@@ -187,9 +234,10 @@ func declareExchange(ch *amqp.Channel, tenantID string) error {
 
 // Declare declares the tenant's topology like DeclareTenant, but a queue that already
 // exists with the other type (QUEUE_TYPE or DLQ_QUEUE_TYPE changed after the tenant
-// was created) keeps its type instead of failing: a changed type applies to new
-// tenants only. Declared says what the queues are; the caller logs a difference.
-// Every step runs on channels from open, each closed before Declare returns.
+// was created) or, for a quorum queue, another initial replica count (QUEUE_REPLICAS
+// changed) keeps it instead of failing: a changed setting applies to new tenants only.
+// Declared says what the queues are; the caller logs a difference. Every step runs on
+// channels from open, each closed before Declare returns.
 func (t Topology) Declare(open Opener, tenantID string) (Declared, error) {
 	ch, err := open()
 	if err != nil {
@@ -202,14 +250,14 @@ func (t Topology) Declare(open Opener, tenantID string) (Declared, error) {
 	}
 	var got Declared
 	dlq := DLQName(tenantID)
-	got.DLQ, err = declareQueue(open, &ch, dlq, t.DLQ, DLQArgs)
+	got.DLQ, got.DLQReplicas, err = declareQueue(open, &ch, dlq, t.DLQ, t.Replicas, DLQArgs)
 	if err != nil {
 		return Declared{}, err
 	}
 	if err := ch.QueueBind(dlq, dlq, DeadLetterExchange, false, nil); err != nil {
 		return Declared{}, fmt.Errorf("bind %s: %w", dlq, err)
 	}
-	got.Queue, err = declareQueue(open, &ch, QueueName(tenantID), t.Queue, func(qt QueueType) amqp.Table { return QueueArgs(qt, tenantID) })
+	got.Queue, got.QueueReplicas, err = declareQueue(open, &ch, QueueName(tenantID), t.Queue, t.Replicas, func(qt QueueType) amqp.Table { return QueueArgs(qt, tenantID) })
 	if err != nil {
 		return Declared{}, err
 	}
@@ -219,27 +267,79 @@ func (t Topology) Declare(open Opener, tenantID string) (Declared, error) {
 	return got, nil
 }
 
-// declareQueue declares name as a durable queue of type want; if it exists with the
-// other type it is declared (idempotently) as that type, and if it exists with
-// arguments of neither it is only checked passively. *ch is replaced by a fresh
-// channel after each refusal and stays usable on success.
-func declareQueue(open Opener, ch **amqp.Channel, name string, want QueueType, args func(QueueType) amqp.Table) (QueueType, error) {
+// declareQueue declares name as a durable queue of type want (a quorum queue with
+// replicas as its initial group size, when set); if it exists with the other type it
+// is declared (idempotently) as that type, a quorum queue created with another initial
+// group size is declared with that one, and a queue with arguments of neither type is
+// only checked passively. It returns the type and, for a quorum queue, the initial
+// group size it was declared with. *ch is replaced by a fresh channel after each
+// refusal and stays usable on success.
+func declareQueue(open Opener, ch **amqp.Channel, name string, want QueueType, replicas int, args func(QueueType) amqp.Table) (QueueType, int, error) {
 	for _, qt := range []QueueType{want, want.other()} {
-		_, err := (*ch).QueueDeclare(name, true, false, false, false, args(qt))
-		if err == nil {
-			return qt, nil
+		n := replicas
+		err := declareWith(open, ch, name, withReplicas(args(qt), qt, n))
+		if existing, ok := otherGroupSize(err); ok && qt == Quorum {
+			// The refusal names the group size the queue has: everything else is
+			// still checked by declaring it with that one.
+			n = existing
+			err = declareWith(open, ch, name, withReplicas(args(qt), qt, n))
 		}
-		if !isPreconditionFailed(err) {
-			return "", fmt.Errorf("declare %s: %w", name, err)
-		}
-		if err := reopen(open, ch); err != nil {
-			return "", err
+		switch {
+		case err == nil:
+			if qt != Quorum {
+				n = 0
+			}
+			return qt, n, nil
+		case !isPreconditionFailed(err):
+			return "", 0, fmt.Errorf("declare %s: %w", name, err)
 		}
 	}
 	if _, err := (*ch).QueueDeclarePassive(name, true, false, false, false, nil); err != nil {
-		return "", fmt.Errorf("declare %s: exists with other arguments: %w", name, err)
+		return "", 0, fmt.Errorf("declare %s: exists with other arguments: %w", name, err)
 	}
-	return "", nil
+	return "", 0, nil
+}
+
+// declareWith declares name with args on *ch; after a refusal (which closes the
+// channel) *ch is a fresh channel and the refusal is returned.
+func declareWith(open Opener, ch **amqp.Channel, name string, args amqp.Table) error {
+	_, err := (*ch).QueueDeclare(name, true, false, false, false, args)
+	if err == nil || !isPreconditionFailed(err) {
+		return err
+	}
+	if rerr := reopen(open, ch); rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// groupSizeRefusal matches RabbitMQ's refusal of a declare whose
+// x-quorum-initial-group-size differs from the existing queue's, capturing the
+// existing value ("none" when it was declared without one), e.g.
+// "... inequivalent arg 'x-quorum-initial-group-size' for queue 'q' in vhost '/':
+// received '1' but current is '3'" or "... but current is the value '3' of type
+// 'signedint'".
+var groupSizeRefusal = regexp.MustCompile(`inequivalent arg '` + InitialGroupSizeArg + `' .*but current is (?:none|(?:the value )?'(\d+)'(?: of type '[^']*')?)$`)
+
+// otherGroupSize reports the existing queue's initial group size when err is the
+// broker refusing a declare for that argument alone (0: the queue has none).
+func otherGroupSize(err error) (int, bool) {
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) || aerr.Code != amqp.PreconditionFailed {
+		return 0, false
+	}
+	m := groupSizeRefusal.FindStringSubmatch(aerr.Reason)
+	if m == nil {
+		return 0, false
+	}
+	if m[1] == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 func reopen(open Opener, ch **amqp.Channel) error {

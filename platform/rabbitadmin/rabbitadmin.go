@@ -193,6 +193,11 @@ type QueueInfo struct {
 	Messages int    `json:"messages"`
 	// Type is the queue type: "quorum", "classic" or "stream".
 	Type string `json:"type"`
+	// Arguments are the x-arguments it was declared with.
+	Arguments map[string]any `json:"arguments"`
+	// Leader and Members are a quorum queue's nodes: the Raft leader and every replica.
+	Leader  string   `json:"leader"`
+	Members []string `json:"members"`
 }
 
 // Queue describes the queue (its statistics lag the broker by up to a few seconds).

@@ -96,6 +96,14 @@ func TestManagementURL(t *testing.T) {
 	require.NotNil(t, admin)
 	require.Equal(t, "prod", vhost)
 
+	// With a list of nodes, the vhost is the first URL's (validation made them agree).
+	c, err = loadCommandConfig(t, map[string]string{"RABBITMQ_MANAGEMENT_URL": "http://admin:s3cret@rabbitmq:15672",
+		"RABBITMQ_URL": "amqp://svc:pw@mq1:5672/prod,amqp://svc:pw@mq2:5672/prod,amqp://svc:pw@mq3:5672/prod"})
+	require.NoError(t, err)
+	_, vhost, err = c.management()
+	require.NoError(t, err)
+	require.Equal(t, "prod", vhost)
+
 	for _, bad := range []string{
 		"amqp://admin:s3cret@rabbitmq:15672",
 		"http://rabbitmq:15672",

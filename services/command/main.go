@@ -18,8 +18,6 @@ import (
 	"os"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/multitenant/mtm/platform/app"
 	"github.com/multitenant/mtm/platform/auth"
 	"github.com/multitenant/mtm/platform/config"
@@ -114,18 +112,19 @@ func (c *Config) Validate() error {
 }
 
 // management is the RabbitMQ management API client from RABBITMQ_MANAGEMENT_URL and the
-// vhost of RABBITMQ_URL (tenant users and DLQs live where the tenant queues are).
+// vhost of RABBITMQ_URL (tenant users and DLQs live where the tenant queues are; with a
+// list of nodes, the first URL's, which validation made every node's).
 func (c *Config) management() (*rabbitadmin.Client, string, error) {
 	admin, err := rabbitadmin.New(c.ManagementURL, rabbitadmin.DefaultTimeout)
 	if err != nil {
 		// Never echo the URL: it carries the administrator's password.
 		return nil, "", fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
 	}
-	uri, err := amqp.ParseURI(c.RabbitMQURL)
+	vhost, err := rabbit.VHost(c.RabbitMQURL)
 	if err != nil {
 		return nil, "", fmt.Errorf("RABBITMQ_URL: %w", err)
 	}
-	return admin, uri.Vhost, nil
+	return admin, vhost, nil
 }
 
 // accountSweepInterval is how often users of deleted tenants are looked for: at most

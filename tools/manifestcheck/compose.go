@@ -211,6 +211,7 @@ func checkCompose(root, path string, p *problems) (int, map[string]int, map[stri
 	}
 	checkPublishedPorts(where, abs, path, proj, p)
 	checkTracing(where, proj, p)
+	checkCluster(where, abs, path, proj, p)
 	// A bind mount of a missing path would make Docker create an empty directory there.
 	for name, s := range proj.Services {
 		for _, v := range s.Volumes {

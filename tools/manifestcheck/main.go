@@ -8,7 +8,10 @@
 // for each service's SERVICE build argument) get consistency checks against the
 // services' names and ports. /metrics must be served on its own, unpublished METRICS_ADDR
 // listener and scraped there (compose, prometheus.yml, pod annotations), and every port
-// compose publishes must bind 127.0.0.1 unless BIND_ADDR says otherwise.
+// compose publishes must bind 127.0.0.1 unless BIND_ADDR says otherwise. The compose
+// "cluster" profile must form one RabbitMQ cluster (shared cookie, classic peer discovery
+// over exactly its nodes, a data volume each), and deployments/rabbitmq/cluster.env must
+// point the services at every node with replicated quorum queues.
 //
 //	go run ./tools/manifestcheck -root .
 package main

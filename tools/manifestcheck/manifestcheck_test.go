@@ -180,6 +180,19 @@ func TestRejectsBrokenFiles(t *testing.T) {
 		{"prometheus misses the console", "deployments/prometheus.yml", `"console:9100"`, `"console:9999"`, "does not scrape console:9100"},
 		{"dockerfile no console stage", dockerfile, "FROM runtime AS console", "FROM runtime AS konsole", "(SERVICE=console): FROM console is neither an earlier stage"},
 		{"dockerfile stage typo", dockerfile, "FROM runtime AS command", "FROM runtim AS command", "FROM runtim is neither an earlier stage nor an image with a tag"},
+		{"compose cluster cookie differs", "docker-compose.yml", "    hostname: rabbitmq-2\n", "    hostname: rabbitmq-2\n    environment:\n      RABBITMQ_ERLANG_COOKIE: other\n", "rabbitmq-2: RABBITMQ_ERLANG_COOKIE differs from rabbitmq-1's"},
+		{"compose cluster hostname twice", "docker-compose.yml", "hostname: rabbitmq-3", "hostname: rabbitmq-2", `rabbitmq-3: hostname "rabbitmq-2" is rabbitmq-2's too`},
+		{"compose cluster shared data", "docker-compose.yml", "rabbitmq3data:/var/lib/rabbitmq", "rabbitmq2data:/var/lib/rabbitmq", "rabbitmq-3: shares volume"},
+		{"compose cluster other version", "docker-compose.yml", "      image: rabbitmq:3.13-management\n      profiles", "      image: rabbitmq:3.12-management\n      profiles", `rabbitmq-1: image "rabbitmq:3.12-management" differs from rabbitmq's`},
+		{"compose cluster low file limit", "docker-compose.yml", "          soft: 65536", "          soft: 4096", "rabbitmq-2: needs ulimits.nofile of at least 65536"},
+		{"compose services disagree on replicas", "docker-compose.yml", "      HTTP_ADDR: \":8082\"\n", "      HTTP_ADDR: \":8082\"\n      QUEUE_REPLICAS: \"2\"\n", `command has QUEUE_REPLICAS "0", consumer "2"`},
+		{"cluster conf misses a node", "deployments/rabbitmq/cluster.conf", "cluster_formation.classic_config.nodes.3 = rabbit@rabbitmq-3\n", "", "classic_config lists [rabbit@rabbitmq-1 rabbit@rabbitmq-2], want the profile's nodes"},
+		{"cluster conf other backend", "deployments/rabbitmq/cluster.conf", "peer_discovery_backend = classic_config", "peer_discovery_backend = k8s", "must set cluster_formation.peer_discovery_backend = classic_config"},
+		{"cluster env misses a node", "deployments/rabbitmq/cluster.env", ",amqp://guest:guest@rabbitmq-3:5672/", "", "RABBITMQ_URL does not list node rabbitmq-3"},
+		{"cluster env foreign node", "deployments/rabbitmq/cluster.env", "@rabbitmq-2:5672/", "@rabbitmq:5672/", `RABBITMQ_URL element 2 names rabbitmq, not a node of the "cluster" profile`},
+		{"cluster env classic dlq", "deployments/rabbitmq/cluster.env", "DLQ_QUEUE_TYPE=quorum", "DLQ_QUEUE_TYPE=classic", `DLQ_QUEUE_TYPE "classic", want quorum`},
+		{"cluster env too many replicas", "deployments/rabbitmq/cluster.env", "QUEUE_REPLICAS=3", "QUEUE_REPLICAS=5", `QUEUE_REPLICAS "5", want 1..3`},
+		{"cluster env management elsewhere", "deployments/rabbitmq/cluster.env", "@rabbitmq-1:15672", "@rabbitmq:15672", "RABBITMQ_MANAGEMENT_URL must name a node"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

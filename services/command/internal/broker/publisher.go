@@ -136,6 +136,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
 		p.published.WithLabelValues("unavailable").Inc()
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	defer cc.release()
 	start := time.Now()
 	dc, err := cc.ch.PublishWithDeferredConfirmWithContext(ctx, "", rabbit.QueueName(m.TenantID), true, false, amqp.Publishing{
 		MessageId:     m.ID,
@@ -164,6 +165,11 @@ func (p *Publisher) Publish(ctx context.Context, m Message) (err error) {
 			p.published.WithLabelValues("unconfirmed").Inc()
 			return fmt.Errorf("%w: %w: channel closed before the confirm of message %s", ErrUnconfirmed, ErrUnavailable, m.ID)
 		}
+		// A channel opened while a quorum queue's leader was moving (its node just
+		// died) can go on nacking every publish to it for a minute (RabbitMQ 3.10);
+		// a fresh channel finds the new leader. The slot gets one for the next
+		// publish, and this one closes once its other publishes have their confirms.
+		s.retire(cc)
 		p.published.WithLabelValues("unavailable").Inc()
 		return fmt.Errorf("%w: broker nacked message %s", ErrUnavailable, m.ID)
 	}
@@ -205,18 +211,32 @@ type slot struct {
 	cur *confirmChannel
 }
 
+// get returns the slot's channel, opening one if it has none, counted as in use
+// until the caller's release.
 func (s *slot) get(conn *rabbit.Conn) (*confirmChannel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur != nil && !s.cur.isClosed() {
-		return s.cur, nil
+	if s.cur == nil || s.cur.isClosed() {
+		cc, err := openConfirmChannel(conn)
+		if err != nil {
+			return nil, err
+		}
+		s.cur = cc
 	}
-	cc, err := openConfirmChannel(conn)
-	if err != nil {
-		return nil, err
+	s.cur.inUse.Add(1)
+	return s.cur, nil
+}
+
+// retire takes cc out of the slot (the next publish opens a fresh channel) and closes
+// it once no publish uses it, so the confirms of its other publishes still arrive.
+func (s *slot) retire(cc *confirmChannel) {
+	s.mu.Lock()
+	if s.cur == cc {
+		s.cur = nil
 	}
-	s.cur = cc
-	return cc, nil
+	s.mu.Unlock()
+	cc.retired.Store(true)
+	cc.closeIfUnused()
 }
 
 // drop forgets cc after a failed publish, closing it so its goroutine ends.
@@ -240,6 +260,24 @@ type confirmChannel struct {
 	ch      *amqp.Channel
 	queries chan returnQuery
 	done    chan struct{}
+
+	inUse     atomic.Int64 // publishes between get and release
+	retired   atomic.Bool  // out of its slot: close when unused
+	closeOnce sync.Once
+}
+
+// release ends one publish's use of cc.
+func (cc *confirmChannel) release() {
+	cc.inUse.Add(-1)
+	cc.closeIfUnused()
+}
+
+// closeIfUnused closes a retired channel that no publish uses any more. Both retire
+// and the last release call it, so whichever comes second closes the channel.
+func (cc *confirmChannel) closeIfUnused() {
+	if cc.retired.Load() && cc.inUse.Load() == 0 {
+		cc.closeOnce.Do(func() { _ = cc.ch.Close() })
+	}
 }
 
 type returnQuery struct {

@@ -25,8 +25,9 @@ type Topology struct {
 	log     *slog.Logger
 }
 
-// NewTopology uses conn and declares queues of the given types (QUEUE_TYPE,
-// DLQ_QUEUE_TYPE: the consumer declares the same queues and must be given the same);
+// NewTopology uses conn and declares queues of the given types and replica count
+// (QUEUE_TYPE, DLQ_QUEUE_TYPE, QUEUE_REPLICAS: the consumer declares the same queues
+// and must be given the same);
 // every operation gets its own short-lived channel, because a failed declare closes
 // the channel it ran on.
 func NewTopology(conn *rabbit.Conn, types rabbit.Topology, log *slog.Logger) *Topology {
@@ -44,7 +45,7 @@ func (t *Topology) DeclareTenant(ctx context.Context, tenantID string) error {
 		// Only queues left from an earlier tenant of the same id (a creation whose
 		// commit outcome was unknown) can differ: they are used as they are.
 		if kept := got.Kept(t.types, tenantID); len(kept) > 0 {
-			t.log.Warn("tenant queues exist with another type than QUEUE_TYPE/DLQ_QUEUE_TYPE; they keep it", "tenant_id", tenantID, "queues", kept)
+			t.log.Warn("tenant queues exist with another type or replica count than QUEUE_TYPE/DLQ_QUEUE_TYPE/QUEUE_REPLICAS ask for; they keep it", "tenant_id", tenantID, "queues", kept)
 		}
 		return nil
 	})
