@@ -26,7 +26,7 @@ FUZZ_TARGETS := ./projections/cursor:FuzzDecode ./platform/payload:FuzzCheck ./e
 FUZZTIME ?= 5s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit race fuzz deps migrate replay bench chaos lint swagger swagger-one tidy clean
+.PHONY: help build run test test-unit test-cluster race fuzz deps migrate replay bench chaos lint swagger swagger-one tidy clean
 
 help: ## this list (the default goal)
 	@echo "usage: make <target>   (README.md explains each)"
@@ -50,6 +50,9 @@ replay: deps build ## rebuild the query-side read models from the event store
 
 test: deps ## unit and integration tests of every module against real Postgres and RabbitMQ
 	$(GO) test $(TEST_FLAGS) -tags=integration $(MODULES)
+
+test-cluster: deps ## failover against a throwaway 3-node RabbitMQ cluster (scripts/rabbit-cluster.sh; about 75 s)
+	$(GO) test -count=1 -tags=integration,cluster -run TestCluster -v ./e2e/
 
 test-unit: ## tests that need no server
 	$(GO) test $(TEST_FLAGS) $(MODULES)

@@ -255,7 +255,7 @@ func (s *Service) declare(tenantID string) error {
 		return nil
 	}
 	if s.typeChangeExplained.CompareAndSwap(false, true) {
-		s.log.Warn("tenant queues exist with another type than QUEUE_TYPE/DLQ_QUEUE_TYPE ask for: they keep it: RabbitMQ cannot change a queue's type, so QUEUE_TYPE and DLQ_QUEUE_TYPE apply to new tenants only",
+		s.log.Warn("tenant queues exist with another type or replica count than QUEUE_TYPE/DLQ_QUEUE_TYPE/QUEUE_REPLICAS ask for: they keep it: RabbitMQ cannot change either on an existing queue, so these settings apply to new tenants only",
 			"tenant_id", tenantID, "queues", kept, "queue_type", s.d.Topology.Queue, "dlq_queue_type", s.d.Topology.DLQ)
 		return nil
 	}
