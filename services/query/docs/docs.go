@@ -1190,13 +1190,13 @@ const docTemplate = `{
                     "example": 3
                 },
                 "owner": {
-                    "description": "Owner is the consumer replica that runs the tenant; null before its first report\nand while an owner that left is being replaced.",
+                    "description": "Owner is the consumer replica that runs the tenant; null before its first report,\nwhile an owner that left is being replaced, and for a tenant's own token (replica\nnames are the deployment's host names: admins only).",
                     "type": "string",
                     "x-nullable": true,
                     "example": "consumer-7d9f8c6b5-x2k4q-1a2b3c4d"
                 },
                 "replicas": {
-                    "description": "Replicas are the consumer replicas running the tenant's consumers now: the owner,\nand during a hand-over briefly the previous owner too.",
+                    "description": "Replicas are the consumer replicas running the tenant's consumers now: the owner,\nand during a hand-over briefly the previous owner too. Empty for a tenant's own\ntoken.",
                     "type": "array",
                     "items": {
                         "type": "string"

@@ -103,11 +103,13 @@ type Workers struct {
 	// Current is the number of consumers on the tenant's queue, summed over what the
 	// consumer replicas report they run (0 before the first report).
 	Current int `json:"current" example:"3"`
-	// Owner is the consumer replica that runs the tenant; null before its first report
-	// and while an owner that left is being replaced.
+	// Owner is the consumer replica that runs the tenant; null before its first report,
+	// while an owner that left is being replaced, and for a tenant's own token (replica
+	// names are the deployment's host names: admins only).
 	Owner *string `json:"owner" extensions:"x-nullable" example:"consumer-7d9f8c6b5-x2k4q-1a2b3c4d"`
 	// Replicas are the consumer replicas running the tenant's consumers now: the owner,
-	// and during a hand-over briefly the previous owner too.
+	// and during a hand-over briefly the previous owner too. Empty for a tenant's own
+	// token.
 	Replicas []string `json:"replicas" example:"consumer-7d9f8c6b5-x2k4q-1a2b3c4d"`
 }
 
@@ -248,7 +250,7 @@ func (h *Handler) listTenants(c *fiber.Ctx) error {
 	}
 	out := TenantPage{Data: make([]Tenant, 0, len(list))}
 	for _, t := range list {
-		out.Data = append(out.Data, h.toTenant(t, pending[t.ID]))
+		out.Data = append(out.Data, h.toTenant(t, pending[t.ID], h.showsReplicas(c)))
 	}
 	if more {
 		next := h.codec.Encode(cursor.KindTenants, uuid.Nil, list[len(list)-1].Position())
@@ -292,7 +294,7 @@ func (h *Handler) getTenant(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(h.toTenant(t, pending[id]))
+	return c.JSON(h.toTenant(t, pending[id], h.showsReplicas(c)))
 }
 
 // messages godoc
@@ -392,18 +394,30 @@ func (h *Handler) messagePage(c *fiber.Ctx, tenantID uuid.UUID) error {
 	return c.JSON(out)
 }
 
-func workersOf(t tenants.Tenant) Workers {
-	w := Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent, Replicas: t.Replicas}
-	if t.Owner != "" {
-		w.Owner = &t.Owner
+// showsReplicas: the consumer replicas running a tenant (host names of the
+// deployment) are shown to admins only; a tenant's own token sees null and [].
+func (h *Handler) showsReplicas(c *fiber.Ctx) bool {
+	if h.guards.TenantScope == nil {
+		return true
 	}
-	if w.Replicas == nil {
-		w.Replicas = []string{}
+	_, scoped := h.guards.TenantScope(c)
+	return !scoped
+}
+
+func workersOf(t tenants.Tenant, replicas bool) Workers {
+	w := Workers{Desired: t.WorkersDesired, Current: t.WorkersCurrent, Replicas: []string{}}
+	if replicas {
+		if t.Owner != "" {
+			w.Owner = &t.Owner
+		}
+		if t.Replicas != nil {
+			w.Replicas = t.Replicas
+		}
 	}
 	return w
 }
 
-func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
+func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int, replicas bool) Tenant {
 	id := t.ID.String()
 	var limit *RateLimit
 	if t.RateLimit != nil {
@@ -421,7 +435,7 @@ func (h *Handler) toTenant(t tenants.Tenant, deadLettersPending int) Tenant {
 		ID:                 id,
 		Name:               t.Name,
 		Status:             t.Status,
-		Workers:            workersOf(t),
+		Workers:            workersOf(t, replicas),
 		Backlog:            backlog,
 		Drain:              drain,
 		DeadLettersPending: deadLettersPending,

@@ -142,8 +142,10 @@ type tenantJSON struct {
 	Name    string `json:"name"`
 	Status  string `json:"status"`
 	Workers struct {
-		Desired int `json:"desired"`
-		Current int `json:"current"`
+		Desired  int      `json:"desired"`
+		Current  int      `json:"current"`
+		Owner    *string  `json:"owner"`
+		Replicas []string `json:"replicas"`
 	} `json:"workers"`
 	RateLimit *struct {
 		PerSecond int `json:"per_second"`
@@ -480,6 +482,19 @@ func TestTenantIsolation(t *testing.T) {
 	require.Nil(t, mine.NextCursor)
 
 	require.Equal(t, http.StatusOK, e.getAs(t, "/tenants/"+a.String(), tenantA).status)
+	// The consumer replica running it is the deployment's business: admins see it, the
+	// tenant's own token sees the count only.
+	require.NoError(t, tenants.ReportWorkers(context.Background(), db.Pool, tenants.WorkerReport{Tenant: a, Replica: "consumer-pod-7f-1a2b3c4d", Current: 1, Owner: true}))
+	asAdmin := decode[tenantJSON](t, e.getAs(t, "/tenants/"+a.String(), admin))
+	require.NotNil(t, asAdmin.Workers.Owner)
+	require.Equal(t, "consumer-pod-7f-1a2b3c4d", *asAdmin.Workers.Owner)
+	require.Equal(t, []string{"consumer-pod-7f-1a2b3c4d"}, asAdmin.Workers.Replicas)
+	for _, got := range []tenantJSON{decode[tenantJSON](t, e.getAs(t, "/tenants/"+a.String(), tenantA)), decode[pageJSON[tenantJSON]](t, e.getAs(t, "/tenants", tenantA)).Data[0]} {
+		require.Equal(t, 1, got.Workers.Current)
+		require.Nil(t, got.Workers.Owner)
+		require.NotNil(t, got.Workers.Replicas)
+		require.Empty(t, got.Workers.Replicas)
+	}
 	require.Len(t, decode[pageJSON[messageJSON]](t, e.getAs(t, "/messages?tenant_id="+a.String(), tenantA)).Data, 3)
 
 	unknown := e.getAs(t, "/tenants/"+uuid.NewString(), tenantA)
