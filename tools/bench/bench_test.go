@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/multitenant/mtm/platform/rendezvous"
 )
 
 func TestBodyIsJSONOfTheRequestedSize(t *testing.T) {
@@ -131,34 +133,6 @@ func TestConsumerReplicasHaveTheirOwnPortsAndLogs(t *testing.T) {
 	}
 }
 
-// The harness's copy of rendezvous hashing picks the owners the consumer's
-// membership.View.Owner picks (values computed by the consumer's package).
-func TestRendezvousOwnerMatchesTheConsumer(t *testing.T) {
-	t.Parallel()
-	live := []string{"bench-host-1111bbbb", "bench-host-2222cccc", "bench-host-0000aaaa"}
-	for _, c := range []struct {
-		tenant, owner string
-		score         uint64
-	}{
-		{"00000000-0000-0000-0000-000000000001", "bench-host-2222cccc", 7686795406628337302},
-		{"0b8f2a4e-7c1d-4e2f-9a3b-5c6d7e8f9a0b", "bench-host-0000aaaa", 13999299286187530752},
-		{"6f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "bench-host-1111bbbb", 11613236492917237183},
-		{"d3a1c2b4-1111-4222-8333-944455556666", "bench-host-2222cccc", 5258504016761569537},
-		{"ffffffff-ffff-4fff-bfff-ffffffffffff", "bench-host-0000aaaa", 9171273832599357453},
-		{"12345678-9abc-4def-8123-456789abcdef", "bench-host-1111bbbb", 1833780580839118375},
-	} {
-		if got := rendezvousOwner(live, c.tenant); got != c.owner {
-			t.Errorf("owner of %s = %s, want %s", c.tenant, got, c.owner)
-		}
-		if got := rendezvousScore("bench-host-0000aaaa", c.tenant); got != c.score {
-			t.Errorf("score of %s = %d, want %d", c.tenant, got, c.score)
-		}
-	}
-	if rendezvousOwner(nil, "x") != "" {
-		t.Error("no live replica owns nothing")
-	}
-}
-
 func TestOwnershipState(t *testing.T) {
 	t.Parallel()
 	live := []string{"r1", "r2", "r3"}
@@ -166,7 +140,7 @@ func TestOwnershipState(t *testing.T) {
 	settledRows := func() []tenantWorkers {
 		rows := make([]tenantWorkers, len(tenants))
 		for i, id := range tenants {
-			o := rendezvousOwner(live, id)
+			o := rendezvous.Owner(live, id)
 			rows[i] = tenantWorkers{Tenant: id, Current: 3, Owner: o, Replicas: []string{o}}
 		}
 		return rows

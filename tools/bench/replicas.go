@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"runtime"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/platform/rendezvous"
 )
 
 // replicas: the drain workload (-tenants × -workers, -replicas-messages) drained once
@@ -367,41 +367,11 @@ func ownershipState(rows []tenantWorkers, live []string, replicas, workers int) 
 			consuming, settled = false, false
 			break
 		}
-		if w.Current != workers || w.Owner != rendezvousOwner(live, w.Tenant) || !slices.Equal(w.Replicas, []string{w.Owner}) {
+		if w.Current != workers || w.Owner != rendezvous.Owner(live, w.Tenant) || !slices.Equal(w.Replicas, []string{w.Owner}) {
 			settled = false
 		}
 	}
 	return consuming, settled
-}
-
-// rendezvousOwner is the replica that owns tenant among live: the consumer's
-// membership.View.Owner (services/consumer/internal/membership, internal to the
-// consumer's module, so copied here; TestRendezvousOwnerMatchesTheConsumer pins it to
-// values computed there). If the two ever disagree, the replicas scenario never
-// settles and fails, rather than reporting a wrong figure.
-func rendezvousOwner(live []string, tenant string) string {
-	best, bestScore := "", uint64(0)
-	for _, r := range live {
-		if s := rendezvousScore(r, tenant); best == "" || s > bestScore {
-			best, bestScore = r, s
-		}
-	}
-	return best
-}
-
-// rendezvousScore is FNV-1a of replica, 0, tenant, then the splitmix64 finaliser.
-func rendezvousScore(replica, tenant string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(replica))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(tenant))
-	x := h.Sum64()
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
 
 // queueConsumersExactly reports whether every tenant's queue has exactly workers

@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/multitenant/mtm/platform/rendezvous"
 	"github.com/multitenant/mtm/projections/tenants"
 )
 
@@ -44,32 +44,7 @@ type View struct {
 }
 
 // Owner returns the replica that owns tenantID in v ("" if v is empty).
-func (v View) Owner(tenantID string) string {
-	best, bestScore := "", uint64(0)
-	for _, r := range v.Replicas {
-		if s := score(r, tenantID); best == "" || s > bestScore {
-			best, bestScore = r, s
-		}
-	}
-	return best
-}
-
-// score is the rendezvous weight of replica for tenant: FNV-1a of both, then the
-// splitmix64 finaliser, so replica names that differ in one character still spread
-// tenants evenly.
-func score(replica, tenantID string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(replica))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(tenantID))
-	x := h.Sum64()
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
+func (v View) Owner(tenantID string) string { return rendezvous.Owner(v.Replicas, tenantID) }
 
 // NewID names this process: the host (the pod name on Kubernetes) and a random suffix,
 // unique even when processes share a host or a restarted pod keeps its name.
