@@ -336,7 +336,7 @@ func (b *bench) watchOwnership(ctx context.Context, tenants []string, procs []*s
 		if settled {
 			// The broker agrees: exactly `workers` consumers on every queue, so no
 			// replica that handed a tenant over still consumes from it.
-			exact, err := b.queueConsumersExactly(tenants, workers)
+			exact, err := b.queueConsumers(exactly, tenants, workers)
 			if err != nil {
 				return ot, err
 			}
@@ -372,24 +372,4 @@ func ownershipState(rows []tenantWorkers, live []string, replicas, workers int) 
 		}
 	}
 	return consuming, settled
-}
-
-// queueConsumersExactly reports whether every tenant's queue has exactly workers
-// consumers on the broker.
-func (b *bench) queueConsumersExactly(tenants []string, workers int) (bool, error) {
-	ch, err := b.amqp[1].Channel()
-	if err != nil {
-		return false, fmt.Errorf("open channel: %w", err)
-	}
-	defer ch.Close()
-	for _, t := range tenants {
-		q, err := ch.QueueDeclarePassive(rabbit.QueueName(t), true, false, false, false, nil)
-		if err != nil {
-			return false, fmt.Errorf("inspect queue of %s: %w", t, err)
-		}
-		if q.Consumers != workers {
-			return false, nil
-		}
-	}
-	return true, nil
 }

@@ -167,7 +167,7 @@ func (b *bench) waitRunning(ctx context.Context, tenants []string, workers int) 
 			return fmt.Errorf("read tenant_workers: %w", err)
 		}
 		if sum >= want {
-			ok, err := b.brokerConsumers(tenants, workers)
+			ok, err := b.queueConsumers(atLeast, tenants, workers)
 			if err != nil {
 				return err
 			}
@@ -183,8 +183,13 @@ func (b *bench) waitRunning(ctx context.Context, tenants []string, workers int) 
 	}
 }
 
-// brokerConsumers reports whether every tenant's queue has at least workers consumers.
-func (b *bench) brokerConsumers(tenants []string, workers int) (bool, error) {
+// Consumer-count checks for queueConsumers.
+func atLeast(got, want int) bool { return got >= want }
+func exactly(got, want int) bool { return got == want }
+
+// queueConsumers reports whether every tenant's queue has a consumer count the broker
+// reports that ok accepts for workers.
+func (b *bench) queueConsumers(ok func(got, want int) bool, tenants []string, workers int) (bool, error) {
 	ch, err := b.amqp[1].Channel()
 	if err != nil {
 		return false, fmt.Errorf("open channel: %w", err)
@@ -195,7 +200,7 @@ func (b *bench) brokerConsumers(tenants []string, workers int) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("inspect queue of %s: %w", t, err)
 		}
-		if q.Consumers < workers {
+		if !ok(q.Consumers, workers) {
 			return false, nil
 		}
 	}
