@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/multitenant/mtm/platform/rendezvous"
@@ -158,36 +159,17 @@ func (m *Membership) beat(ctx context.Context) error {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
 	m.lastBeat = time.Now()
-	sweep := `
-		WITH gone AS (
-			DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval
-			RETURNING replica_id, false AS live
-		)
-		SELECT replica_id, true FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval
-		UNION ALL SELECT replica_id, live FROM gone`
-	if grace {
-		sweep = `SELECT replica_id, true FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval`
+	if !grace {
+		if err := m.sweep(ctx); err != nil {
+			return err
+		}
 	}
-	rows, err := m.pool.Query(ctx, sweep, m.cfg.TTL)
+	rows, err := m.pool.Query(ctx, `SELECT replica_id FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval`, m.cfg.TTL)
 	if err != nil {
 		return fmt.Errorf("read replicas: %w", err)
 	}
-	var live, gone []string
-	for rows.Next() {
-		var id string
-		var isLive bool
-		if err := rows.Scan(&id, &isLive); err != nil {
-			rows.Close()
-			return fmt.Errorf("read replicas: %w", err)
-		}
-		if isLive {
-			live = append(live, id)
-		} else {
-			gone = append(gone, id)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	live, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		return fmt.Errorf("read replicas: %w", err)
 	}
 	if !slices.Contains(live, m.id) {
@@ -203,12 +185,6 @@ func (m *Membership) beat(ctx context.Context) error {
 		}
 	}
 	slices.Sort(live)
-	if len(gone) > 0 {
-		m.log.Warn("consumer replicas stopped heartbeating; their tenants move to the live replicas", "gone", gone, "ttl", m.cfg.TTL)
-		if _, err := tenants.ForgetReplicas(ctx, m.pool, gone); err != nil {
-			return err
-		}
-	}
 	m.mu.Lock()
 	m.beats++
 	if m.beats < 2 {
@@ -233,6 +209,24 @@ func (m *Membership) beat(ctx context.Context) error {
 	return nil
 }
 
+// sweep removes the replicas whose heartbeat expired together with their worker
+// reports, in one transaction: no replica sees one gone while its reports still count.
+func (m *Membership) sweep(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval RETURNING replica_id`, m.cfg.TTL)
+		if err != nil {
+			return fmt.Errorf("remove expired replicas: %w", err)
+		}
+		gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(gone) == 0 {
+			return err
+		}
+		m.log.Warn("consumer replicas stopped heartbeating; their tenants move to the live replicas", "gone", gone, "ttl", m.cfg.TTL)
+		_, err = tenants.ForgetReplicas(ctx, tx, gone)
+		return err
+	})
+}
+
 // AckRejoined clears View.Rejoined once the reports were written again.
 func (m *Membership) AckRejoined() {
 	m.mu.Lock()
@@ -250,10 +244,14 @@ func (m *Membership) signal() {
 // Leave removes this replica: its row and its worker reports. The others take its
 // tenants over at their next heartbeat. Call it after the replica stopped consuming.
 func (m *Membership) Leave(ctx context.Context) error {
-	if _, err := m.pool.Exec(ctx, `DELETE FROM consumer_replicas WHERE replica_id = $1`, m.id); err != nil {
-		return fmt.Errorf("leave: delete replica %s: %w", m.id, err)
-	}
-	if _, err := tenants.ForgetReplicas(ctx, m.pool, []string{m.id}); err != nil {
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM consumer_replicas WHERE replica_id = $1`, m.id); err != nil {
+			return fmt.Errorf("delete replica %s: %w", m.id, err)
+		}
+		_, err := tenants.ForgetReplicas(ctx, tx, []string{m.id})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
 	return nil
