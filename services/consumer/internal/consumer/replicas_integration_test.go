@@ -11,6 +11,7 @@ import (
 
 	"github.com/multitenant/mtm/events"
 	"github.com/multitenant/mtm/platform/rabbit"
+	"github.com/multitenant/mtm/services/consumer/internal/membership"
 )
 
 // TestReplicasShareTenants runs consumer replicas on one database: each learns every
@@ -93,6 +94,21 @@ func (e *env) requireOwnersConverged(ids []string, workers int, svcs ...*Service
 	}
 	var owners map[string]int
 	require.Eventually(e.t, func() bool {
+		// Every replica sees exactly svcs as live...
+		var view membership.View
+		for _, s := range svcs {
+			v, ok := s.members.View()
+			if !ok || len(v.Replicas) != len(svcs) {
+				return false
+			}
+			for _, r := range v.Replicas {
+				if !known[r] {
+					return false
+				}
+			}
+			view = v
+		}
+		// ... and every tenant runs on the owner that view gives it.
 		owners = map[string]int{}
 		for _, id := range ids {
 			var owner *string
@@ -100,7 +116,7 @@ func (e *env) requireOwnersConverged(ids []string, workers int, svcs ...*Service
 			var replicas []string
 			err := e.db.Pool.QueryRow(context.Background(),
 				`SELECT owner, current, replicas FROM tenant_workers WHERE tenant_id = $1`, id).Scan(&owner, &current, &replicas)
-			if err != nil || owner == nil || !known[*owner] || current != workers || len(replicas) != 1 || replicas[0] != *owner {
+			if err != nil || owner == nil || *owner != view.Owner(id) || current != workers || len(replicas) != 1 || replicas[0] != *owner {
 				return false
 			}
 			if e.consumers(rabbit.QueueName(id)) != workers {
