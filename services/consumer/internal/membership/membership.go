@@ -159,18 +159,9 @@ func (m *Membership) beat(ctx context.Context) error {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
 	m.lastBeat = time.Now()
-	if !grace {
-		if err := m.sweep(ctx); err != nil {
-			return err
-		}
-	}
-	rows, err := m.pool.Query(ctx, `SELECT replica_id FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval`, m.cfg.TTL)
+	live, err := m.readLive(ctx, !grace)
 	if err != nil {
-		return fmt.Errorf("read replicas: %w", err)
-	}
-	live, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("read replicas: %w", err)
+		return err
 	}
 	if !slices.Contains(live, m.id) {
 		// Our own row is always live right after writing it (same clock).
@@ -209,22 +200,39 @@ func (m *Membership) beat(ctx context.Context) error {
 	return nil
 }
 
-// sweep removes the replicas whose heartbeat expired together with their worker
-// reports, in one transaction: no replica sees one gone while its reports still count.
-func (m *Membership) sweep(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval RETURNING replica_id`, m.cfg.TTL)
+// readLive returns the live replicas. With sweep it first removes the replicas whose
+// heartbeat expired together with their worker reports, in the same transaction (so
+// with the same now()): no replica is ever seen gone while its reports still count.
+func (m *Membership) readLive(ctx context.Context, sweep bool) ([]string, error) {
+	var live []string
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if sweep {
+			rows, err := tx.Query(ctx, `DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval RETURNING replica_id`, m.cfg.TTL)
+			if err != nil {
+				return fmt.Errorf("remove expired replicas: %w", err)
+			}
+			gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("remove expired replicas: %w", err)
+			}
+			if len(gone) > 0 {
+				m.log.Warn("consumer replicas stopped heartbeating; their tenants move to the live replicas", "gone", gone, "ttl", m.cfg.TTL)
+				if _, err := tenants.ForgetReplicas(ctx, tx, gone); err != nil {
+					return err
+				}
+			}
+		}
+		rows, err := tx.Query(ctx, `SELECT replica_id FROM consumer_replicas WHERE heartbeat_at >= now() - $1::interval`, m.cfg.TTL)
 		if err != nil {
-			return fmt.Errorf("remove expired replicas: %w", err)
+			return fmt.Errorf("read replicas: %w", err)
 		}
-		gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil || len(gone) == 0 {
-			return err
+		live, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("read replicas: %w", err)
 		}
-		m.log.Warn("consumer replicas stopped heartbeating; their tenants move to the live replicas", "gone", gone, "ttl", m.cfg.TTL)
-		_, err = tenants.ForgetReplicas(ctx, tx, gone)
-		return err
+		return nil
 	})
+	return live, err
 }
 
 // AckRejoined clears View.Rejoined once the reports were written again.
