@@ -30,16 +30,34 @@ func Build(dir string, pkgs ...string) error {
 	return nil
 }
 
-// FreeAddr returns a loopback address whose port nobody listens on right now.
+// handedOut are the ports FreeAddr returned in this process: the kernel may offer a
+// port again as soon as its probe listener closed, before the process it was meant for
+// has bound it, and two services of one test then race for it.
+var (
+	portsMu   sync.Mutex
+	handedOut = map[string]bool{}
+)
+
+// FreeAddr returns a loopback address whose port nobody listens on right now and that
+// it has not returned before in this process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("proctest: free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("proctest: free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	t.Fatalf("proctest: no port not handed out before in 100 tries")
+	return ""
 }
 
 // output collects a process's output safely while it runs.
