@@ -88,9 +88,6 @@ func New(id string, cfg Config, pool *pgxpool.Pool, log *slog.Logger) *Membershi
 	return &Membership{id: id, cfg: cfg, pool: pool, log: log.With("replica", id), changed: make(chan struct{}, 1)}
 }
 
-// ID is this replica's id.
-func (m *Membership) ID() string { return m.id }
-
 // Changed is signalled when the view changes (the reconciler re-checks ownership).
 func (m *Membership) Changed() <-chan struct{} { return m.changed }
 
@@ -98,7 +95,7 @@ func (m *Membership) Changed() <-chan struct{} { return m.changed }
 func (m *Membership) View() (View, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.view, m.known
+	return m.view, m.beats >= 2
 }
 
 // Ready is a readiness check: false until the first heartbeat was written.
@@ -151,22 +148,11 @@ func (m *Membership) beat(ctx context.Context) error {
 		m.graceUntil = start.Add(m.cfg.TTL)
 	}
 	grace := time.Now().Before(m.graceUntil)
-	var inserted bool
-	if err := m.pool.QueryRow(ctx, `
-		INSERT INTO consumer_replicas (replica_id) VALUES ($1)
-		ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()
-		RETURNING xmax = 0`, m.id).Scan(&inserted); err != nil {
-		return fmt.Errorf("write heartbeat: %w", err)
-	}
-	m.lastBeat = time.Now()
-	live, err := m.readLive(ctx, !grace)
+	inserted, live, err := m.writeAndRead(ctx, !grace)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(live, m.id) {
-		// Our own row is always live right after writing it (same clock).
-		live = append(live, m.id)
-	}
+	m.lastBeat = time.Now()
 	if grace {
 		prev, _ := m.View()
 		for _, r := range prev.Replicas {
@@ -182,11 +168,10 @@ func (m *Membership) beat(ctx context.Context) error {
 		m.mu.Unlock()
 		return nil
 	}
-	first := !m.known
+	first := m.beats == 2
 	rejoined := inserted && !first
-	same := m.known && slices.Equal(m.view.Replicas, live)
+	same := !first && slices.Equal(m.view.Replicas, live)
 	m.view = View{Replicas: live, Rejoined: m.view.Rejoined || rejoined}
-	m.known = true
 	m.mu.Unlock()
 	if rejoined {
 		m.log.Warn("this replica's heartbeat had expired (cut off from the database longer than the TTL); rejoined")
@@ -200,12 +185,19 @@ func (m *Membership) beat(ctx context.Context) error {
 	return nil
 }
 
-// readLive returns the live replicas. With sweep it first removes the replicas whose
-// heartbeat expired together with their worker reports, in the same transaction (so
-// with the same now()): no replica is ever seen gone while its reports still count.
-func (m *Membership) readLive(ctx context.Context, sweep bool) ([]string, error) {
-	var live []string
-	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+// writeAndRead writes this replica's heartbeat and returns the live replicas (itself
+// included) and whether its row had to be inserted. With sweep it also removes the
+// replicas whose heartbeat expired together with their worker reports. All in one
+// transaction, so with one now(): no replica is ever seen gone while its reports still
+// count.
+func (m *Membership) writeAndRead(ctx context.Context, sweep bool) (inserted bool, live []string, err error) {
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO consumer_replicas (replica_id) VALUES ($1)
+			ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()
+			RETURNING xmax = 0`, m.id).Scan(&inserted); err != nil {
+			return fmt.Errorf("write heartbeat: %w", err)
+		}
 		if sweep {
 			rows, err := tx.Query(ctx, `DELETE FROM consumer_replicas WHERE heartbeat_at < now() - $1::interval RETURNING replica_id`, m.cfg.TTL)
 			if err != nil {
@@ -232,7 +224,7 @@ func (m *Membership) readLive(ctx context.Context, sweep bool) ([]string, error)
 		}
 		return nil
 	})
-	return live, err
+	return inserted, live, err
 }
 
 // AckRejoined clears View.Rejoined once the reports were written again.

@@ -74,7 +74,7 @@ func TestNoTakeOverStormAfterDatabaseOutage(t *testing.T) {
 	_, err := db.Pool.Exec(ctx, `INSERT INTO consumer_replicas (replica_id, heartbeat_at) VALUES ('replica-a', now() - interval '1 hour'), ('replica-b', now() - interval '1 hour')`)
 	require.NoError(t, err)
 	require.NoError(t, tenants.ReportWorkers(ctx, db.Pool, tenants.WorkerReport{Tenant: uuid.New(), Replica: "replica-b", Current: 1, Owner: true}))
-	a.view, a.known, a.beats = View{Replicas: []string{"replica-a", "replica-b"}}, true, 2
+	a.view, a.beats = View{Replicas: []string{"replica-a", "replica-b"}}, 2
 	a.lastBeat = time.Now().Add(-time.Hour)
 
 	runCtx, stop := context.WithCancel(ctx)
