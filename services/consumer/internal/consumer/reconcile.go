@@ -69,14 +69,18 @@ func (s *Service) reconcile(ctx context.Context) {
 		}
 		s.members.AckRejoined()
 	}
-	me := s.d.ReplicaID
-	mine := func(id string) bool { return view.Owner(id) == me }
 	snapshot := s.state.Snapshot()
+	// Owners are computed once per pass: the pass asks for each tenant several times.
+	owned := make(map[string]bool, len(snapshot))
+	for _, t := range snapshot {
+		owned[t.ID] = view.Owner(t.ID) == s.d.ReplicaID
+	}
+	mine := func(id string) bool { return owned[id] }
 	s.handOver(ctx, mine)
 	if more := s.setUp(ctx, snapshot, mine); more {
 		defer s.poke()
 	}
-	owned := 0
+	running := 0
 	for _, t := range snapshot {
 		if ctx.Err() != nil {
 			return
@@ -90,13 +94,13 @@ func (s *Service) reconcile(ctx context.Context) {
 		if !mine(t.ID) {
 			continue
 		}
-		owned++
+		running++
 		if err := s.converge(ctx, t); err != nil {
 			s.log.Warn("tenant not converged, will retry", "tenant_id", t.ID, "err", err)
 		}
 	}
 	s.m.replicasLive.Set(float64(len(view.Replicas)))
-	s.m.tenantsOwned.Set(float64(owned))
+	s.m.tenantsOwned.Set(float64(running))
 	s.reapHandedOver()
 }
 
