@@ -68,9 +68,8 @@ type Membership struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	view  View
-	known bool
+	mu   sync.Mutex
+	view View
 	// beats counts successful heartbeats: the view is known from the second, so
 	// replicas started together see each other before taking tenants (instead of the
 	// first one setting every tenant up, then handing most of them over).
